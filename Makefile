@@ -1,0 +1,35 @@
+# promptzip: every install step lives here, so a fresh clone needs only `make demo` / `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-all bench lint clean
+
+install: $(STAMP)
+
+# torch==2.13.0 first: the CPU build on local disk. A bare `torch` requirement would pull a
+# multi-GB CUDA build; with 2.13.0 in place, the `train` extra's pin is already satisfied.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[train,dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/promptzip compress corpora/demo/incident-report.md --ratio 0.33
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-all: install
+	$(BIN)/python -m pytest -q -m ''
+
+bench: install
+	$(BIN)/python -m promptzip.bench --out BENCHMARKS.md
+
+lint: install
+	$(BIN)/ruff check promptzip tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,345 @@
+"""Batch compression of a folder tree: mirrored outputs, a JSONL journal, resumable runs.
+
+* Each output is written to a hidden temporary file beside its final path and renamed into
+  place, so an interrupted run (Ctrl-C, SIGKILL, power loss aside) never leaves a truncated
+  output under a final name.
+* The journal `promptzip-report.jsonl` in the output folder gets one line per finished item
+  (appended and flushed after the rename). A re-run skips an item when its last journal line
+  says `ok` with the same input sha256 and settings key, and the output on disk still has the
+  recorded sha256. A torn last line (a kill mid-write) is ignored.
+* `promptzip-summary.json` is rewritten at the end of every run (also an interrupted one).
+* One failing item is recorded with its error and never stops the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .compressors import get_method
+from .errors import PromptzipError, UsageError
+from .pipeline import Request, compress_file
+from .tokens import load_tokenizer
+
+REPORT_NAME = "promptzip-report.jsonl"
+SUMMARY_NAME = "promptzip-summary.json"
+_TMP_MARK = ".pztmp-"
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    method: str = "lexical"
+    request: Request = field(default_factory=Request)
+    params: tuple[tuple[str, Any], ...] = ()
+    tokenizer: str = "cl100k_base"
+    errors: str = "strict"
+
+    def describe(self) -> dict[str, Any]:
+        cls = get_method(self.method)
+        counter = load_tokenizer(self.tokenizer)
+        return {
+            "method": self.method,
+            "method_version": cls.version,
+            "params": cls(**dict(self.params)).settings,
+            "ratio": self.request.ratio,
+            "target_tokens": self.request.target_tokens,
+            "query": self.request.query,
+            "force": list(self.request.force),
+            "tokenizer": counter.name,
+            "tokenizer_sha256": counter.sha256,
+            "errors": self.errors,
+        }
+
+    def key(self) -> str:
+        blob = json.dumps(self.describe(), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Summary:
+    source: str
+    output: str
+    total: int = 0
+    compressed: int = 0
+    up_to_date: int = 0
+    failed: int = 0
+    interrupted: bool = False
+    input_tokens: int = 0
+    output_tokens: int = 0
+    ratio: float | None = None
+    elapsed_s: float = 0.0
+    settings: dict[str, Any] = field(default_factory=dict)
+    failures: list[dict[str, str]] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    def render(self) -> str:
+        ratio = f"ratio {self.ratio:.3f}" if self.ratio is not None else "ratio n/a"
+        text = (
+            f"batch: {self.total} files · {self.compressed} compressed · {self.up_to_date} up to date"
+            f" · {self.failed} failed · {self.input_tokens:,} -> {self.output_tokens:,} tokens"
+            f" ({ratio}) · {self.elapsed_s:.1f} s"
+        )
+        return text + (" · interrupted" if self.interrupted else "")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def discover(src: Path, pattern: str, out: Path) -> list[Path]:
+    """Files (and broken symlinks, to report them) under `src` matching `pattern`, sorted."""
+    found = []
+    for p in src.glob(pattern):
+        if _inside(p.resolve() if p.exists() else p, out):
+            continue
+        if p.is_file() or (p.is_symlink() and not p.exists()):
+            found.append(p)
+    return sorted(found)
+
+
+def check_dirs(src: Path, out: Path) -> None:
+    if not src.is_dir():
+        raise UsageError(f"{src} is not a directory")
+    rs, ro = src.resolve(), out.resolve()
+    if _inside(ro, rs):
+        raise UsageError(
+            f"output folder {out} is inside the input folder {src}",
+            "Choose an output folder outside the input tree.",
+        )
+    if _inside(rs, ro):
+        raise UsageError(
+            f"input folder {src} is inside the output folder {out}",
+            "Outputs could overwrite inputs; choose another output folder.",
+        )
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} exists and is not a folder")
+
+
+def load_journal(path: Path) -> dict[str, dict[str, Any]]:
+    """Last record per input path; torn or foreign lines are skipped."""
+    records: dict[str, dict[str, Any]] = {}
+    if not path.exists():
+        return records
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and "path" in rec:
+                records[rec["path"]] = rec
+    return records
+
+
+class _Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if path.exists() and path.stat().st_size:
+            with open(path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                torn = f.read(1) != b"\n"
+            if torn:  # a kill mid-line: start the next record on a line of its own
+                with open(path, "ab") as f:
+                    f.write(b"\n")
+        self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+@dataclass
+class _Job:
+    rel: str
+    src: str
+    dst: str
+    input_sha256: str
+    settings: BatchSettings
+    key: str
+
+
+class _HashingWriter:
+    def __init__(self, f) -> None:
+        self._f = f
+        self.sha = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        return self._f.write(data)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
+def _run_job(job: _Job) -> dict[str, Any]:
+    """Compress one file (in a worker process or inline); never raises for bad input."""
+    record: dict[str, Any] = {"path": job.rel, "input_sha256": job.input_sha256, "settings": job.key}
+    dst = Path(job.dst)
+    tmp = dst.with_name(f".{dst.name}{_TMP_MARK}{os.getpid()}")
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        s = job.settings
+        with open(tmp, "wb") as f:
+            writer = _HashingWriter(f)
+            report = compress_file(job.src, writer, s.method, s.request, dict(s.params), s.tokenizer,
+                                   s.errors)
+        os.replace(tmp, dst)
+        record.update(status="ok", output_sha256=writer.sha.hexdigest(), report=report.to_dict())
+    except PromptzipError as exc:
+        record.update(status="failed", error=exc.render())
+    except OSError as exc:
+        record.update(status="failed", error=f"Error: {exc.strerror or exc}: {exc.filename or job.src}.")
+    except Exception as exc:  # a bug must not stop the batch; it is recorded
+        record.update(status="failed", error=f"Error: unexpected {type(exc).__name__}: {exc}.")
+    finally:
+        tmp.unlink(missing_ok=True)
+    return record
+
+
+def _worker_init() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+
+
+def _remove_stale_temps(out: Path) -> None:
+    for p in out.rglob(f".*{_TMP_MARK}*"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+
+
+def run_batch(
+    src: Path,
+    out: Path,
+    settings: BatchSettings,
+    pattern: str = "**/*",
+    jobs: int = 1,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> Summary:
+    """Compress every file under `src` matching `pattern` into the mirror tree `out`."""
+    t0 = time.perf_counter()
+    check_dirs(src, out)
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    settings.request.validate()
+    desc = settings.describe()  # validates method, params and tokenizer before any work
+    key = settings.key()
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(out)
+    files = discover(src, pattern, out.resolve())
+    reserved = {REPORT_NAME, SUMMARY_NAME}
+    journal_records = load_journal(out / REPORT_NAME)
+    summary = Summary(str(src), str(out), total=len(files), settings=desc)
+    journal = _Journal(out / REPORT_NAME)
+    finished: dict[str, dict[str, Any]] = {}
+
+    def record(rec: dict[str, Any]) -> None:
+        rec["time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        journal.append(rec)
+        finished[rec["path"]] = rec
+        if progress:
+            progress(len(finished), len(files), rec["path"])
+
+    todo: list[_Job] = []
+    for p in files:
+        rel = p.relative_to(src).as_posix()
+        dst = out / rel
+        if rel in reserved:
+            record({"path": rel, "status": "failed",
+                    "error": f"Error: {rel} collides with the batch report file name."})
+            continue
+        try:
+            digest = sha256_file(p)
+        except OSError as exc:
+            reason = "broken symbolic link" if p.is_symlink() and not p.exists() else exc.strerror
+            record({"path": rel, "status": "failed", "error": f"Error: cannot read {p}: {reason}."})
+            continue
+        prev = journal_records.get(rel)
+        if (prev and prev.get("status") == "ok" and prev.get("settings") == key
+                and prev.get("input_sha256") == digest and dst.is_file()
+                and sha256_file(dst) == prev.get("output_sha256")):
+            summary.up_to_date += 1
+            finished[rel] = prev
+            if progress:
+                progress(len(finished), len(files), rel)
+            continue
+        todo.append(_Job(rel, str(p), str(dst), digest, settings, key))
+
+    try:
+        for rec in _execute(todo, jobs):
+            record(rec)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        journal.close()
+        _finish_summary(summary, finished, t0)
+        _write_json_atomic(out / SUMMARY_NAME, asdict(summary))
+    if summary.interrupted:
+        raise KeyboardInterrupt
+    return summary
+
+
+def _execute(todo: list[_Job], jobs: int) -> Iterator[dict[str, Any]]:
+    if jobs == 1 or len(todo) <= 1:
+        for job in todo:
+            yield _run_job(job)
+        return
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
+    try:
+        pending: set[Future] = set()
+        queue = iter(todo)
+        for job in queue:
+            pending.add(pool.submit(_run_job, job))
+            if len(pending) >= jobs * 4:
+                break
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield fut.result()
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending.add(pool.submit(_run_job, nxt))
+    except BaseException:
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _finish_summary(summary: Summary, finished: dict[str, dict[str, Any]], t0: float) -> None:
+    for rel, rec in sorted(finished.items()):
+        if rec.get("status") == "ok":
+            rep = rec.get("report") or {}
+            summary.input_tokens += int(rep.get("input_tokens", 0))
+            summary.output_tokens += int(rep.get("output_tokens", 0))
+        else:
+            summary.failures.append({"path": rel, "error": rec.get("error", "")})
+    summary.failed = len(summary.failures)
+    summary.compressed = len(finished) - summary.failed - summary.up_to_date
+    summary.ratio = summary.output_tokens / summary.input_tokens if summary.input_tokens else None
+    summary.elapsed_s = time.perf_counter() - t0
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,49 @@
+"""The `promptzip` command line (Typer). Commands live one group per module; no model logic
+here: commands parse options, call the library and map its typed errors to exit codes."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+from .common import EXIT_CODES_HELP, app_callback_defaults
+
+app = typer.Typer(
+    name="promptzip",
+    help="Compress prompts and contexts for LLMs.\n\n" + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"promptzip {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Show the version and exit."),
+) -> None:
+    app_callback_defaults(ctx)
+
+
+def _register() -> None:
+    from . import batch, compress, info
+
+    compress.register(app)
+    batch.register(app)
+    info.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,70 @@
+"""The compressor protocol.
+
+A compressor is a class with a name, a one-line description, the parameters it accepts and
+`compress(ctx)`. The pipeline has already scanned the document when `compress` runs: `ctx`
+holds the unit table (byte ranges, token counts, kinds, flags), the token budget and the
+request, and offers `ctx.unit_texts()` to re-read units and `ctx.emit(keep)` to write a
+selection. Methods that do not select (rewriters, encoders) will write through `ctx.write()`.
+`observe(unit)` sees every unit during the scan, for methods that need document statistics.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..pipeline import Context
+    from ..segment import Unit
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[Any, ...] = ()
+
+    def parse(self, raw: Any) -> Any:
+        try:
+            value = self.type(raw)
+        except (TypeError, ValueError):
+            raise UsageError(f"parameter {self.name} expects {self.type.__name__}, got {raw!r}") from None
+        if self.choices and value not in self.choices:
+            raise UsageError(
+                f"parameter {self.name} must be one of {', '.join(map(str, self.choices))}, not {raw!r}"
+            )
+        return value
+
+
+class Compressor(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    query_aware: ClassVar[bool] = False
+    # Bump when the output for the same input and settings changes (batch resume keys on it).
+    version: ClassVar[str] = "1"
+    params: ClassVar[tuple[Param, ...]] = ()
+
+    def __init__(self, **params: Any) -> None:
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            valid = ", ".join(known) or "none"
+            raise UsageError(
+                f"method {self.name} has no parameter {', '.join(unknown)}",
+                f"Its parameters: {valid} (see `promptzip methods`).",
+            )
+        self.settings = {
+            name: (p.parse(params[name]) if name in params else p.default) for name, p in known.items()
+        }
+
+    def observe(self, unit: Unit) -> None:  # noqa: B027 - optional hook
+        """Called for every unit during the scan pass."""
+
+    @abstractmethod
+    def compress(self, ctx: Context) -> None:
+        """Write the compressed document through `ctx`."""

@@ -1,0 +1,125 @@
+"""`lexical`: sentence selection by lexical scores, kept in original order within the budget.
+
+With `--query`, each unit is scored by BM25 against the query (document = unit, collection =
+the document's units), plus a small centrality term that breaks ties among units that share no
+word with the query. Without a query, the score is centrality: the cosine between a unit's
+TF-IDF vector and the document's TF-IDF centroid (units that talk about what the whole document
+talks about). Statistics come from a scan of the whole document, so one budget covers it all.
+
+Selection is greedy by score with skip-and-continue (a unit that no longer fits is passed over
+for smaller ones), which lands close to the budget even on short texts. Headings and units
+holding `--force` strings are always kept.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+import numpy as np
+
+from ..pipeline import Context, select_by_score
+from ..segment import FORCED, STRUCTURE, Unit
+from .base import Compressor, Param
+
+_WORD = re.compile(r"[^\W_]+")
+STOPWORDS = frozenset(
+    """a an the and or but if then else of to in on at by for with from as into onto over under
+    is are was were be been being am do does did done have has had having it its it's this that
+    these those there here which who whom whose what when where why how not no nor so than too
+    very can could would should will shall may might must i me my we us our you your he him his
+    she her they them their also just only about after before again all any both each few more
+    most other some such own same s t d ll re ve m o y up down out off once further""".split()
+)
+_MAX_VOCAB = 2_000_000
+_SHORT_UNIT = 6  # content words below which centrality is damped
+
+
+def terms(text: str) -> list[str]:
+    """Lower-cased content words with a light plural fold ('models' -> 'model')."""
+    out = []
+    for w in _WORD.findall(text.lower()):
+        if w in STOPWORDS:
+            continue
+        if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+            w = w[:-1]
+        out.append(w)
+    return out
+
+
+class Lexical(Compressor):
+    name = "lexical"
+    description = "Sentence selection: BM25 against --query, or TF-IDF centrality without one."
+    query_aware = True
+    params = (
+        Param("k1", float, 1.2, "BM25 term-frequency saturation"),
+        Param("b", float, 0.75, "BM25 length normalization"),
+        Param("keep_headings", int, 1, "1: always keep Markdown headings; 0: score them", (0, 1)),
+    )
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        self._df: Counter[str] = Counter()  # units containing the term
+        self._tf: Counter[str] = Counter()  # occurrences in the document
+        self._units = 0
+        self._length = 0
+
+    def observe(self, unit: Unit) -> None:
+        words = terms(unit.text)
+        self._units += 1
+        self._length += len(words)
+        self._tf.update(words)
+        self._df.update(set(words))
+        if len(self._df) > _MAX_VOCAB:  # bound memory: forget the rarest terms
+            for w in [w for w, c in self._df.items() if c <= 1]:
+                del self._df[w]
+                self._tf.pop(w, None)
+
+    def _idf(self, term: str) -> float:
+        n, df = self._units, self._df.get(term, 0)
+        return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+
+    def compress(self, ctx: Context) -> None:
+        idf_cache: dict[str, float] = {}
+
+        def idf(w: str) -> float:
+            v = idf_cache.get(w)
+            if v is None:
+                v = idf_cache[w] = self._idf(w)
+            return v
+
+        centroid_norm = math.sqrt(sum((c * idf(w)) ** 2 for w, c in self._tf.items())) or 1.0
+        query = Counter(terms(ctx.request.query or ""))
+        avg_len = self._length / max(self._units, 1)
+        k1, b = self.settings["k1"], self.settings["b"]
+        scores = np.zeros(len(ctx.table), dtype=np.float64)
+        tf_doc = self._tf
+        for i, text in enumerate(ctx.unit_texts()):
+            words = terms(text)
+            if not words:
+                continue
+            counts = Counter(words)
+            dot = 0.0
+            norm = 0.0
+            for w, c in counts.items():
+                weight = c * idf(w)
+                dot += weight * tf_doc.get(w, 0) * idf(w)
+                norm += weight * weight
+            centrality = dot / (math.sqrt(norm) * centroid_norm) if norm else 0.0
+            # a cosine is length-blind: damp units of a few words (speaker labels, captions)
+            centrality *= min(1.0, len(words) / _SHORT_UNIT) ** 0.5
+            if query:
+                bm25 = 0.0
+                denom_len = k1 * (1 - b + b * len(words) / avg_len)
+                for q in query:
+                    f = counts.get(q, 0)
+                    if f:
+                        bm25 += idf(q) * f * (k1 + 1) / (f + denom_len)
+                scores[i] = bm25 + 0.1 * centrality
+            else:
+                scores[i] = centrality
+        must = (ctx.table.flags & FORCED) > 0
+        if self.settings["keep_headings"]:
+            must |= (ctx.table.flags & STRUCTURE) > 0
+        ctx.emit(select_by_score(ctx.table, scores, ctx.budget, must))

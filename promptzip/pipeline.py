@@ -1,0 +1,416 @@
+"""read -> segment -> score -> select -> assemble -> write, in bounded memory.
+
+Pass 1 (scan) streams the document piece by piece: exact token count of the input, fidelity
+tallies, and a *unit table* (numpy arrays: byte range, tokens, kind, separator, flags) built by
+the segmenter; the compressor may observe each unit. The budget is then fixed once for the
+whole document. The compressor re-reads units by byte offset when it needs their text and hands
+back a keep mask; the writer copies the kept byte ranges verbatim, joined by the input's own
+whitespace, while counting output tokens with the same piece rule as the input.
+
+Memory is O(number of units) (about 30 bytes each) plus one piece (1 MiB) of text.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from . import __version__
+from .compressors import Compressor, get_method
+from .errors import UsageError
+from .fidelity import FidelityTracker
+from .report import Report
+from .segment import FORCED, GAP_TEXT, Gap, Kind, Segmenter, Unit, protected_spans
+from .source import Document, PieceSplitter, RangeReader, document_from_bytes, open_document
+from .tokens import DEFAULT_TOKENIZER, TokenCounter, load_tokenizer
+
+Progress = Callable[[str, int, int], None]  # (phase, bytes done, bytes total)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for, independent of the method."""
+
+    ratio: float | None = None
+    target_tokens: int | None = None
+    query: str | None = None
+    force: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        if self.ratio is not None and self.target_tokens is not None:
+            raise UsageError("--ratio and --target-tokens are exclusive", "Give one of them.")
+        if self.ratio is not None and not (0.0 < self.ratio <= 1.0) or (
+            self.ratio is not None and math.isnan(self.ratio)
+        ):
+            raise UsageError(
+                f"--ratio must be in (0, 1], got {self.ratio}",
+                "It is the fraction of tokens kept: 0.33 keeps a third.",
+            )
+        if self.target_tokens is not None and self.target_tokens < 0:
+            raise UsageError(f"--target-tokens must be >= 0, got {self.target_tokens}")
+
+
+DEFAULT_RATIO = 0.5
+
+
+@dataclass
+class UnitTable:
+    start: np.ndarray
+    end: np.ndarray
+    tokens: np.ndarray
+    kind: np.ndarray
+    gap: np.ndarray
+    spans: np.ndarray
+    flags: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+
+class _TableBuilder:
+    def __init__(self) -> None:
+        self.cols = {
+            "start": array("q"), "end": array("q"), "tokens": array("l"), "kind": array("B"),
+            "gap": array("B"), "spans": array("l"), "flags": array("B"),
+        }
+
+    def add(self, units: Sequence[Unit], counts: Sequence[int]) -> None:
+        c = self.cols
+        for u, n in zip(units, counts, strict=True):
+            c["start"].append(u.start)
+            c["end"].append(u.end)
+            c["tokens"].append(n)
+            c["kind"].append(u.kind)
+            c["gap"].append(u.gap)
+            c["spans"].append(u.spans)
+            c["flags"].append(u.flags)
+
+    def build(self) -> UnitTable:
+        dtypes = {"start": np.int64, "end": np.int64, "tokens": np.int64, "kind": np.uint8,
+                  "gap": np.uint8, "spans": np.int64, "flags": np.uint8}
+        return UnitTable(**{k: np.array(v, dtype=dtypes[k]) for k, v in self.cols.items()})
+
+
+class OutputSink:
+    """Writes output bytes; counts their tokens piece by piece and tallies fidelity."""
+
+    def __init__(self, out: BinaryIO, counter: TokenCounter, fidelity: FidelityTracker) -> None:
+        self._out = out
+        self._counter = counter
+        self._fidelity = fidelity
+        self._splitter = PieceSplitter()
+        self.tokens = 0
+        self.bytes = 0
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self._out.write(data)
+        self.bytes += len(data)
+        for piece in self._splitter.feed(data):
+            self._count(piece)
+
+    def close(self) -> None:
+        for piece in self._splitter.finish():
+            self._count(piece)
+        self._out.flush()
+
+    def _count(self, piece: bytes) -> None:
+        text = piece.decode("utf-8", errors="replace")
+        self.tokens += self._counter.count(text)
+        self._fidelity.output(text)
+
+
+@dataclass
+class Partial:
+    """Keep only part of unit `index`: its first (side='head') or last ('tail') words, within
+    `tokens` tokens counted with its separator."""
+
+    index: int
+    side: str
+    tokens: int
+
+
+@dataclass
+class Context:
+    doc: Document
+    table: UnitTable
+    budget: int
+    request: Request
+    counter: TokenCounter
+    sink: OutputSink
+    progress: Progress | None = None
+    warnings: list[str] = field(default_factory=list)
+    kept: np.ndarray | None = None  # set by emit(): which units reached the output
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def unit_texts(self) -> Iterator[str]:
+        reader = RangeReader(self.doc.file)
+        for s, e in zip(self.table.start.tolist(), self.table.end.tolist(), strict=True):
+            yield reader.get(s, e).decode("utf-8")
+
+    def emit(self, keep: np.ndarray, partial: Partial | None = None) -> None:
+        """Write the kept units in document order, joined by the input's whitespace."""
+        t = self.table
+        reader = RangeReader(self.doc.file)
+        starts, ends, gaps = t.start.tolist(), t.end.tolist(), t.gap.tolist()
+        keep_list = keep.tolist()
+        p_index = partial.index if partial else -1
+        last_kept = -2
+        strongest = 0
+        wrote = False
+        for i in range(len(starts)):
+            if not keep_list[i] and i != p_index:
+                strongest = max(strongest, gaps[i])
+                continue
+            strongest = max(strongest, gaps[i])
+            gap_bytes = reader.get(ends[i - 1] if i else 0, starts[i])
+            if not wrote:
+                sep = b""
+            elif last_kept == i - 1:
+                sep = gap_bytes
+            else:
+                sep = _separator(gap_bytes, gaps[i], strongest)
+            body = reader.get(starts[i], ends[i])
+            if i == p_index:
+                body = self._fit(body.decode("utf-8"), sep.decode("utf-8"), partial).encode("utf-8")
+                if not body:
+                    continue
+            self.sink.write(sep + body)
+            wrote = True
+            last_kept = i
+            strongest = 0
+        if wrote and self.doc.size and _ends_with_newline(self.doc.file, self.doc.size):
+            self.sink.write(b"\n")
+        kept = keep.copy()
+        if 0 <= p_index:
+            kept[p_index] = True
+        self.kept = kept
+
+    def _fit(self, text: str, sep: str, partial: Partial) -> str:
+        """The longest word-aligned head (or tail) of `text` within the partial's tokens."""
+        pieces = word_pieces(text)
+        count = self.counter.count
+
+        def cut(k: int) -> str:
+            if partial.side == "head":
+                return text[: pieces[k - 1][1]] if k else ""
+            return text[pieces[len(pieces) - k][0]:] if k else ""
+
+        lo, hi = 0, len(pieces)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if count(sep + cut(mid)) <= partial.tokens:
+                lo = mid
+            else:
+                hi = mid - 1
+        return cut(lo)
+
+
+def word_pieces(text: str) -> list[tuple[int, int]]:
+    """Whitespace-separated words, with protected spans (numbers with units, inline code,
+    URLs) merged into single pieces so a cut never falls inside them."""
+    import re
+
+    spans = protected_spans(text)
+    pieces: list[tuple[int, int]] = []
+    for m in re.finditer(r"\S+", text):
+        s, e = m.span()
+        for ps, pe in spans:
+            if ps < e and s < pe:
+                s, e = min(s, ps), max(e, pe)
+        if pieces and s < pieces[-1][1]:
+            pieces[-1] = (pieces[-1][0], max(e, pieces[-1][1]))
+        else:
+            pieces.append((s, e))
+    return pieces
+
+
+def _separator(gap: bytes, gap_kind: int, strongest: int) -> bytes:
+    """Separator before a kept unit when units before it were dropped: the unit's own
+    whitespace, upgraded to the strongest break that was dropped (keeping its indentation)."""
+    if gap_kind >= strongest:
+        return gap
+    indent = gap[gap.rfind(b"\n") + 1 :] if b"\n" in gap else b""
+    return GAP_TEXT[Gap(strongest)].encode() + indent
+
+
+def _ends_with_newline(f: BinaryIO, size: int) -> bool:
+    f.seek(size - 1)
+    return f.read(1) == b"\n"
+
+
+def select_by_score(table: UnitTable, scores: np.ndarray, budget: int, must: np.ndarray) -> np.ndarray:
+    """Greedy fill: must-keep units first, then the best-scored units that still fit (a unit
+    that does not fit is skipped and smaller ones are tried); ties go to earlier units."""
+    keep = must.copy()
+    used = int(table.tokens[must].sum())
+    order = np.lexsort((np.arange(len(scores)), -scores))
+    tokens = table.tokens.tolist()
+    for i in order.tolist():
+        if keep[i]:
+            continue
+        n = tokens[i]
+        if used + n <= budget:
+            keep[i] = True
+            used += n
+    return keep
+
+
+@dataclass
+class ScanResult:
+    table: UnitTable
+    input_tokens: int
+    fidelity: FidelityTracker
+
+
+def scan(doc: Document, counter: TokenCounter, compressor: Compressor, force: Sequence[str],
+         progress: Progress | None = None) -> ScanResult:
+    seg = Segmenter(force)
+    builder = _TableBuilder()
+    fidelity = FidelityTracker()
+    total = 0
+
+    def take(units: list[Unit]) -> None:
+        texts = [GAP_TEXT[u.gap] + u.text for u in units]
+        builder.add(units, counter.count_many(texts))
+        for u in units:
+            compressor.observe(u)
+
+    for offset, text in doc.pieces():
+        total += counter.count(text)
+        fidelity.input(text)
+        take(list(seg.feed(offset, text)))
+        if progress:
+            progress("scan", offset + len(text.encode("utf-8")), doc.size)
+    take(list(seg.finish()))
+    return ScanResult(builder.build(), total, fidelity)
+
+
+@dataclass
+class CompressResult:
+    text: str | None  # None when the output went to a stream
+    report: Report
+
+
+def compress_document(
+    doc: Document,
+    out: BinaryIO,
+    method: str = "lexical",
+    request: Request | None = None,
+    params: dict[str, Any] | None = None,
+    tokenizer: str | TokenCounter = DEFAULT_TOKENIZER,
+    progress: Progress | None = None,
+) -> Report:
+    """Compress `doc` into the binary stream `out` and return the report."""
+    t0 = time.perf_counter()
+    request = request or Request()
+    request.validate()
+    if request.ratio is None and request.target_tokens is None:
+        request = Request(DEFAULT_RATIO, None, request.query, request.force)
+    counter = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
+    cls = get_method(method)
+    compressor = cls(**(params or {}))
+    warnings: list[str] = []
+    if request.query and not cls.query_aware:
+        warnings.append(f"{cls.name} ignores --query")
+
+    scanned = scan(doc, counter, compressor, request.force, progress)
+    table = scanned.table
+    unit_total = int(table.tokens.sum())
+    if request.target_tokens is not None:
+        budget = request.target_tokens
+    else:
+        budget = int(round(request.ratio * unit_total))
+    sink = OutputSink(out, counter, scanned.fidelity)
+    ctx = Context(doc, table, budget, request, counter, sink, progress, warnings)
+    if len(table):
+        compressor.compress(ctx)
+    sink.close()
+    kept = ctx.kept if ctx.kept is not None else np.zeros(len(table), dtype=bool)
+    if request.force:
+        forced = (table.flags & FORCED) > 0
+        if bool((forced & ~kept).any()):
+            warnings.append("some --force strings were not kept")
+    elapsed = time.perf_counter() - t0
+    fid = scanned.fidelity.result()
+    if sink.tokens > budget and budget < unit_total:
+        over = (table.tokens[(table.flags & FORCED) > 0]).sum()
+        if over > budget:
+            warnings.append(f"must-keep content ({int(over)} tokens) exceeds the budget of {budget}")
+    return Report(
+        method=cls.name,
+        params=compressor.settings,
+        tokenizer=counter.name,
+        tokenizer_sha256=counter.sha256,
+        input_tokens=scanned.input_tokens,
+        output_tokens=sink.tokens,
+        ratio=(sink.tokens / scanned.input_tokens) if scanned.input_tokens else 1.0,
+        requested_ratio=request.ratio,
+        target_tokens=request.target_tokens,
+        budget_tokens=budget,
+        input_bytes=doc.size,
+        output_bytes=sink.bytes,
+        units=len(table),
+        units_kept=int(kept.sum()),
+        protected_spans=int(table.spans.sum()),
+        protected_spans_kept=int(table.spans[kept].sum()) if len(table) else 0,
+        numbers_in=fid.numbers_in,
+        numbers_kept=fid.numbers_kept,
+        names_in=fid.names_in,
+        names_kept=fid.names_kept,
+        elapsed_ms=elapsed * 1000.0,
+        tokens_per_s=scanned.input_tokens / elapsed if elapsed > 0 else 0.0,
+        query=request.query,
+        force=list(request.force),
+        source=doc.label,
+        warnings=warnings,
+        promptzip_version=__version__,
+    )
+
+
+def compress(
+    text: str,
+    method: str = "lexical",
+    ratio: float | None = None,
+    target_tokens: int | None = None,
+    query: str | None = None,
+    force: Sequence[str] = (),
+    tokenizer: str | TokenCounter = DEFAULT_TOKENIZER,
+    **params: Any,
+) -> CompressResult:
+    """Compress a string. Keyword arguments beyond the named ones are method parameters."""
+    out = io.BytesIO()
+    doc = document_from_bytes(text.encode("utf-8"))
+    report = compress_document(
+        doc, out, method, Request(ratio, target_tokens, query, tuple(force)), params, tokenizer
+    )
+    return CompressResult(out.getvalue().decode("utf-8"), report)
+
+
+def compress_file(
+    path: str | Path | None,
+    out: BinaryIO,
+    method: str = "lexical",
+    request: Request | None = None,
+    params: dict[str, Any] | None = None,
+    tokenizer: str | TokenCounter = DEFAULT_TOKENIZER,
+    errors: str = "strict",
+    progress: Progress | None = None,
+) -> Report:
+    """Compress a file (or stdin for None / '-') into `out`."""
+    with open_document(path, errors) as doc:
+        return compress_document(doc, out, method, request, params, tokenizer, progress)
+
+
+__all__ = ["Request", "CompressResult", "compress", "compress_file", "compress_document", "Kind"]

@@ -1,0 +1,70 @@
+"""The compression report: numbers in dataclasses, formatting only in `render()`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Report:
+    method: str
+    params: dict[str, Any]
+    tokenizer: str
+    tokenizer_sha256: str | None
+    input_tokens: int
+    output_tokens: int
+    ratio: float  # output tokens / input tokens (1.0 for empty input)
+    requested_ratio: float | None
+    target_tokens: int | None
+    budget_tokens: int
+    input_bytes: int
+    output_bytes: int
+    units: int
+    units_kept: int
+    protected_spans: int
+    protected_spans_kept: int
+    numbers_in: int
+    numbers_kept: float | None
+    names_in: int
+    names_kept: float | None
+    elapsed_ms: float
+    tokens_per_s: float  # input tokens per second of wall time
+    query: str | None = None
+    force: list[str] = field(default_factory=list)
+    model: str | None = None
+    model_sha256: str | None = None
+    device: str = "cpu"
+    source: str = ""
+    warnings: list[str] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+    promptzip_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    def render(self) -> str:
+        """One line for stderr."""
+        target = (
+            f"target {self.requested_ratio:g}" if self.requested_ratio is not None
+            else f"target {self.target_tokens} tokens" if self.target_tokens is not None
+            else "no target"
+        )
+        parts = [
+            f"{self.method}: {self.input_tokens:,} -> {self.output_tokens:,} tokens",
+            f"ratio {self.ratio:.3f} ({target})",
+            f"{self.elapsed_ms:,.0f} ms",
+        ]
+        if self.numbers_kept is not None:
+            parts.append(f"numbers kept {self.numbers_kept:.0%}")
+        if self.names_kept is not None:
+            parts.append(f"names kept {self.names_kept:.0%}")
+        if self.protected_spans:
+            parts.append(f"protected spans {self.protected_spans_kept}/{self.protected_spans}")
+        return " · ".join(parts)

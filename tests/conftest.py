@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "corpora"
+DEMO = ROOT / "corpora" / "demo" / "incident-report.md"
+
+needs_shared = pytest.mark.skipif(
+    not SHARED.is_dir(),
+    reason="../shared/corpora is not beside this checkout (CI has it; a user's clone does not)",
+)
+
+# Keep every cache of the test session away from the user's: tiktoken's BPE cache and
+# PROMPTZIP_HOME (set per test below).
+_SESSION_TMP = Path(tempfile.mkdtemp(prefix="promptzip-tests-"))
+os.environ["TIKTOKEN_CACHE_DIR"] = str(_SESSION_TMP / "tiktoken")
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMPTZIP_HOME", str(tmp_path / "home"))
+    for var in ("PROMPTZIP_METHOD", "PROMPTZIP_TOKENIZER", "PROMPTZIP_ERRORS", "PROMPTZIP_DEBUG"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session")
+def demo_text() -> str:
+    return DEMO.read_text(encoding="utf-8")

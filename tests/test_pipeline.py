@@ -1,0 +1,130 @@
+import io
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import promptzip
+from promptzip import source
+from promptzip.errors import UsageError
+from promptzip.pipeline import Request, compress_document
+from promptzip.source import document_from_bytes
+from promptzip.tokens import load_tokenizer
+
+METHODS = ["truncate", "lexical"]
+
+
+def is_subsequence(small: str, big: str) -> bool:
+    it = iter(big)
+    return all(ch in it for ch in small)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("ratio", [0.5, 0.33, 0.2])
+def test_ratio_is_hit_on_demo(demo_text, method, ratio):
+    res = promptzip.compress(demo_text, method=method, ratio=ratio)
+    rep = res.report
+    assert rep.input_tokens == load_tokenizer().count(demo_text)
+    assert rep.output_tokens == load_tokenizer().count(res.text)
+    assert abs(rep.ratio - ratio) <= 0.03, rep.ratio
+    assert is_subsequence(res.text, demo_text)
+
+
+def test_target_tokens_budget(demo_text):
+    res = promptzip.compress(demo_text, method="lexical", target_tokens=200)
+    assert 170 <= res.report.output_tokens <= 205
+    assert res.report.ratio == pytest.approx(res.report.output_tokens / res.report.input_tokens)
+
+
+def test_protected_blocks_are_all_or_nothing(demo_text):
+    code = demo_text[demo_text.index("```python"):demo_text.index("```\n\nThe configuration") + 3]
+    table = demo_text[demo_text.index("| Metric"):demo_text.index("| 41 in 47 minutes |") + 20]
+    for ratio in (0.8, 0.5, 0.3, 0.15):
+        out = promptzip.compress(demo_text, ratio=ratio).text
+        assert ("```python" in out) == (code in out)
+        assert ("| Metric" in out) == (table in out)
+        for heading in ("# Incident report", "## Timeline", "## Lessons"):
+            assert heading in out  # lexical keeps headings
+
+
+def test_force_strings_survive(demo_text):
+    forced = ["INC-2291", "Jonas Weber", "eu-west-1"]
+    for method in METHODS:
+        res = promptzip.compress(demo_text, method=method, ratio=0.1, force=forced)
+        for f in forced:
+            assert f in res.text, (method, f)
+
+
+def test_truncate_sides(demo_text):
+    head = promptzip.compress(demo_text, method="truncate", ratio=0.3).text
+    tail = promptzip.compress(demo_text, method="truncate", ratio=0.3, side="tail").text
+    both = promptzip.compress(demo_text, method="truncate", ratio=0.3, side="both").text
+    assert demo_text.startswith(head.rstrip("\n"))  # plus the input's final newline
+    assert demo_text.rstrip("\n").endswith(tail.rstrip("\n"))
+    assert both.startswith(head[:200]) and both.rstrip().endswith(demo_text.rstrip()[-40:])
+
+
+def test_query_changes_lexical_selection(demo_text):
+    q = promptzip.compress(demo_text, ratio=0.2, query="Who owns the checklist of library defaults?")
+    assert "Jonas Weber owns" in q.text
+    assert q.report.query
+
+
+def test_report_fields(demo_text):
+    rep = promptzip.compress(demo_text, method="lexical", ratio=0.33).report
+    d = rep.to_dict()
+    for key in ("schema_version", "method", "params", "tokenizer", "input_tokens", "output_tokens",
+                "ratio", "elapsed_ms", "tokens_per_s", "protected_spans", "protected_spans_kept",
+                "numbers_kept", "names_kept", "device"):
+        assert key in d
+    assert isinstance(rep.ratio, float)
+    assert 0 < rep.numbers_kept < 1 and 0 < rep.names_kept <= 1
+    assert rep.protected_spans_kept <= rep.protected_spans
+    assert "ratio 0.3" in rep.render()
+
+
+def test_empty_and_whitespace_input():
+    for text in ("", "   \n\n  "):
+        res = promptzip.compress(text, ratio=0.3)
+        assert res.text == ""
+        assert res.report.output_tokens == 0
+
+
+def test_bad_requests():
+    with pytest.raises(UsageError):
+        promptzip.compress("x", ratio=1.5)
+    with pytest.raises(UsageError):
+        promptzip.compress("x", ratio=0.5, target_tokens=10)
+    with pytest.raises(UsageError):
+        promptzip.compress("x", method="nope")
+    with pytest.raises(UsageError):
+        promptzip.compress("x", method="truncate", side="middle")
+    with pytest.raises(UsageError):
+        promptzip.compress("x", method="truncate", colour="red")
+
+
+def test_small_pieces_give_identical_output(demo_text, monkeypatch):
+    """Streaming in 1 KiB pieces selects exactly what the single-piece run selects."""
+    big = demo_text * 3
+    expected = promptzip.compress(big, ratio=0.3).text
+    monkeypatch.setattr(source, "PIECE_BYTES", 1024)
+    out = io.BytesIO()
+    compress_document(document_from_bytes(big.encode()), out, "lexical", Request(0.3))
+    assert out.getvalue().decode() == expected
+
+
+_words = st.sampled_from(["alpha", "beta", "Gamma", "42", "3.5 kg", "`x. y`", "http://a.io/b",
+                          ".", "!", "\n", "\n\n", "- ", "# ", "| c |", "```", "{}", "é"])
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(_words, max_size=120).map(" ".join), st.sampled_from(METHODS),
+       st.floats(min_value=0.05, max_value=1.0))
+def test_output_is_subsequence_and_within_budget(text, method, ratio):
+    params = {"keep_headings": 0} if method == "lexical" else {}  # no must-keep units
+    res = promptzip.compress(text, method=method, ratio=ratio, **params)
+    assert is_subsequence(res.text, text)
+    if not text.strip():
+        assert res.text == ""
+    # the budget is exact on unit token sums; joins may shift the exact count by a few tokens
+    assert res.report.output_tokens <= res.report.budget_tokens + 4 + 0.1 * res.report.budget_tokens
