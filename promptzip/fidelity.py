@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:/]\d+)*")
+NUMBER = re.compile(r"\d(?<![\w.]\d)\d*(?:[.,:/]\d+)*")
 NAME = re.compile(r"\b[A-Z][a-z]+(?:[-'][A-Za-z]+)*")
 _NOT_NAMES = frozenset(
     """A An The This That These Those It Its I We You He She They In On At Of For From To By With

@@ -30,7 +30,7 @@ from .fidelity import FidelityTracker
 from .report import Report
 from .segment import FORCED, GAP_TEXT, Gap, Kind, Segmenter, Unit, protected_spans
 from .source import Document, PieceSplitter, RangeReader, document_from_bytes, open_document
-from .tokens import DEFAULT_TOKENIZER, TokenCounter, load_tokenizer
+from .tokens import DEFAULT_TOKENIZER, TokenCounter, load_tokenizer, token_starts
 
 Progress = Callable[[str, int, int], None]  # (phase, bytes done, bytes total)
 
@@ -280,15 +280,36 @@ def scan(doc: Document, counter: TokenCounter, compressor: Compressor, force: Se
     builder = _TableBuilder()
     fidelity = FidelityTracker()
     total = 0
+    # Token start offsets (absolute bytes) not yet attributed to a unit. A unit owns the
+    # tokens that start between the previous unit's end and its own end (its gap included),
+    # so unit counts are in-context counts that add up to the document's count.
+    pending: list[np.ndarray] = []
+    prev_end = 0
 
     def take(units: list[Unit]) -> None:
-        texts = [GAP_TEXT[u.gap] + u.text for u in units]
-        builder.add(units, counter.count_many(texts))
+        nonlocal prev_end, pending
+        if not units:
+            return
+        if pending:
+            starts = np.concatenate(pending) if len(pending) > 1 else pending[0]
+            ends = np.fromiter((u.end for u in units), dtype=np.int64, count=len(units))
+            lows = np.concatenate(([prev_end], ends[:-1]))
+            counts = (np.searchsorted(starts, ends) - np.searchsorted(starts, lows)).tolist()
+            pending = [starts[np.searchsorted(starts, ends[-1]):]]
+        else:
+            counts = counter.count_many([GAP_TEXT[u.gap] + u.text for u in units])
+        prev_end = units[-1].end
+        builder.add(units, counts)
         for u in units:
             compressor.observe(u)
 
     for offset, text in doc.pieces():
-        total += counter.count(text)
+        starts = token_starts(counter, text)
+        if starts is None:
+            total += counter.count(text)
+        else:
+            total += len(starts)
+            pending.append(starts + offset)
         fidelity.input(text)
         take(list(seg.feed(offset, text)))
         if progress:

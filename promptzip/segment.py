@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -69,11 +70,18 @@ _UNITS = (
     r"%|‰|°[CF]?|[kMGT]?B|[kMGT]i?B|km|cm|mm|nm|µm|m|kg|mg|g|lbs?|oz|ms|µs|ns|s|min|h|hrs?|"
     r"Hz|kHz|MHz|GHz|[kMG]?W|V|mAh|Ah|kWh|K|USD|EUR|GBP|x|px|pt|em"
 )
+# starts at a digit so the scan is fast; a sign or currency symbol is glued to it anyway
 _NUMBER = (
-    r"(?<![\w.])[-+]?(?:[$€£¥]\s?)?\d(?:[\d,]*\d)?(?:\.\d+)?(?:e[-+]?\d+)?"
+    r"\d(?<![\w.]\d)(?:[\d,]*\d)?(?:\.\d+)?(?:e[-+]?\d+)?"
     rf"(?:\s?(?:{_UNITS})(?![\w]))?"
 )
-PROTECTED_INLINE = re.compile("|".join(f"(?:{p})" for p in (_INLINE_CODE, _URL, _EMAIL, _NUMBER)))
+_HAS_DIGIT = re.compile(r"\d").search
+_PROTECTED = (  # (a test that must pass for the pattern to match anything, pattern)
+    (lambda t: "`" in t, re.compile(_INLINE_CODE)),
+    (lambda t: "://" in t or "www." in t, re.compile(_URL)),
+    (lambda t: "@" in t, re.compile(_EMAIL)),
+    (_HAS_DIGIT, re.compile(_NUMBER)),
+)
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _HEADING = re.compile(r"^ {0,3}#{1,6}(?:\s|$)")
@@ -115,7 +123,29 @@ def _wrap_width(lines: Sequence[str]) -> int:
 
 
 def protected_spans(text: str) -> list[tuple[int, int]]:
-    return [m.span() for m in PROTECTED_INLINE.finditer(text)]
+    """Inline protected spans (code, URLs, e-mail, numbers with units), sorted, disjoint."""
+    found: list[tuple[int, int]] = []
+    for may_match, pattern in _PROTECTED:
+        if not may_match(text):
+            continue
+        found.extend(m.span() for m in pattern.finditer(text))
+    if not found:
+        return found
+    found.sort()
+    merged = [found[0]]
+    for s, e in found[1:]:
+        if s < merged[-1][1]:
+            if e > merged[-1][1]:
+                merged[-1] = (merged[-1][0], e)
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def _inside(pos: int, spans: list[tuple[int, int]], starts: list[int]) -> bool:
+    """Whether `pos` falls strictly inside one of the sorted disjoint `spans`."""
+    i = bisect_right(starts, pos) - 1
+    return i >= 0 and spans[i][0] < pos < spans[i][1]
 
 
 def sentence_bounds(text: str, wrap_width: int = 0) -> list[tuple[int, int]]:
@@ -125,10 +155,11 @@ def sentence_bounds(text: str, wrap_width: int = 0) -> list[tuple[int, int]]:
     paragraph hard-wrapped at `wrap_width`, after a line that fills most of the width.
     """
     spans = protected_spans(text)
+    span_starts = [s for s, _ in spans]
     cuts: list[int] = []
     for m in _SENT_END.finditer(text):
         end = m.end()
-        if any(s < end < e for s, e in spans):
+        if spans and _inside(end, spans, span_starts):
             continue
         w = _WORD_BEFORE.search(text, max(0, m.start() - 24), end)
         if w and m.group().startswith("."):
@@ -140,8 +171,8 @@ def sentence_bounds(text: str, wrap_width: int = 0) -> list[tuple[int, int]]:
     while pos != -1:
         line_start = text.rfind("\n", 0, pos) + 1
         wrapped = wrap_width and len(text[line_start:pos].rstrip()) >= 0.7 * wrap_width
-        if not wrapped and not _LABEL.match(text, line_start, pos) and not any(
-            s < pos < e for s, e in spans
+        if not wrapped and not _LABEL.match(text, line_start, pos) and not (
+            spans and _inside(pos, spans, span_starts)
         ):
             cuts.append(pos)
         pos = text.find("\n", pos + 1)

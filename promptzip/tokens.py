@@ -28,6 +28,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from .errors import ModelError, TokenizerError
 
 DEFAULT_TOKENIZER = "cl100k_base"
@@ -59,11 +61,19 @@ class TokenCounter(Protocol):
     def count_many(self, texts: list[str]) -> list[int]: ...
 
 
+def token_starts(counter: TokenCounter, text: str) -> np.ndarray | None:
+    """Token start offsets when the counter can give them (one encode of a whole piece
+    then yields every unit's in-context count), else None."""
+    fn = getattr(counter, "token_starts", None)
+    return fn(text) if fn else None
+
+
 @dataclass
 class TiktokenCounter:
     name: str
     sha256: str | None
     _enc: object
+    _lengths: np.ndarray | None = None  # byte length of every token id
 
     def count(self, text: str) -> int:
         return len(self._enc.encode_ordinary(text))
@@ -71,6 +81,20 @@ class TiktokenCounter:
     def count_many(self, texts: list[str]) -> list[int]:
         enc = self._enc.encode_ordinary
         return [len(enc(t)) for t in texts]
+
+    def token_starts(self, text: str) -> np.ndarray:
+        """Byte offset (in `text` as UTF-8) where each token of `text` starts."""
+        if self._lengths is None:
+            lengths = np.zeros(self._enc.n_vocab, dtype=np.int64)
+            for i in range(self._enc.n_vocab):
+                try:
+                    lengths[i] = len(self._enc.decode_single_token_bytes(i))
+                except KeyError:  # holes in the id space
+                    pass
+            self._lengths = lengths
+        ids = np.asarray(self._enc.encode_ordinary(text), dtype=np.int64)
+        ends = np.cumsum(self._lengths[ids])
+        return ends - self._lengths[ids]
 
 
 @dataclass

@@ -36,16 +36,34 @@ _MAX_VOCAB = 2_000_000
 _SHORT_UNIT = 6  # content words below which centrality is damped
 
 
-def terms(text: str) -> list[str]:
-    """Lower-cased content words with a light plural fold ('models' -> 'model')."""
-    out = []
-    for w in _WORD.findall(text.lower()):
-        if w in STOPWORDS:
-            continue
-        if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
-            w = w[:-1]
-        out.append(w)
-    return out
+def fold(word: str) -> str | None:
+    """A lower-cased word as a term: None for stopwords, light plural fold ('models' -> 'model')."""
+    if word in STOPWORDS:
+        return None
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+class Terms:
+    """Text -> content terms, memoizing the per-word fold (bounded)."""
+
+    def __init__(self, limit: int = 500_000) -> None:
+        self._memo: dict[str, str | None] = {}
+        self._limit = limit
+
+    def __call__(self, text: str) -> list[str]:
+        memo = self._memo
+        out = []
+        for w in _WORD.findall(text.lower()):
+            t = memo.get(w, "")
+            if t == "":
+                if len(memo) >= self._limit:
+                    memo.clear()
+                t = memo[w] = fold(w)
+            if t:
+                out.append(t)
+        return out
 
 
 class Lexical(Compressor):
@@ -64,9 +82,10 @@ class Lexical(Compressor):
         self._tf: Counter[str] = Counter()  # occurrences in the document
         self._units = 0
         self._length = 0
+        self._terms = Terms()
 
     def observe(self, unit: Unit) -> None:
-        words = terms(unit.text)
+        words = self._terms(unit.text)
         self._units += 1
         self._length += len(words)
         self._tf.update(words)
@@ -76,25 +95,18 @@ class Lexical(Compressor):
                 del self._df[w]
                 self._tf.pop(w, None)
 
-    def _idf(self, term: str) -> float:
-        n, df = self._units, self._df.get(term, 0)
-        return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
-
     def compress(self, ctx: Context) -> None:
-        idf_cache: dict[str, float] = {}
-
-        def idf(w: str) -> float:
-            v = idf_cache.get(w)
-            if v is None:
-                v = idf_cache[w] = self._idf(w)
-            return v
-
-        centroid_norm = math.sqrt(sum((c * idf(w)) ** 2 for w, c in self._tf.items())) or 1.0
-        query = Counter(terms(ctx.request.query or ""))
-        avg_len = self._length / max(self._units, 1)
+        n = self._units
+        idf = {w: math.log(1.0 + (n - df + 0.5) / (df + 0.5)) for w, df in self._df.items()}
+        # centroid of the document's TF-IDF vectors, folded with the unit's idf weight
+        toward = {w: self._tf[w] * v * v for w, v in idf.items()}
+        centroid_norm = math.sqrt(sum((self._tf[w] * v) ** 2 for w, v in idf.items())) or 1.0
+        unseen = math.log(1.0 + (n + 0.5) / 0.5)
+        query = Counter(self._terms(ctx.request.query or ""))
+        avg_len = self._length / max(n, 1)
         k1, b = self.settings["k1"], self.settings["b"]
         scores = np.zeros(len(ctx.table), dtype=np.float64)
-        tf_doc = self._tf
+        terms = self._terms
         for i, text in enumerate(ctx.unit_texts()):
             words = terms(text)
             if not words:
@@ -103,10 +115,10 @@ class Lexical(Compressor):
             dot = 0.0
             norm = 0.0
             for w, c in counts.items():
-                weight = c * idf(w)
-                dot += weight * tf_doc.get(w, 0) * idf(w)
+                dot += c * toward.get(w, 0.0)
+                weight = c * idf.get(w, unseen)
                 norm += weight * weight
-            centrality = dot / (math.sqrt(norm) * centroid_norm) if norm else 0.0
+            centrality = dot / (math.sqrt(norm) * centroid_norm)
             # a cosine is length-blind: damp units of a few words (speaker labels, captions)
             centrality *= min(1.0, len(words) / _SHORT_UNIT) ** 0.5
             if query:
@@ -115,7 +127,7 @@ class Lexical(Compressor):
                 for q in query:
                     f = counts.get(q, 0)
                     if f:
-                        bm25 += idf(q) * f * (k1 + 1) / (f + denom_len)
+                        bm25 += idf.get(q, unseen) * f * (k1 + 1) / (f + denom_len)
                 scores[i] = bm25 + 0.1 * centrality
             else:
                 scores[i] = centrality
