@@ -65,6 +65,9 @@ class FidelityTracker:
         self._out_num: Tally | None = None
         self._out_name: Tally | None = None
 
+    def reset_output(self) -> None:
+        self._out_num = self._out_name = None
+
     def input(self, text: str) -> None:
         self._in_num.add(numbers_in(text))
         self._in_name.add(names_in(text))

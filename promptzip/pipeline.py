@@ -59,6 +59,7 @@ class Request:
 
 
 DEFAULT_RATIO = 0.5
+_HARD_CAP_MAX_TOKENS = 2_000_000  # above this, --target-tokens output streams (may overshoot slightly)
 
 
 @dataclass
@@ -267,6 +268,19 @@ def select_by_score(table: UnitTable, scores: np.ndarray, budget: int, must: np.
     return keep
 
 
+def best_partial(table: UnitTable, keep: np.ndarray, scores: np.ndarray, budget: int) -> Partial | None:
+    """Spend what the greedy fill left over on the head of the best dropped sentence, so
+    short documents (a few long sentences) still land on their budget."""
+    rest = budget - int(table.tokens[keep].sum())
+    if rest < 2:
+        return None
+    candidates = np.flatnonzero(~keep & (table.kind == Kind.SENTENCE))
+    if not len(candidates):
+        return None
+    best = candidates[np.argmax(scores[candidates])]
+    return Partial(int(best), "head", rest)
+
+
 @dataclass
 class ScanResult:
     table: UnitTable
@@ -353,11 +367,30 @@ def compress_document(
         budget = request.target_tokens
     else:
         budget = int(round(request.ratio * unit_total))
-    sink = OutputSink(out, counter, scanned.fidelity)
-    ctx = Context(doc, table, budget, request, counter, sink, progress, warnings)
-    if len(table):
-        compressor.compress(ctx)
-    sink.close()
+
+    def attempt(stream: BinaryIO, budget: int) -> tuple[OutputSink, Context]:
+        scanned.fidelity.reset_output()
+        sink = OutputSink(stream, counter, scanned.fidelity)
+        ctx = Context(doc, table, budget, request, counter, sink, progress, warnings)
+        if len(table):
+            compressor.compress(ctx)
+        sink.close()
+        return sink, ctx
+
+    if request.target_tokens is not None and budget <= _HARD_CAP_MAX_TOKENS:
+        # --target-tokens is a hard cap: joins can cost a token or two more than the units'
+        # in-context counts, so compress in memory and tighten the budget until it fits.
+        for _ in range(4):
+            buf = io.BytesIO()
+            sink, ctx = attempt(buf, budget)
+            over = sink.tokens - request.target_tokens
+            if over <= 0 or budget == 0:
+                break
+            budget = max(0, budget - over)
+        out.write(buf.getvalue())
+        out.flush()
+    else:
+        sink, ctx = attempt(out, budget)
     kept = ctx.kept if ctx.kept is not None else np.zeros(len(table), dtype=bool)
     if request.force:
         forced = (table.flags & FORCED) > 0

@@ -189,6 +189,15 @@ def sentence_bounds(text: str, wrap_width: int = 0) -> list[tuple[int, int]]:
     return bounds
 
 
+_CODE_HINT = re.compile(r"[{}\[\]();=<>]|::|:\s*$|^\s*(?:def|class|import|return|if|for|while)\b")
+
+
+def _code_like(lines: Sequence[str]) -> bool:
+    """Indented lines that look like code rather than indented prose."""
+    hits = sum(1 for line in lines if _CODE_HINT.search(line))
+    return hits >= 0.5 * len(lines)
+
+
 def _gap_of(ws: str, first: bool) -> Gap:
     if first:
         return Gap.NONE
@@ -313,6 +322,8 @@ class Segmenter:
             yield from self._whole(start, text, Kind.LINE, 0)
         elif kind == "table":
             yield from self._whole(start, text, Kind.TABLE, 0)
+        elif kind == "code" and not _code_like(lines):  # indented prose (quoted letters, poems)
+            yield from self._sentences(start, text, _wrap_width(lines))
         else:  # fence, code
             yield from self._whole(start, text, Kind.CODE, 0)
 

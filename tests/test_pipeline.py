@@ -128,3 +128,13 @@ def test_output_is_subsequence_and_within_budget(text, method, ratio):
         assert res.text == ""
     # the budget is exact on unit token sums; joins may shift the exact count by a few tokens
     assert res.report.output_tokens <= res.report.budget_tokens + 4 + 0.1 * res.report.budget_tokens
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_words, max_size=150).map(" ".join), st.sampled_from(METHODS),
+       st.integers(min_value=0, max_value=120))
+def test_target_tokens_is_a_hard_cap(text, method, target):
+    params = {"keep_headings": 0} if method == "lexical" else {}
+    res = promptzip.compress(text, method=method, target_tokens=target, **params)
+    assert res.report.output_tokens <= target
+    assert is_subsequence(res.text, text)

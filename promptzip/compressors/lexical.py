@@ -7,8 +7,9 @@ TF-IDF vector and the document's TF-IDF centroid (units that talk about what the
 talks about). Statistics come from a scan of the whole document, so one budget covers it all.
 
 Selection is greedy by score with skip-and-continue (a unit that no longer fits is passed over
-for smaller ones), which lands close to the budget even on short texts. Headings and units
-holding `--force` strings are always kept.
+for smaller ones); what is left of the budget then goes to the first words of the best dropped
+sentence, so even a text of three sentences lands near its budget. Headings and units holding
+`--force` strings are always kept.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections import Counter
 
 import numpy as np
 
-from ..pipeline import Context, select_by_score
+from ..pipeline import Context, best_partial, select_by_score
 from ..segment import FORCED, STRUCTURE, Unit
 from .base import Compressor, Param
 
@@ -134,4 +135,5 @@ class Lexical(Compressor):
         must = (ctx.table.flags & FORCED) > 0
         if self.settings["keep_headings"]:
             must |= (ctx.table.flags & STRUCTURE) > 0
-        ctx.emit(select_by_score(ctx.table, scores, ctx.budget, must))
+        keep = select_by_score(ctx.table, scores, ctx.budget, must)
+        ctx.emit(keep, best_partial(ctx.table, keep, scores, ctx.budget))

@@ -1,0 +1,179 @@
+"""`make bench`: measured numbers for BENCHMARKS.md.
+
+Sections
+* pipeline: throughput (input tokens per second of wall time) and peak RSS on a large input
+  (default 200 MB), each method run in a fresh process, side by side with tokenization alone
+  (`promptzip tokens`, the ceiling: every method must at least tokenize its input);
+* ratio: achieved vs requested ratio for truncate and lexical at 0.5 / 0.33 / 0.2 on the
+  documents of ../shared/corpora/text (skipped when the shared corpora are absent).
+
+Run: python -m promptzip.bench --out BENCHMARKS.md [--size-mb 200] [--sections pipeline,ratio]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "corpora"
+DEMO = ROOT / "corpora" / "demo" / "incident-report.md"
+RATIOS = (0.5, 0.33, 0.2)
+
+
+def shared_texts() -> list[tuple[str, str]]:
+    """(id, text) for every document of ../shared/corpora/text."""
+    docs = []
+    text_dir = SHARED / "text"
+    for path in sorted(text_dir.glob("*.jsonl")):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                docs.append((f"{path.stem}/{row['id']}", row["text"]))
+    for path in sorted(text_dir.glob("*.txt")):
+        docs.append((path.name, path.read_text(encoding="utf-8")))
+    return docs
+
+
+def build_input(path: Path, size_mb: int) -> str:
+    """A large mixed document: the shared texts (or the demo) repeated to `size_mb`."""
+    if SHARED.is_dir():
+        base = "\n\n".join(text for _, text in shared_texts())
+        origin = "../shared/corpora/text (all documents, repeated)"
+    else:
+        base = DEMO.read_text(encoding="utf-8")
+        origin = "corpora/demo/incident-report.md (repeated)"
+    target = size_mb * 1_000_000
+    if not path.exists() or path.stat().st_size < target:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            while f.tell() < target:
+                f.write(base + "\n\n")
+    return origin
+
+
+def run_measured(cmd: list[str]) -> tuple[float, int, bytes]:
+    """Wall seconds, peak RSS in MiB and stdout of one command in a fresh process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}")
+    return wall, usage.ru_maxrss // 1024, out
+
+
+def bench_pipeline(work: Path, size_mb: int) -> str:
+    big = work / f"input-{size_mb}mb.txt"
+    origin = build_input(big, size_mb)
+    exe = [sys.executable, "-m", "promptzip"]
+    wall, rss, out = run_measured([*exe, "tokens", str(big)])
+    tokens = int(out)
+    rows = [("tokenize only (`promptzip tokens`)", wall, rss, None)]
+    for method in ("truncate", "lexical"):
+        report = work / f"report-{method}.json"
+        wall, rss, _ = run_measured([*exe, "compress", str(big), "-m", method, "-r", "0.33", "-q",
+                                     "--report", str(report)])
+        rows.append((f"`{method}` at ratio 0.33", wall, rss, json.loads(report.read_text())["ratio"]))
+    ceiling = tokens / rows[0][1]
+    lines = [
+        f"Input: {big.stat().st_size / 1e6:.0f} MB, {tokens:,} cl100k_base tokens, built from {origin}.",
+        "Each row is a fresh process reading the file; wall time includes start-up (~0.3 s).",
+        "",
+        "| run | wall s | tokens/s | vs tokenize-only | peak RSS MiB | achieved ratio |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, wall, rss, ratio in rows:
+        tps = tokens / wall
+        r = f"{ratio:.4f}" if ratio is not None else "-"
+        lines.append(f"| {name} | {wall:.1f} | {tps:,.0f} | {tps / ceiling:.2f} | {rss} | {r} |")
+    return "\n".join(lines)
+
+
+def bench_ratio() -> str:
+    if not SHARED.is_dir():
+        return "Skipped: ../shared/corpora is not beside this checkout."
+    from .pipeline import compress
+
+    docs = shared_texts()
+    lines = [
+        f"{len(docs)} documents from ../shared/corpora/text (every row of the four JSONL files and "
+        "tinyshakespeare.txt); error = achieved - requested, in cl100k_base tokens.",
+        "",
+        "| method | requested | mean achieved | mean abs error | worst error | worst document |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for method in ("lexical", "truncate"):
+        for ratio in RATIOS:
+            errs = []
+            for doc_id, text in docs:
+                rep = compress(text, method=method, ratio=ratio).report
+                errs.append((rep.ratio - ratio, doc_id))
+            mean_achieved = ratio + statistics.fmean(e for e, _ in errs)
+            worst = max(errs, key=lambda x: abs(x[0]))
+            mae = statistics.fmean(abs(e) for e, _ in errs)
+            lines.append(f"| {method} | {ratio} | {mean_achieved:.4f} | {mae:.4f} | {worst[0]:+.4f} | "
+                         f"{worst[1]} |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 2**20:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    import numpy
+    import tiktoken
+
+    return (f"{cpu}, {os.cpu_count()} cores{mem}; Python {platform.python_version()}, "
+            f"tiktoken {tiktoken.__version__}, numpy {numpy.__version__}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    ap.add_argument("--size-mb", type=int, default=200)
+    ap.add_argument("--work", type=Path, default=ROOT / "bench-work")
+    ap.add_argument("--sections", default="pipeline,ratio")
+    args = ap.parse_args(argv)
+    sections = args.sections.split(",")
+    parts = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python -m promptzip.bench`); numbers are measured, never edited.",
+        "",
+        f"Machine: {machine()}. Date: {dt.date.today().isoformat()}.",
+    ]
+    if "pipeline" in sections:
+        print("bench: pipeline throughput and memory ...", file=sys.stderr)
+        parts += ["", f"## Pipeline throughput and memory ({args.size_mb} MB input)", "",
+                  bench_pipeline(args.work, args.size_mb)]
+    if "ratio" in sections:
+        print("bench: achieved vs requested ratio ...", file=sys.stderr)
+        parts += ["", "## Achieved vs requested ratio", "", bench_ratio()]
+    args.out.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    print(f"bench: wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
