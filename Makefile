@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench lint clean
+.PHONY: install demo test test-all bench lint docs clean
 
 install: $(STAMP)
 
@@ -27,6 +27,9 @@ test-all: install
 
 bench: install
 	$(BIN)/python -m promptzip.bench --out BENCHMARKS.md
+
+docs: install
+	$(BIN)/python -m promptzip.cli.reference
 
 lint: install
 	$(BIN)/ruff check promptzip tests

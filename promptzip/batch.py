@@ -290,6 +290,8 @@ def run_batch(
         summary.interrupted = True
     finally:
         journal.close()
+        if summary.interrupted:
+            _remove_stale_temps(out)  # of workers stopped mid-file
         _finish_summary(summary, finished, t0)
         _write_json_atomic(out / SUMMARY_NAME, asdict(summary))
     if summary.interrupted:
@@ -318,8 +320,11 @@ def _execute(todo: list[_Job], jobs: int) -> Iterator[dict[str, Any]]:
                 if nxt is not None:
                     pending.add(pool.submit(_run_job, nxt))
     except BaseException:
-        for proc in list(getattr(pool, "_processes", {}).values()):
+        procs = list(getattr(pool, "_processes", {}).values())
+        for proc in procs:
             proc.terminate()
+        for proc in procs:
+            proc.join(timeout=10)
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()

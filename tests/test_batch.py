@@ -132,3 +132,35 @@ def test_sigkill_then_resume_is_byte_identical(tmp_path):
     assert outputs(out) == outputs(ref)
     leftovers = [p for p in out.rglob("*") if ".pztmp-" in p.name]
     assert leftovers == []
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_leaves_valid_outputs_and_resumes(tmp_path, jobs):
+    src = make_tree(tmp_path / "in", 240)
+    ref = tmp_path / "ref"
+    args = ["-r", "0.3", "-j", jobs, "-q"]
+    subprocess.run([sys.executable, "-m", "promptzip", "batch", str(src), "-o", str(ref), *args],
+                   check=True, timeout=600)
+    expected = outputs(ref)
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "promptzip", "batch", str(src), "-o", str(out), *args],
+                            stderr=subprocess.PIPE, start_new_session=True)
+    journal = out / REPORT_NAME
+    deadline = time.time() + 300
+    while time.time() < deadline and not (journal.exists() and journal.read_bytes().count(b"\n") >= 40):
+        time.sleep(0.02)
+    import os
+
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    summary = json.loads((out / SUMMARY_NAME).read_text())
+    assert summary["interrupted"] is True
+    partial = outputs(out)
+    assert 0 < len(partial) < len(expected)
+    assert all(expected[k] == v for k, v in partial.items())  # every finished output is whole
+
+    subprocess.run([sys.executable, "-m", "promptzip", "batch", str(src), "-o", str(out), *args],
+                   check=True, timeout=600)
+    assert outputs(out) == expected

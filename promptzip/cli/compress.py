@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
                  "the one-line summary and warnings to stderr.")
     @handle_errors
     def compress(
-        path: Annotated[str | None, typer.Argument(metavar="[PATH|-]", help="Input file, or - for stdin.")] = None,
+        path: Annotated[str | None, typer.Argument(metavar="PATH|-", help="Input file, or - for stdin.")] = None,
         method: MethodOpt = "lexical",
         ratio: RatioOpt = None,
         target_tokens: TargetOpt = None,
@@ -52,9 +52,9 @@ def register(app: typer.Typer) -> None:
         param: ParamOpt = None,
         fmt: Annotated[Format, typer.Option("--format", help="text: the compressed text; json: "
                                             '{"compressed": ..., "report": {...}}.')] = Format.text,
-        output: Annotated[Path | None, typer.Option("--output", "-o",
+        output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE",
                                                     help="Write to FILE (atomically) instead of stdout.")] = None,
-        report_file: Annotated[Path | None, typer.Option("--report", help="Write the full report as JSON to FILE.")] = None,
+        report_file: Annotated[Path | None, typer.Option("--report", metavar="FILE", help="Write the full report as JSON to FILE.")] = None,
         errors: ErrorsOpt = "strict",
         quiet: QuietOpt = False,
     ) -> None:

@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def tokens(
-        path: Annotated[str | None, typer.Argument(metavar="[PATH|-]", help="Input file, or - for stdin.")] = None,
+        path: Annotated[str | None, typer.Argument(metavar="PATH|-", help="Input file, or - for stdin.")] = None,
         tokenizer: TokenizerOpt = "cl100k_base",
         fmt: Annotated[Format, typer.Option("--format", help="text: the count; json: details.")] = Format.text,
         errors: ErrorsOpt = "strict",
