@@ -157,40 +157,44 @@ class Context:
 
     def unit_texts(self) -> Iterator[str]:
         reader = RangeReader(self.doc.file)
-        for s, e in zip(self.table.start.tolist(), self.table.end.tolist(), strict=True):
-            yield reader.get(s, e).decode("utf-8")
+        for starts, ends in _chunked(self.table.start, self.table.end):
+            for s, e in zip(starts, ends, strict=True):
+                yield reader.get(s, e).decode("utf-8")
 
     def emit(self, keep: np.ndarray, partial: Partial | None = None) -> None:
         """Write the kept units in document order, joined by the input's whitespace."""
         t = self.table
         reader = RangeReader(self.doc.file)
-        starts, ends, gaps = t.start.tolist(), t.end.tolist(), t.gap.tolist()
-        keep_list = keep.tolist()
         p_index = partial.index if partial else -1
         last_kept = -2
         strongest = 0
         wrote = False
-        for i in range(len(starts)):
-            if not keep_list[i] and i != p_index:
-                strongest = max(strongest, gaps[i])
-                continue
-            strongest = max(strongest, gaps[i])
-            gap_bytes = reader.get(ends[i - 1] if i else 0, starts[i])
-            if not wrote:
-                sep = b""
-            elif last_kept == i - 1:
-                sep = gap_bytes
-            else:
-                sep = _separator(gap_bytes, gaps[i], strongest)
-            body = reader.get(starts[i], ends[i])
-            if i == p_index:
-                body = self._fit(body.decode("utf-8"), sep.decode("utf-8"), partial).encode("utf-8")
-                if not body:
+        prev_end = 0
+        i = -1
+        for starts, ends, gaps, keeps in _chunked(t.start, t.end, t.gap, keep):
+            for start, end, gap, kept in zip(starts, ends, gaps, keeps, strict=True):
+                i += 1
+                strongest = max(strongest, gap)
+                if not kept and i != p_index:
+                    prev_end = end
                     continue
-            self.sink.write(sep + body)
-            wrote = True
-            last_kept = i
-            strongest = 0
+                gap_bytes = reader.get(prev_end, start)
+                prev_end = end
+                if not wrote:
+                    sep = b""
+                elif last_kept == i - 1:
+                    sep = gap_bytes
+                else:
+                    sep = _separator(gap_bytes, gap, strongest)
+                body = reader.get(start, end)
+                if i == p_index:
+                    body = self._fit(body.decode("utf-8"), sep.decode("utf-8"), partial).encode("utf-8")
+                    if not body:
+                        continue
+                self.sink.write(sep + body)
+                wrote = True
+                last_kept = i
+                strongest = 0
         if wrote and self.doc.size and _ends_with_newline(self.doc.file, self.doc.size):
             self.sink.write(b"\n")
         kept = keep.copy()
@@ -216,6 +220,13 @@ class Context:
             else:
                 hi = mid - 1
         return cut(lo)
+
+
+def _chunked(*arrays: np.ndarray, size: int = 1 << 16) -> Iterator[list[list]]:
+    """Parallel slices of numpy arrays as Python lists, a block at a time (a whole-table
+    `tolist()` of millions of offsets would cost more memory than the table itself)."""
+    for lo in range(0, len(arrays[0]), size):
+        yield [a[lo : lo + size].tolist() for a in arrays]
 
 
 def word_pieces(text: str) -> list[tuple[int, int]]:
@@ -257,14 +268,20 @@ def select_by_score(table: UnitTable, scores: np.ndarray, budget: int, must: np.
     keep = must.copy()
     used = int(table.tokens[must].sum())
     order = np.lexsort((np.arange(len(scores)), -scores))
-    tokens = table.tokens.tolist()
-    for i in order.tolist():
-        if keep[i]:
-            continue
-        n = tokens[i]
-        if used + n <= budget:
-            keep[i] = True
-            used += n
+    order = order[~keep[order]]
+    # the best-scored run that fits as a whole, at once; then skip-and-continue one by one
+    csum = np.cumsum(table.tokens[order])
+    n_fit = int(np.searchsorted(csum, budget - used, side="right"))
+    keep[order[:n_fit]] = True
+    used += int(csum[n_fit - 1]) if n_fit else 0
+    smallest = int(table.tokens.min()) if len(table) else 0
+    for idx, toks in _chunked(order[n_fit:], table.tokens[order[n_fit:]]):
+        if budget - used < smallest:
+            break
+        for i, n in zip(idx, toks, strict=True):
+            if used + n <= budget:
+                keep[i] = True
+                used += n
     return keep
 
 

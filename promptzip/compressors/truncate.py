@@ -25,38 +25,34 @@ class Truncate(Compressor):
     def compress(self, ctx: Context) -> None:
         t = ctx.table
         n = len(t)
-        tokens = t.tokens.tolist()
-        kinds = t.kind.tolist()
         keep = (t.flags & FORCED) > 0
         left = ctx.budget - int(t.tokens[keep].sum())
         side = self.settings["side"]
         share = min(max(self.settings["head_share"], 0.0), 1.0)
 
-        def run(indices: range, allowance: int) -> tuple[int, int | None]:
-            """Keep units along `indices` while they fit; return (tokens used, boundary)."""
-            used = 0
-            for i in indices:
-                if keep[i]:
-                    continue
-                if used + tokens[i] > allowance:
-                    return used, i
-                keep[i] = True
-                used += tokens[i]
-            return used, None
+        def run(order: np.ndarray, allowance: int) -> tuple[int, int | None]:
+            """Keep units along `order` while they fit; return (tokens used, first misfit)."""
+            free = order[~keep[order]]
+            csum = np.cumsum(t.tokens[free])
+            n_fit = int(np.searchsorted(csum, allowance, side="right"))
+            keep[free[:n_fit]] = True
+            used = int(csum[n_fit - 1]) if n_fit else 0
+            return used, (int(free[n_fit]) if n_fit < len(free) else None)
 
-        partial = None
+        forward, backward = np.arange(n), np.arange(n - 1, -1, -1)
         if side == "head":
-            used, boundary = run(range(n), left)
-            rest, psid = left - used, "head"
+            used, boundary = run(forward, left)
+            rest, part_side = left - used, "head"
         elif side == "tail":
-            used, boundary = run(range(n - 1, -1, -1), left)
-            rest, psid = left - used, "tail"
+            used, boundary = run(backward, left)
+            rest, part_side = left - used, "tail"
         else:
-            head_used, head_boundary = run(range(n), int(left * share))
-            tail_used, boundary = run(range(n - 1, -1, -1), left - head_used)
-            rest, psid = left - head_used - tail_used, "tail"
+            head_used, head_boundary = run(forward, int(left * share))
+            tail_used, boundary = run(backward, left - head_used)
+            rest, part_side = left - head_used - tail_used, "tail"
             if head_boundary is not None and not keep[head_boundary]:
-                boundary, psid = head_boundary, "head"
-        if boundary is not None and not keep[boundary] and rest > 0 and kinds[boundary] == Kind.SENTENCE:
-            partial = Partial(boundary, psid, rest)
-        ctx.emit(np.asarray(keep, dtype=bool), partial)
+                boundary, part_side = head_boundary, "head"
+        partial = None
+        if boundary is not None and not keep[boundary] and rest > 0 and t.kind[boundary] == Kind.SENTENCE:
+            partial = Partial(boundary, part_side, rest)
+        ctx.emit(keep, partial)
