@@ -26,6 +26,7 @@ from typing import Any
 
 from .compressors import get_method
 from .errors import PromptzipError, UsageError
+from .fileutil import atomic_write, sha256_file
 from .pipeline import Request, compress_file
 from .tokens import load_tokenizer
 
@@ -89,14 +90,6 @@ class Summary:
             f" ({ratio}) · {self.elapsed_s:.1f} s"
         )
         return text + (" · interrupted" if self.interrupted else "")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -345,6 +338,5 @@ def _finish_summary(summary: Summary, finished: dict[str, dict[str, Any]], t0: f
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        f.write((json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))

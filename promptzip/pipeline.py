@@ -77,11 +77,13 @@ class UnitTable:
 
 
 class _TableBuilder:
+    """Columns grow as compact `array.array`s; `build()` wraps them without copying."""
+
+    _TYPES = {"start": "q", "end": "q", "tokens": "i", "kind": "B", "gap": "B", "spans": "i", "flags": "B"}
+    _DTYPES = {"q": np.int64, "i": np.int32, "B": np.uint8}
+
     def __init__(self) -> None:
-        self.cols = {
-            "start": array("q"), "end": array("q"), "tokens": array("l"), "kind": array("B"),
-            "gap": array("B"), "spans": array("l"), "flags": array("B"),
-        }
+        self.cols = {name: array(code) for name, code in self._TYPES.items()}
 
     def add(self, units: Sequence[Unit], counts: Sequence[int]) -> None:
         c = self.cols
@@ -95,9 +97,11 @@ class _TableBuilder:
             c["flags"].append(u.flags)
 
     def build(self) -> UnitTable:
-        dtypes = {"start": np.int64, "end": np.int64, "tokens": np.int64, "kind": np.uint8,
-                  "gap": np.uint8, "spans": np.int64, "flags": np.uint8}
-        return UnitTable(**{k: np.array(v, dtype=dtypes[k]) for k, v in self.cols.items()})
+        return UnitTable(**{
+            name: np.frombuffer(col, dtype=self._DTYPES[col.typecode]) if len(col)
+            else np.zeros(0, dtype=self._DTYPES[col.typecode])
+            for name, col in self.cols.items()
+        })
 
 
 class OutputSink:
@@ -150,7 +154,7 @@ class Context:
     sink: OutputSink
     progress: Progress | None = None
     warnings: list[str] = field(default_factory=list)
-    kept: np.ndarray | None = None  # set by emit(): which units reached the output
+    kept: np.ndarray | None = None  # set by emit(): which units reached the output whole
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -197,10 +201,7 @@ class Context:
                 strongest = 0
         if wrote and self.doc.size and _ends_with_newline(self.doc.file, self.doc.size):
             self.sink.write(b"\n")
-        kept = keep.copy()
-        if 0 <= p_index:
-            kept[p_index] = True
-        self.kept = kept
+        self.kept = keep.copy()  # units written whole (a partial unit is not counted)
 
     def _fit(self, text: str, sep: str, partial: Partial) -> str:
         """The longest word-aligned head (or tail) of `text` within the partial's tokens."""

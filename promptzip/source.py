@@ -74,8 +74,8 @@ def check_not_binary(head: bytes, label: str, errors: str) -> None:
         )
 
 
-def iter_pieces(f: BinaryIO, errors: str = "strict", label: str = "input") -> Iterator[tuple[int, str]]:
-    """(byte offset, text) for each piece of a binary file, from its current position."""
+def _raw_pieces(f: BinaryIO, errors: str, label: str) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, bytes) pieces of a binary stream from its current position."""
     splitter = PieceSplitter()
     offset = 0
     first = True
@@ -87,11 +87,16 @@ def iter_pieces(f: BinaryIO, errors: str = "strict", label: str = "input") -> It
         if not data:
             break
         for piece in splitter.feed(data):
-            yield offset, _decode(piece, offset, errors, label)
+            yield offset, piece
             offset += len(piece)
     for piece in splitter.finish():
+        yield offset, piece
+
+
+def iter_pieces(f: BinaryIO, errors: str = "strict", label: str = "input") -> Iterator[tuple[int, str]]:
+    """(byte offset, text) for each piece of a binary file, from its current position."""
+    for offset, piece in _raw_pieces(f, errors, label):
         yield offset, _decode(piece, offset, errors, label)
-        offset += len(piece)
 
 
 class RangeReader:
@@ -136,24 +141,11 @@ class Document:
 
 
 def _spool(src: BinaryIO, label: str, errors: str) -> BinaryIO:
+    """Copy a stream, decoded (strict or replace) and re-encoded, into a temporary file."""
     tmp = tempfile.TemporaryFile(prefix="promptzip-")
-    splitter = PieceSplitter()
-    offset = 0
-    first = True
     try:
-        while True:
-            data = src.read(PIECE_BYTES)
-            if first:
-                check_not_binary(data, label, errors)
-                first = False
-            if not data:
-                break
-            for piece in splitter.feed(data):
-                tmp.write(_decode(piece, offset, errors, label).encode("utf-8"))
-                offset += len(piece)
-        for piece in splitter.finish():
+        for offset, piece in _raw_pieces(src, errors, label):
             tmp.write(_decode(piece, offset, errors, label).encode("utf-8"))
-            offset += len(piece)
     except BaseException:
         tmp.close()
         raise

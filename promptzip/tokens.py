@@ -31,6 +31,7 @@ from typing import Protocol
 import numpy as np
 
 from .errors import ModelError, TokenizerError
+from .fileutil import atomic_write, sha256_file
 
 DEFAULT_TOKENIZER = "cl100k_base"
 
@@ -126,14 +127,6 @@ class SentencePieceCounter:
         return [len(ids) for ids in self._sp.encode(texts)] if texts else []
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _tiktoken_cache_dir() -> str:
     # Mirrors tiktoken.load.read_file_cached: read the same variables, change nothing.
     if "TIKTOKEN_CACHE_DIR" in os.environ:
@@ -167,7 +160,7 @@ def seed_tiktoken_cache(name: str) -> Path | None:
     if cache_dir == "":
         return None
     target = Path(cache_dir) / hashlib.sha1(url.encode()).hexdigest()
-    if target.is_file() and _sha256_file(target) == expected:
+    if target.is_file() and sha256_file(target) == expected:
         return target
     data = gzip.decompress(_bundled_bpe_file(name).read_bytes())
     actual = hashlib.sha256(data).hexdigest()
@@ -176,15 +169,8 @@ def seed_tiktoken_cache(name: str) -> Path | None:
             f"the bundled BPE table for {name} has sha256 {actual}, expected {expected}",
             "Reinstall bpe-openai==0.1.4.",
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(target, prefix=target.name) as f:
+        f.write(data)
     return target
 
 
@@ -222,7 +208,7 @@ def _load_file(path: Path) -> TokenCounter:
             f"{path} holds neither tokenizer.json nor tokenizer.model",
             "Point --tokenizer at one of those files.",
         )
-    sha = _sha256_file(path)
+    sha = sha256_file(path)
     label = str(path)
     try:
         if path.suffix == ".json":

@@ -6,7 +6,6 @@ import io
 import json
 import os
 import sys
-import tempfile
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -118,13 +117,7 @@ def _deliver(data: bytes | None, output: Path | None, run):
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return None
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            result = run(f) if run else f.write(data)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return result
+    from ..fileutil import atomic_write
+
+    with atomic_write(output) as f:
+        return run(f) if run else f.write(data)
