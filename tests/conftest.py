@@ -15,6 +15,18 @@ needs_shared = pytest.mark.skipif(
     reason="../shared/corpora is not beside this checkout (CI has it; a user's clone does not)",
 )
 
+# Base models are read from where `make models` put them (before PROMPTZIP_HOME is moved).
+_MODELS = Path(
+    os.environ.get("PROMPTZIP_MODELS")
+    or Path(os.environ.get("PROMPTZIP_HOME") or Path.home() / ".promptzip").expanduser() / "models"
+)
+os.environ["PROMPTZIP_MODELS"] = str(_MODELS)
+needs_models = pytest.mark.skipif(
+    not all((_MODELS / name / "manifest.json").is_file()
+            for name in ("minilm-l6-v2", "smollm2-135m-instruct")),
+    reason=f"base models are not prepared in {_MODELS}: run `make models`",
+)
+
 # Keep every cache of the test session away from the user's: tiktoken's BPE cache and
 # PROMPTZIP_HOME (set per test below).
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="promptzip-tests-"))

@@ -35,11 +35,13 @@ def _root(
 
 
 def _register() -> None:
-    from . import batch, compress, info
+    from . import batch, compress, eval, info, models
 
     compress.register(app)
     batch.register(app)
     info.register(app)
+    eval.register(app)
+    models.register(app)
 
 
 _register()

@@ -1,0 +1,72 @@
+"""`promptzip eval`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import UsageError
+from .common import TokenizerOpt, err, handle_errors, progress_bar
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--ratios expects numbers like 0.5,0.33,0.2, got {text!r}") from None
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise UsageError(f"--ratios must be in (0, 1], got {text!r}")
+    return values
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval", epilog="Writes OUT/results.json, OUT/results.md and PNG plots; prints the "
+                 "Markdown table. Reader and embedding metrics need `promptzip models prepare`.")
+    @handle_errors
+    def eval_(
+        data: Annotated[Path, typer.Argument(metavar="DATA", help="JSONL (QA, summarization or prompt "
+                                             "rows) or a .txt document.")],
+        methods: Annotated[str, typer.Option("--methods", help="Comma-separated methods; `random` is "
+                                             "the word-dropping floor.")] = "truncate,lexical,random",
+        ratios: Annotated[str, typer.Option("--ratios", help="Comma-separated target ratios.")] = "0.5,0.33,0.2",
+        limit: Annotated[int | None, typer.Option("--limit", help="First N usable rows.")] = None,
+        out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder.")] = Path("eval-out"),
+        reader: Annotated[bool, typer.Option("--reader/--no-reader", help="SmolLM2 reader metrics "
+                                             "(log-likelihood of the gold answer, EM/F1).")] = True,
+        embed: Annotated[bool, typer.Option("--embed/--no-embed", help="MiniLM similarity of original "
+                                            "and compressed text.")] = True,
+        tokenizer: TokenizerOpt = "cl100k_base",
+        title: Annotated[str | None, typer.Option("--title", help="Title of the table and plots.")] = None,
+    ) -> None:
+        """Measure compressors side by side: ratio, answer retention, reader scores, similarity."""
+        from ..eval.data import load_items
+        from ..eval.output import markdown, write_all
+        from ..eval.run import aggregate, evaluate, rows_as_dicts
+
+        method_list = [m.strip() for m in methods.split(",") if m.strip()]
+        ratio_list = _floats(ratios)
+        items = load_items(data, limit)
+        t0 = time.perf_counter()
+        rd = em = None
+        if reader:
+            from ..eval.reader import Reader
+
+            rd = Reader()
+        if embed:
+            from ..eval.embed import Embedder
+
+            em = Embedder()
+        with progress_bar(True, "eval") as progress:
+            rows = evaluate(items, method_list, ratio_list, rd, em, tokenizer, progress)
+        summary = aggregate(rows)
+        name = title or data.stem
+        meta = {"data": str(data), "items": len(items), "methods": method_list, "ratios": ratio_list,
+                "tokenizer": tokenizer, "reader": rd.name if rd else None,
+                "embedder": em.name if em else None, "elapsed_s": time.perf_counter() - t0}
+        written = write_all(out, name, rows_as_dicts(rows), summary, meta)
+        typer.echo(markdown(summary, name), nl=False)
+        err(f"eval: {len(items)} items, {len(rows)} rows in {meta['elapsed_s']:.0f} s; wrote "
+            + ", ".join(str(p) for p in written))

@@ -1,0 +1,67 @@
+"""The local reader: SmolLM2-135M-Instruct (torch, bfloat16 on CPU) reading a context.
+
+Two signals: the answer it generates (EM/F1 against the gold answers; weak for a 135M model)
+and the mean log-likelihood of the gold answer's tokens given the context, a continuous signal
+that still separates good from bad contexts with a small reader. Contexts longer than
+`max_context_tokens` are cut to their head (the same cut for original and compressed text);
+gold answers are scored on their first `max_answer_tokens` tokens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..runtime.store import model_path
+
+MODEL = "smollm2-135m-instruct"
+
+
+class Reader:
+    def __init__(self, path: Path | None = None, max_context_tokens: int = 2048,
+                 max_answer_tokens: int = 64, dtype: str = "bfloat16") -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        folder = path or model_path(MODEL) / "hf"
+        self.name = MODEL
+        self._torch = torch
+        self.tok = AutoTokenizer.from_pretrained(str(folder))
+        self.model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, dtype)).eval()
+        self.max_context_tokens = max_context_tokens
+        self.max_answer_tokens = max_answer_tokens
+
+    def _prompt(self, context: str, question: str | None) -> list[int]:
+        ids = self.tok(context, add_special_tokens=False).input_ids
+        if len(ids) > self.max_context_tokens:
+            context = self.tok.decode(ids[: self.max_context_tokens])
+        if question:
+            user = (f"Context:\n{context}\n\nQuestion: {question}\n"
+                    "Answer with a short phrase from the context.")
+        else:
+            user = f"Text:\n{context}\n\nSummarize the text."
+        enc = self.tok.apply_chat_template([{"role": "user", "content": user}], add_generation_prompt=True,
+                                           tokenize=True, return_dict=True)
+        return list(enc["input_ids"])
+
+    def answer_logprob(self, context: str, question: str | None, answer: str) -> float:
+        """Mean log-probability per token of `answer` after the prompt."""
+        torch = self._torch
+        prompt = self._prompt(context, question)
+        target = self.tok(answer, add_special_tokens=False).input_ids[: self.max_answer_tokens]
+        if not target:
+            return 0.0
+        ids = torch.tensor([prompt + target])
+        with torch.inference_mode():
+            logits = self.model(ids).logits[0, len(prompt) - 1 : -1].float()
+        logp = torch.log_softmax(logits, dim=-1)
+        picked = logp[torch.arange(len(target)), torch.tensor(target)]
+        return float(picked.mean())
+
+    def generate(self, context: str, question: str | None, max_new_tokens: int = 16) -> str:
+        torch = self._torch
+        prompt = self._prompt(context, question)
+        with torch.inference_mode():
+            out = self.model.generate(torch.tensor([prompt]), max_new_tokens=max_new_tokens,
+                                      do_sample=False, pad_token_id=self.tok.eos_token_id)
+        text = self.tok.decode(out[0, len(prompt):], skip_special_tokens=True)
+        return text.strip().split("\n")[0].strip()

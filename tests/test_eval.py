@@ -1,0 +1,79 @@
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from promptzip.cli import app
+from promptzip.errors import UsageError
+from promptzip.eval.baselines import random_drop
+from promptzip.eval.data import load_items
+from promptzip.eval.metrics import answer_retained, bootstrap_ci, exact_match, f1, normalize
+from promptzip.tokens import load_tokenizer
+from tests.conftest import DEMO, needs_models
+
+runner = CliRunner()
+
+
+def test_squad_style_metrics():
+    assert normalize("The  Quick, brown fox!") == "quick brown fox"
+    assert exact_match("the Denver Broncos", ["Denver Broncos"]) == 1.0
+    assert f1("Denver Broncos won", ["Denver Broncos"]) == pytest.approx(0.8)
+    assert f1("nothing", ["Denver Broncos"]) == 0.0
+    assert answer_retained("... the Denver Broncos beat ...", ["denver broncos"])
+    assert not answer_retained("Denverbroncos", ["Denver Broncos"])
+    lo, hi = bootstrap_ci([0, 1, 1, 0, 1, 1, 1, 0])
+    assert lo <= 0.625 <= hi and 0 <= lo < hi <= 1
+
+
+def test_random_floor_hits_its_ratio(demo_text):
+    counter = load_tokenizer()
+    out = random_drop(demo_text, 0.33, counter, "demo")
+    assert abs(counter.count(out) / counter.count(demo_text) - 0.33) < 0.03
+    assert out == random_drop(demo_text, 0.33, counter, "demo")  # seeded
+
+
+def _dataset(tmp_path):
+    text = DEMO.read_text()
+    rows = [
+        {"id": "q1", "context": text, "question": "Who owns the checklist of library defaults?",
+         "answers": ["Jonas Weber"]},
+        {"id": "q2", "context": text, "question": "What was the p99 latency during the incident?",
+         "answers": ["2.4 s"]},
+        {"id": "q3", "context": text, "question": "Unanswerable?", "answers": []},
+    ]
+    path = tmp_path / "tiny.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_dataset_shapes(tmp_path):
+    items = load_items(_dataset(tmp_path))
+    assert [i.id for i in items] == ["q1", "q2"]  # the unanswerable row is skipped
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"foo": 1}\n')
+    with pytest.raises(UsageError):
+        load_items(bad)
+
+
+@needs_models
+def test_eval_end_to_end_with_real_models(tmp_path):
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["eval", str(_dataset(tmp_path)), "--methods", "lexical,truncate,random",
+                              "--ratios", "0.3", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "results.json").read_text())
+    rows = data["rows"]
+    assert len(rows) == 2 * (1 + 3)
+    for r in rows:
+        assert math.isfinite(r["ll_answer"]) and r["ll_answer"] < 0
+        assert r["answer_retained"] in (0.0, 1.0)
+        assert 0.0 <= r["f1"] <= 1.0 and -1.0 <= r["embed_sim"] <= 1.0001
+    lexical_q1 = [r for r in rows if r["method"] == "lexical" and r["item"] == "q1"]
+    assert all(r["answer_retained"] == 1.0 for r in lexical_q1)  # query-aware keeps the answer
+    for entry in data["summary"]:
+        for metric in ("ll_delta", "achieved_ratio"):
+            v = entry[metric]
+            assert v["lo"] <= v["mean"] + 1e-9 and v["mean"] <= v["hi"] + 1e-9
+    assert (out / "ll_delta_vs_ratio.png").stat().st_size > 1000
+    assert "| lexical | 0.3 |" in res.stdout
