@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +34,8 @@ from .source import Document, PieceSplitter, RangeReader, document_from_bytes, o
 from .tokens import DEFAULT_TOKENIZER, TokenCounter, load_tokenizer, token_starts
 
 Progress = Callable[[str, int, int], None]  # (phase, bytes done, bytes total)
+WORD_KINDS = (Kind.SENTENCE, Kind.LINE)  # units whose words a word-level method may drop
+_LAST_WS = re.compile(r"\s+$")
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,8 @@ class Context:
     progress: Progress | None = None
     warnings: list[str] = field(default_factory=list)
     kept: np.ndarray | None = None  # set by emit(): which units reached the output whole
+    model: str | None = None  # set by methods that run a model, for the report
+    model_sha256: str | None = None
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -166,10 +171,56 @@ class Context:
                 yield reader.get(s, e).decode("utf-8")
 
     def emit(self, keep: np.ndarray, partial: Partial | None = None) -> None:
-        """Write the kept units in document order, joined by the input's whitespace."""
+        """Write the kept units in document order, joined by the input's whitespace; the
+        `partial` unit, if any, contributes only the words that fit its allowance."""
+        p_index = partial.index if partial else -1
+
+        def body(i: int, raw: bytes, sep: bytes) -> bytes:
+            if i != p_index:
+                return raw
+            return self._fit(raw.decode("utf-8"), sep.decode("utf-8"), partial).encode("utf-8")
+
+        wanted = keep.copy()
+        if partial:
+            wanted[p_index] = True
+        self._write(wanted, body)
+        self.kept = keep.copy()  # units written whole (a partial unit is not counted)
+
+    def emit_words(self, word_keep: np.ndarray, word_start: np.ndarray) -> None:
+        """Word-level output: unit i owns words word_start[i]:word_start[i + 1] of the flat
+        `word_keep` (its words as `word_pieces_flagged` cuts them; blocks are one word)."""
+        bounds = word_start.tolist()
+        unit_keep = np.add.reduceat(word_keep.astype(np.int64), word_start[:-1]) > 0 \
+            if len(word_start) > 1 else np.zeros(0, dtype=bool)
+        unit_keep &= np.diff(word_start) > 0
+        kinds = self.table.kind
+
+        def body(i: int, raw: bytes, sep: bytes) -> bytes:
+            lo, hi = bounds[i], bounds[i + 1]
+            flags = word_keep[lo:hi]
+            if flags.all():
+                return raw
+            text = raw.decode("utf-8")
+            if kinds[i] not in WORD_KINDS:
+                return raw
+            out, prev_end = [], None
+            for (s, e), k in zip(word_pieces(text), flags.tolist(), strict=True):
+                if k:
+                    if prev_end is not None:
+                        gap = text[prev_end:s]
+                        ws = _LAST_WS.search(gap)
+                        out.append("\n" if ws and "\n" in ws.group() else " ")
+                    out.append(text[s:e])
+                    prev_end = e
+            return "".join(out).encode("utf-8")
+
+        self._write(unit_keep, body)
+        self.kept = unit_keep & np.array([word_keep[bounds[i]:bounds[i + 1]].all()
+                                          for i in range(len(unit_keep))], dtype=bool)
+
+    def _write(self, keep: np.ndarray, body) -> None:
         t = self.table
         reader = RangeReader(self.doc.file)
-        p_index = partial.index if partial else -1
         last_kept = -2
         strongest = 0
         wrote = False
@@ -179,7 +230,7 @@ class Context:
             for start, end, gap, kept in zip(starts, ends, gaps, keeps, strict=True):
                 i += 1
                 strongest = max(strongest, gap)
-                if not kept and i != p_index:
+                if not kept:
                     prev_end = end
                     continue
                 gap_bytes = reader.get(prev_end, start)
@@ -190,18 +241,15 @@ class Context:
                     sep = gap_bytes
                 else:
                     sep = _separator(gap_bytes, gap, strongest)
-                body = reader.get(start, end)
-                if i == p_index:
-                    body = self._fit(body.decode("utf-8"), sep.decode("utf-8"), partial).encode("utf-8")
-                    if not body:
-                        continue
-                self.sink.write(sep + body)
+                data = body(i, reader.get(start, end), sep)
+                if not data:
+                    continue
+                self.sink.write(sep + data)
                 wrote = True
                 last_kept = i
                 strongest = 0
         if wrote and self.doc.size and _ends_with_newline(self.doc.file, self.doc.size):
             self.sink.write(b"\n")
-        self.kept = keep.copy()  # units written whole (a partial unit is not counted)
 
     def _fit(self, text: str, sep: str, partial: Partial) -> str:
         """The longest word-aligned head (or tail) of `text` within the partial's tokens."""
@@ -233,20 +281,32 @@ def _chunked(*arrays: np.ndarray, size: int = 1 << 16) -> Iterator[list[list]]:
 def word_pieces(text: str) -> list[tuple[int, int]]:
     """Whitespace-separated words, with protected spans (numbers with units, inline code,
     URLs) merged into single pieces so a cut never falls inside them."""
-    import re
+    return [(s, e) for s, e, _ in word_pieces_flagged(text)]
 
+
+def word_pieces_flagged(text: str) -> list[tuple[int, int, bool]]:
+    """`word_pieces` plus whether each piece holds a protected span."""
     spans = protected_spans(text)
-    pieces: list[tuple[int, int]] = []
-    for m in re.finditer(r"\S+", text):
+    pieces: list[list] = []
+    j = 0
+    for m in _NONSPACE.finditer(text):
         s, e = m.span()
-        for ps, pe in spans:
-            if ps < e and s < pe:
-                s, e = min(s, ps), max(e, pe)
+        hit = False
+        while j < len(spans) and spans[j][1] <= s:
+            j += 1
+        k = j
+        while k < len(spans) and spans[k][0] < e:
+            s, e, hit = min(s, spans[k][0]), max(e, spans[k][1]), True
+            k += 1
         if pieces and s < pieces[-1][1]:
-            pieces[-1] = (pieces[-1][0], max(e, pieces[-1][1]))
+            pieces[-1][1] = max(e, pieces[-1][1])
+            pieces[-1][2] = pieces[-1][2] or hit
         else:
-            pieces.append((s, e))
-    return pieces
+            pieces.append([s, e, hit])
+    return [(s, e, h) for s, e, h in pieces]
+
+
+_NONSPACE = re.compile(r"\S+")
 
 
 def _separator(gap: bytes, gap_kind: int, strongest: int) -> bytes:
@@ -445,6 +505,8 @@ def compress_document(
         tokens_per_s=scanned.input_tokens / elapsed if elapsed > 0 else 0.0,
         query=request.query,
         force=list(request.force),
+        model=ctx.model,
+        model_sha256=ctx.model_sha256,
         source=doc.label,
         warnings=warnings,
         promptzip_version=__version__,

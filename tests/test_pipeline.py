@@ -1,5 +1,6 @@
 import io
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -138,3 +139,33 @@ def test_target_tokens_is_a_hard_cap(text, method, target):
     res = promptzip.compress(text, method=method, target_tokens=target, **params)
     assert res.report.output_tokens <= target
     assert is_subsequence(res.text, text)
+
+
+def test_word_level_emission_is_a_subsequence(demo_text):
+    """emit_words with every other word dropped keeps blocks whole and words in order."""
+    from promptzip.compressors.base import Compressor
+    from promptzip.pipeline import WORD_KINDS, word_pieces_flagged
+
+    class EveryOther(Compressor):
+        name = "every-other"
+        description = "test"
+
+        def compress(self, ctx):
+            keep, starts = [], [0]
+            for i, text in enumerate(ctx.unit_texts()):
+                pieces = word_pieces_flagged(text) if ctx.table.kind[i] in WORD_KINDS else [(0, 1, True)]
+                keep += [p[2] or n % 2 == 0 for n, p in enumerate(pieces)]
+                starts.append(len(keep))
+            ctx.emit_words(np.asarray(keep, dtype=bool), np.asarray(starts))
+
+    from promptzip.compressors import methods
+
+    methods()["every-other"] = EveryOther
+    try:
+        out = promptzip.compress(demo_text, method="every-other").text
+    finally:
+        del methods()["every-other"]
+    assert is_subsequence(out, demo_text)
+    assert "```python\nfrom payments_client" in out and "| p99 latency | 310 ms | 2.4 s |" in out
+    assert "4.12.0" in out and "https://git.example.internal/platform/loadtest" in out
+    assert 0.4 < len(out) / len(demo_text) < 0.85

@@ -51,6 +51,11 @@ def register(app: typer.Typer) -> None:
         items = load_items(data, limit)
         t0 = time.perf_counter()
         rd = em = None
+        if reader or embed:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # our own progress bar is on stderr
+            hf_logging.set_verbosity_error()
         if reader:
             from ..eval.reader import Reader
 

@@ -17,9 +17,10 @@ __all__ = ["Compressor", "Param", "get_method", "methods"]
 
 def _builtin() -> list[type[Compressor]]:
     from .lexical import Lexical
+    from .selfinfo import SelfInfo
     from .truncate import Truncate
 
-    return [Truncate, Lexical]
+    return [Truncate, Lexical, SelfInfo]
 
 
 @lru_cache(maxsize=1)

@@ -257,6 +257,7 @@ def _gguf_to_safetensors(folder: Path) -> None:
     config = model.config
     if hasattr(config, "quantization_config"):  # the weights are plain floats now
         del config.quantization_config
+    config.architectures = [type(model).__name__]  # save_pretrained would record it; we save parts
     config.save_pretrained(str(out))
     tok.save_pretrained(str(out))
     save_model(model, str(out / "model.safetensors"))

@@ -1,0 +1,110 @@
+"""`selfinfo`: word deletion by self-information under SmolLM2-135M (Selective Context style).
+
+A word the language model predicts easily from what precedes it carries little information
+and can go. The document is scored in windows of `window` LM tokens, each preceded by up to
+`context` tokens of the text before it (scored by nobody, seen by the model); a word's
+self-information is the sum of -log p of the LM tokens that end inside it. Words are then
+ranked by self-information per *target* token and kept greedily within ONE budget for the whole
+document. Protected spans (numbers with units, inline code, URLs, e-mail), list markers and
+units holding `--force` strings are always kept; blocks (code, tables, JSON, headings) are
+single items scored by their mean self-information.
+
+Slow by design (an LM forward pass over every token: about 1k tokens/s on 2 cores); it is the
+reference the learned extractive classifier is trained to approximate cheaply.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..pipeline import WORD_KINDS, Context, word_pieces_flagged
+from ..segment import FORCED, GAP_TEXT, STRUCTURE, Gap, Kind
+from .base import Compressor, Param
+
+
+class SelfInfo(Compressor):
+    name = "selfinfo"
+    description = "Word deletion by self-information under the local SmolLM2-135M (slow, LM-scored)."
+    params = (
+        Param("window", int, 512, "LM tokens scored per forward pass"),
+        Param("context", int, 128, "LM tokens of preceding text seen but not scored"),
+        Param("dtype", str, "bfloat16", "torch dtype of the LM", ("bfloat16", "float32")),
+    )
+
+    def compress(self, ctx: Context) -> None:
+        from ..runtime.lm import lm_sha256, load_causal_lm
+
+        tok, model = load_causal_lm(self.settings["dtype"])
+        ctx.model, ctx.model_sha256 = "smollm2-135m-instruct", lm_sha256()
+        t = ctx.table
+        words: list[str] = []  # flat word texts
+        must: list[bool] = []
+        unit_of: list[int] = []
+        word_start = [0]
+        doc_parts: list[str] = []  # the text the LM reads: units joined by their separators
+        char_spans: list[tuple[int, int]] = []  # each word's span in that text
+        pos = 0
+        kinds, flags, gaps = t.kind.tolist(), t.flags.tolist(), t.gap.tolist()
+        for i, text in enumerate(ctx.unit_texts()):
+            sep = GAP_TEXT[Gap(gaps[i])] if i else ""
+            doc_parts.append(sep + text)
+            pos += len(sep)
+            if kinds[i] in WORD_KINDS:
+                pieces = word_pieces_flagged(text)
+            else:
+                pieces = [(0, len(text), False)]
+            forced = bool(flags[i] & FORCED)
+            for n, (s, e, protected) in enumerate(pieces):
+                words.append(text[s:e])
+                char_spans.append((pos + s, pos + e))
+                marker = kinds[i] == Kind.LINE and n == 0
+                structural = bool(flags[i] & STRUCTURE)
+                must.append(forced or protected or marker or structural)
+                unit_of.append(i)
+            pos += len(text)
+            word_start.append(len(words))
+        if not words:
+            ctx.emit_words(np.zeros(0, dtype=bool), np.asarray(word_start))
+            return
+        surprisal = self._surprisal("".join(doc_parts), char_spans, tok, model)
+        costs = np.asarray(ctx.counter.count_many([" " + w for w in words]), dtype=np.int64)
+        costs[np.asarray([kinds[u] not in WORD_KINDS for u in unit_of])] = t.tokens[
+            [u for u in unit_of if kinds[u] not in WORD_KINDS]]
+        score = surprisal / np.maximum(costs, 1)
+        keep = np.asarray(must, dtype=bool)
+        used = int(costs[keep].sum())
+        order = np.lexsort((np.arange(len(score)), -score))
+        order = order[~keep[order]]
+        for i in order.tolist():
+            if used + costs[i] <= ctx.budget:
+                keep[i] = True
+                used += int(costs[i])
+        ctx.emit_words(keep, np.asarray(word_start))
+
+    def _surprisal(self, text: str, spans: list[tuple[int, int]], tok, model) -> np.ndarray:
+        """Sum of -log p over the LM tokens that end inside each word span."""
+        import torch
+
+        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = enc["input_ids"]
+        ends = np.asarray([e for _, e in enc["offset_mapping"]], dtype=np.int64)
+        token_info = np.zeros(len(ids), dtype=np.float64)
+        window, context = self.settings["window"], self.settings["context"]
+        bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        for lo in range(0, len(ids), window):
+            hi = min(len(ids), lo + window)
+            ctx_lo = max(0, lo - context)
+            chunk = [bos, *ids[ctx_lo:hi]]
+            with torch.inference_mode():
+                logits = model(torch.tensor([chunk])).logits[0].float()
+            logp = torch.log_softmax(logits[:-1], dim=-1)
+            target = torch.tensor(chunk[1:])
+            info = -logp[torch.arange(len(target)), target].numpy()
+            token_info[lo:hi] = info[lo - ctx_lo:]
+        starts = np.asarray([s for s, _ in spans], dtype=np.int64)
+        word_end = np.asarray([e for _, e in spans], dtype=np.int64)
+        idx = np.searchsorted(starts, ends - 1, side="right") - 1  # word whose span holds the token's last char
+        inside = (idx >= 0) & (ends - 1 < word_end[np.clip(idx, 0, None)])
+        out = np.zeros(len(spans), dtype=np.float64)
+        np.add.at(out, idx[inside], token_info[inside])
+        return out
