@@ -246,7 +246,7 @@ def _gguf_to_safetensors(folder: Path) -> None:
     """Dequantize the GGUF with transformers (needs gguf) and save float32 safetensors,
     config and tokenizer under folder/hf."""
     import torch
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = next(folder.glob("*.gguf")).name
@@ -260,7 +260,10 @@ def _gguf_to_safetensors(folder: Path) -> None:
     config.architectures = [type(model).__name__]  # save_pretrained would record it; we save parts
     config.save_pretrained(str(out))
     tok.save_pretrained(str(out))
-    save_model(model, str(out / "model.safetensors"))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if getattr(config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)  # tied to the input embeddings, as in the original checkpoint
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
 
 
 CONVERSIONS: dict[str, Callable[[Path], None]] = {"gguf-to-safetensors": _gguf_to_safetensors}
