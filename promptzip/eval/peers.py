@@ -1,0 +1,57 @@
+"""Peers run side by side with promptzip's methods: LLMLingua (token level) and LongLLMLingua
+(question-aware), both from the `llmlingua` package with the local SmolLM2 as scoring model.
+They run in `.venv-peers` (`make peers`) through `peer_worker.py`; results are cached per
+(item, method, ratio) in one batch per method so the model loads once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import ModelError
+from ..runtime.store import model_path
+from .data import EvalItem
+
+PEERS = {
+    "llmlingua": "LLMLingua (token-level perplexity pruning; llmlingua 0.2.2, SmolLM2 scorer)",
+    "longllmlingua": "LongLLMLingua (question-aware; llmlingua 0.2.2, SmolLM2 scorer)",
+}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def peer_python() -> Path:
+    env = os.environ.get("PROMPTZIP_PEERS_PYTHON")
+    return Path(env) if env else ROOT / ".venv-peers" / "bin" / "python"
+
+
+def run_peers(method: str, items: Sequence[EvalItem], ratios: Sequence[float]) -> dict[tuple[str, float], tuple[str, float]]:
+    """(item id, ratio) -> (compressed text, seconds) for one peer method."""
+    python = peer_python()
+    if not python.exists():
+        raise ModelError(f"the peers environment is missing ({python})", "Run `make peers`.")
+    model = model_path("smollm2-135m-instruct") / "hf"
+    with tempfile.TemporaryDirectory(prefix="promptzip-peers-") as tmp:
+        req, res = Path(tmp) / "requests.jsonl", Path(tmp) / "results.jsonl"
+        with open(req, "w", encoding="utf-8") as f:
+            for item in items:
+                for ratio in ratios:
+                    f.write(json.dumps({"key": f"{item.id}\t{ratio}", "method": method,
+                                        "context": item.context, "question": item.question,
+                                        "ratio": ratio}) + "\n")
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        proc = subprocess.run([str(python), str(Path(__file__).with_name("peer_worker.py")), str(req),
+                               str(res), str(model)], capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-3:])
+            raise ModelError(f"the {method} peer failed: {tail}", "Check `make peers`.")
+        out: dict[tuple[str, float], tuple[str, float]] = {}
+        with open(res, encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                item_id, ratio = row["key"].rsplit("\t", 1)
+                out[(item_id, float(ratio))] = (row["text"], row["seconds"])
+        return out
