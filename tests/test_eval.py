@@ -77,3 +77,29 @@ def test_eval_end_to_end_with_real_models(tmp_path):
             assert v["lo"] <= v["mean"] + 1e-9 and v["mean"] <= v["hi"] + 1e-9
     assert (out / "ll_delta_vs_ratio.png").stat().st_size > 1000
     assert "| lexical | 0.3 |" in res.stdout
+
+
+def test_structure_metric():
+    from promptzip.eval.metrics import structure_kept
+
+    prompt = "Question: 2+2?\nLet's think step by step\n2+2=4.\nThe answer is 4.\n\nQuestion: 3+3?\n"
+    assert structure_kept(prompt, prompt) == 1.0
+    assert structure_kept(prompt, "Question: 2+2?\nThe answer is 4.") == 0.5
+    assert structure_kept("no structure here", "x") is None
+
+
+def test_eval_checkpoint_reuses_rows(tmp_path):
+    data = _dataset(tmp_path)
+    out = tmp_path / "out"
+    args = ["eval", str(data), "--methods", "truncate", "--ratios", "0.5", "--out", str(out),
+            "--no-reader", "--no-embed"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert len((out / "rows.jsonl").read_text().splitlines()) == 4
+    second = runner.invoke(app, [*args[:3], "truncate,random", *args[4:]])
+    assert "reusing 4 rows" in second.stderr
+    assert len((out / "rows.jsonl").read_text().splitlines()) == 6  # only random's rows are new
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["method"] for r in rows} == {"original", "truncate", "random"}
+    fresh = runner.invoke(app, [*args, "--fresh"])
+    assert "reusing" not in fresh.stderr

@@ -24,7 +24,9 @@ def _floats(text: str) -> list[float]:
 
 def register(app: typer.Typer) -> None:
     @app.command("eval", epilog="Writes OUT/results.json, OUT/results.md and PNG plots; prints the "
-                 "Markdown table. Reader and embedding metrics need `promptzip models prepare`.")
+                 "Markdown table. Every measured row is appended to OUT/rows.jsonl, so a re-run "
+                 "(interrupted, more rows, more methods) computes only what is missing. Reader and "
+                 "embedding metrics need `promptzip models prepare`.")
     @handle_errors
     def eval_(
         data: Annotated[Path, typer.Argument(metavar="DATA", help="JSONL (QA, summarization or prompt "
@@ -40,11 +42,13 @@ def register(app: typer.Typer) -> None:
                                             "and compressed text.")] = True,
         tokenizer: TokenizerOpt = "cl100k_base",
         title: Annotated[str | None, typer.Option("--title", help="Title of the table and plots.")] = None,
+        fresh: Annotated[bool, typer.Option("--fresh", help="Ignore rows measured by an earlier run "
+                                            "in OUT (by default they are reused).")] = False,
     ) -> None:
         """Measure compressors side by side: ratio, answer retention, reader scores, similarity."""
         from ..eval.data import load_items
         from ..eval.output import markdown, write_all
-        from ..eval.run import aggregate, evaluate, rows_as_dicts
+        from ..eval.run import Checkpoint, aggregate, evaluate, rows_as_dicts
 
         method_list = [m.strip() for m in methods.split(",") if m.strip()]
         ratio_list = _floats(ratios)
@@ -64,8 +68,20 @@ def register(app: typer.Typer) -> None:
             from ..eval.embed import Embedder
 
             em = Embedder()
-        with progress_bar(True, "eval") as progress:
-            rows = evaluate(items, method_list, ratio_list, rd, em, tokenizer, progress)
+        tag = {"data": str(data.resolve()), "tokenizer": tokenizer,
+               "reader": rd.name if rd else None, "embedder": em.name if em else None}
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt_path = out / "rows.jsonl"
+        if fresh:
+            ckpt_path.unlink(missing_ok=True)
+        checkpoint = Checkpoint(ckpt_path, tag)
+        if checkpoint.rows:
+            err(f"eval: reusing {len(checkpoint.rows)} rows measured before ({ckpt_path}; --fresh to redo)")
+        try:
+            with progress_bar(True, "eval") as progress:
+                rows = evaluate(items, method_list, ratio_list, rd, em, tokenizer, progress, checkpoint)
+        finally:
+            checkpoint.close()
         summary = aggregate(rows)
         name = title or data.stem
         meta = {"data": str(data), "items": len(items), "methods": method_list, "ratios": ratio_list,

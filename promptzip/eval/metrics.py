@@ -42,6 +42,21 @@ def f1(prediction: str, answers: Sequence[str]) -> float:
     return best
 
 
+# Lines that carry a prompt's structure: example separators, step markers, answer lines.
+_STRUCTURAL = re.compile(
+    r"^\s*(?:#{1,6}\s|Question:|Q:|A:|Answer:|Let's think step by step|Options?:|.*\bThe answer is\b)"
+)
+
+
+def structure_kept(original: str, compressed: str) -> float | None:
+    """Share of the original's structural lines found verbatim among the compressed lines."""
+    wanted = [ln.strip() for ln in original.splitlines() if _STRUCTURAL.match(ln)]
+    if not wanted:
+        return None
+    have = {ln.strip() for ln in compressed.splitlines()}
+    return sum(ln in have for ln in wanted) / len(wanted)
+
+
 def bootstrap_ci(values: Sequence[float], n: int = 1000, seed: int = 0,
                  level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 LABELS = {
     "achieved_ratio": "kept ratio", "answer_retained": "answer kept", "numbers_kept": "numbers kept",
-    "names_kept": "names kept", "embed_sim": "MiniLM cos", "ll_answer": "answer log-lik",
+    "names_kept": "names kept", "structure_kept": "structure kept", "embed_sim": "MiniLM cos", "ll_answer": "answer log-lik",
     "ll_delta": "Δ log-lik vs original", "em": "reader EM", "f1": "reader F1", "tokens_per_s": "tokens/s",
 }
 
@@ -43,13 +43,15 @@ def plots(summary: list[dict], out: Path, title: str) -> list[Path]:
 
     written = []
     methods = sorted({e["method"] for e in summary if e["method"] != "original"})
-    for metric in ("answer_retained", "ll_delta", "embed_sim", "numbers_kept"):
-        if not any(metric in e for e in summary):
+    for metric in ("answer_retained", "ll_delta", "embed_sim", "numbers_kept", "structure_kept"):
+        if not any(metric in e for e in summary if e["method"] != "original"):
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
         for m in methods:
             pts = sorted((e["achieved_ratio"]["mean"], e[metric]["mean"], e[metric]["lo"], e[metric]["hi"])
                          for e in summary if e["method"] == m and metric in e)
+            if not pts:
+                continue
             xs, ys, lo, hi = zip(*pts, strict=True)
             ax.plot(xs, ys, marker="o", label=m)
             ax.fill_between(xs, lo, hi, alpha=0.15)

@@ -7,10 +7,12 @@ Methods are registry names plus the eval-only floor `random`. Reader metrics of 
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from ..compressors import get_method
 from ..fidelity import FidelityTracker
@@ -18,12 +20,12 @@ from ..pipeline import compress
 from ..tokens import TokenCounter, load_tokenizer
 from .baselines import random_drop
 from .data import EvalItem
-from .metrics import answer_retained, bootstrap_ci, exact_match, f1
+from .metrics import answer_retained, bootstrap_ci, exact_match, f1, structure_kept
 from .peers import PEERS, run_peers
 
 EVAL_ONLY = {"random": "random word dropping at the requested ratio (a floor)", **PEERS}
-METRICS = ("achieved_ratio", "answer_retained", "numbers_kept", "names_kept", "embed_sim",
-           "ll_answer", "ll_delta", "em", "f1", "tokens_per_s")
+METRICS = ("achieved_ratio", "answer_retained", "numbers_kept", "names_kept", "structure_kept",
+           "embed_sim", "ll_answer", "ll_delta", "em", "f1", "tokens_per_s")
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Row:
     ll_delta: float | None = None  # ll_answer(compressed) - ll_answer(original)
     em: float | None = None
     f1: float | None = None
+    structure_kept: float | None = None  # documents: share of structural lines kept verbatim
 
 
 def _fidelity(original: str, compressed: str) -> tuple[float | None, float | None]:
@@ -65,32 +68,82 @@ def compress_with(method: str, item: EvalItem, ratio: float, counter: TokenCount
     return compress(item.context, method=method, ratio=ratio, query=query, tokenizer=counter).text, None
 
 
+class Checkpoint:
+    """Rows already measured, one JSON line each, so an interrupted or extended run (new
+    methods, more rows) computes only what is missing. Rows remember the dataset, tokenizer and
+    which reader/embedder produced them; others are ignored."""
+
+    def __init__(self, path: Path | None, tag: dict) -> None:
+        self.path, self.tag = path, tag
+        self.rows: dict[tuple[str, str, float], Row] = {}
+        if path and path.exists():
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        continue  # a torn last line
+                    if rec.pop("tag", None) == tag:
+                        row = Row(**rec)
+                        self.rows[(row.item, row.method, row.target_ratio)] = row
+        self._f = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+
+    def get(self, item: str, method: str, ratio: float) -> Row | None:
+        return self.rows.get((item, method, ratio))
+
+    def add(self, row: Row) -> None:
+        if self._f:
+            self._f.write(json.dumps({**asdict(row), "tag": self.tag}) + "\n")
+            self._f.flush()
+
+    def close(self) -> None:
+        if self._f:
+            self._f.close()
+
+
 def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence[float],
              reader=None, embedder=None, tokenizer: str = "cl100k_base",
-             progress: Callable[[int, int], None] | None = None) -> list[Row]:
+             progress: Callable[[int, int], None] | None = None,
+             checkpoint: Checkpoint | None = None) -> list[Row]:
     counter = load_tokenizer(tokenizer)
     for m in methods:
         if m not in EVAL_ONLY:
             get_method(m)  # unknown names fail before any work
-    precomputed = {m: run_peers(m, items, ratios) for m in methods if m in PEERS}
+    ckpt = checkpoint or Checkpoint(None, {})
+    precomputed = {}
+    for m in methods:
+        if m in PEERS:
+            todo = [it for it in items if any(ckpt.get(it.id, m, r) is None for r in ratios)]
+            precomputed[m] = run_peers(m, todo, ratios) if todo else {}
     rows: list[Row] = []
     total = len(items) * (len(methods) * len(ratios) + 1)
     done = 0
     for item in items:
         n_in = counter.count(item.context)
         gold = item.answers[0] if item.answers else None
-        base_ll = reader.answer_logprob(item.context, item.question, gold) if reader and gold else None
-        orig = Row(item.id, "original", 1.0, 1.0, n_in, n_in, 0.0, 0.0,
-                   answer_retained=float(answer_retained(item.context, item.answers)) if item.kind == "qa" else None,
-                   numbers_kept=1.0, names_kept=1.0, embed_sim=1.0, ll_answer=base_ll,
-                   ll_delta=0.0 if base_ll is not None else None)
-        if reader and item.kind == "qa":
-            pred = reader.generate(item.context, item.question)
-            orig.em, orig.f1 = exact_match(pred, item.answers), f1(pred, item.answers)
+        orig = ckpt.get(item.id, "original", 1.0)
+        if orig is None:
+            base_ll = reader.answer_logprob(item.context, item.question, gold) if reader and gold else None
+            orig = Row(item.id, "original", 1.0, 1.0, n_in, n_in, 0.0, 0.0,
+                       answer_retained=float(answer_retained(item.context, item.answers)) if item.kind == "qa" else None,
+                       numbers_kept=1.0, names_kept=1.0, embed_sim=1.0, ll_answer=base_ll,
+                       ll_delta=0.0 if base_ll is not None else None)
+            if item.kind == "document":
+                orig.structure_kept = 1.0
+            if reader and item.kind == "qa":
+                pred = reader.generate(item.context, item.question)
+                orig.em, orig.f1 = exact_match(pred, item.answers), f1(pred, item.answers)
+            ckpt.add(orig)
+        base_ll = orig.ll_answer
         rows.append(orig)
         done += 1
         for method in methods:
             for ratio in ratios:
+                cached = ckpt.get(item.id, method, ratio)
+                if cached is not None:
+                    rows.append(cached)
+                    done += 1
+                    continue
                 t0 = time.perf_counter()
                 text, measured = compress_with(method, item, ratio, counter, precomputed)
                 secs = measured if measured is not None else time.perf_counter() - t0
@@ -108,6 +161,9 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
                     if item.kind == "qa":
                         pred = reader.generate(text, item.question)
                         row.em, row.f1 = exact_match(pred, item.answers), f1(pred, item.answers)
+                if item.kind == "document":
+                    row.structure_kept = structure_kept(item.context, text)
+                ckpt.add(row)
                 rows.append(row)
                 done += 1
                 if progress:
