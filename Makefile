@@ -38,8 +38,11 @@ test: install models
 test-all: install models
 	$(BIN)/python -m pytest -q -m ''
 
-bench: install models
-	$(BIN)/python -m promptzip.bench --out BENCHMARKS.md
+# All sections take hours (fidelity runs an LM reader over thousands of rows; it resumes from
+# bench-work/). A quick refresh: make bench BENCH_SECTIONS=pipeline,ratio
+BENCH_SECTIONS ?= pipeline,ratio,fidelity
+bench: install models peers
+	$(BIN)/python -m promptzip.bench --out BENCHMARKS.md --sections $(BENCH_SECTIONS)
 
 docs: install
 	$(BIN)/python -m promptzip.cli.reference

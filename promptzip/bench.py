@@ -1,13 +1,16 @@
 """`make bench`: measured numbers for BENCHMARKS.md.
 
-Sections
+Sections (each replaced in BENCHMARKS.md only when it runs)
 * pipeline: throughput (input tokens per second of wall time) and peak RSS on a large input
   (default 200 MB), each method run in a fresh process, side by side with tokenization alone
   (`promptzip tokens`, the ceiling: every method must at least tokenize its input);
 * ratio: achieved vs requested ratio for truncate and lexical at 0.5 / 0.33 / 0.2 on the
-  documents of ../shared/corpora/text (skipped when the shared corpora are absent).
+  documents of ../shared/corpora/text (skipped when the shared corpora are absent);
+* fidelity: `promptzip eval` on SQuAD, QMSum and the GSM8K CoT prompt with every method and
+  the peers (hours on 2 cores; checkpointed in bench-work/, so it resumes).
 
-Run: python -m promptzip.bench --out BENCHMARKS.md [--size-mb 200] [--sections pipeline,ratio]
+Run: python -m promptzip.bench [--sections pipeline,ratio,fidelity] [--datasets squad]
+     [--methods truncate,lexical,...]
 """
 
 from __future__ import annotations
@@ -149,29 +152,90 @@ def machine() -> str:
             f"tiktoken {tiktoken.__version__}, numpy {numpy.__version__}")
 
 
+FIDELITY = (
+    # name, file under ../shared/corpora, rows, reader on?, title
+    ("squad", "qa/squad_v2_half_dev.jsonl", 500, True, "SQuAD v2 half-dev (answerable, first 500)"),
+    ("qmsum", "meetings/qmsum_val.jsonl", 40, True, "QMSum val (query-aware, first 40)"),
+    ("gsm8k-cot", "prompts/gsm8k_cot_prompt_hardest.txt", None, False, "GSM8K 8-shot CoT prompt"),
+)
+ALL_METHODS = "truncate,lexical,random,selfinfo,llmlingua,longllmlingua"
+
+
+def bench_fidelity(work: Path, methods: str, only: list[str]) -> str:
+    if not SHARED.is_dir():
+        return "Skipped: ../shared/corpora is not beside this checkout."
+    from .eval.peers import PEERS, peer_python
+
+    wanted = [m for m in methods.split(",") if m]
+    notes = []
+    if not peer_python().exists():
+        wanted = [m for m in wanted if m not in PEERS]
+        notes.append("LLMLingua peers skipped: `make peers` has not been run.")
+    parts = ["Measured with `promptzip eval` (rows are checkpointed in bench-work/; a re-run adds only "
+             "what is missing). Reader: SmolLM2-135M-Instruct (bf16); similarity: all-MiniLM-L6-v2. "
+             "Plots put the *achieved* kept ratio on x.", *notes]
+    for name, rel, limit, reader, title in FIDELITY:
+        if only and name not in only:
+            continue
+        out = work / f"eval-{name}"
+        cmd = [sys.executable, "-m", "promptzip", "eval", str(SHARED / rel), "--methods", ",".join(wanted),
+               "--ratios", ",".join(map(str, RATIOS)), "--out", str(out), "--title", title]
+        if limit:
+            cmd += ["--limit", str(limit)]
+        if not reader:
+            cmd += ["--no-reader"]
+        print(f"bench: eval {name} ...", file=sys.stderr)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        plots = ROOT / "docs" / "bench" / name
+        plots.mkdir(parents=True, exist_ok=True)
+        for png in sorted(out.glob("*.png")):
+            (plots / png.name).write_bytes(png.read_bytes())
+        table = (out / "results.md").read_text(encoding="utf-8").replace("### ", "### ", 1)
+        links = " · ".join(f"[{p.stem}](docs/bench/{name}/{p.name})" for p in sorted(plots.glob("*.png")))
+        parts += ["", table.rstrip(), "", f"Plots: {links}"]
+    return "\n".join(parts)
+
+
+def _sections(text: str) -> dict[str, str]:
+    """'## Title' sections of an existing BENCHMARKS.md (so a partial run keeps the others)."""
+    found: dict[str, str] = {}
+    title = None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            title = line[3:].strip()
+            found[title] = ""
+        elif title is not None:
+            found[title] += line + "\n"
+    return found
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     ap.add_argument("--size-mb", type=int, default=200)
     ap.add_argument("--work", type=Path, default=ROOT / "bench-work")
-    ap.add_argument("--sections", default="pipeline,ratio")
+    ap.add_argument("--sections", default="pipeline,ratio,fidelity")
+    ap.add_argument("--methods", default=ALL_METHODS, help="methods for the fidelity section")
+    ap.add_argument("--datasets", default="", help="fidelity datasets to run (default: all)")
     args = ap.parse_args(argv)
     sections = args.sections.split(",")
-    parts = [
-        "# Benchmarks",
-        "",
-        "Written by `make bench` (`python -m promptzip.bench`); numbers are measured, never edited.",
-        "",
-        f"Machine: {machine()}. Date: {dt.date.today().isoformat()}.",
-    ]
+    stamp = f"Machine: {machine()}. Date: {dt.date.today().isoformat()}."
+    existing = _sections(args.out.read_text(encoding="utf-8")) if args.out.exists() else {}
     if "pipeline" in sections:
         print("bench: pipeline throughput and memory ...", file=sys.stderr)
-        parts += ["", f"## Pipeline throughput and memory ({args.size_mb} MB input)", "",
-                  bench_pipeline(args.work, args.size_mb)]
+        existing[f"Pipeline throughput and memory ({args.size_mb} MB input)"] = (
+            f"\n{stamp}\n\n{bench_pipeline(args.work, args.size_mb)}\n\n")
     if "ratio" in sections:
         print("bench: achieved vs requested ratio ...", file=sys.stderr)
-        parts += ["", "## Achieved vs requested ratio", "", bench_ratio()]
-    args.out.write_text("\n".join(parts) + "\n", encoding="utf-8")
+        existing["Achieved vs requested ratio"] = f"\n{stamp}\n\n{bench_ratio()}\n\n"
+    if "fidelity" in sections:
+        only = [d for d in args.datasets.split(",") if d]
+        existing["Fidelity"] = f"\n{stamp}\n\n{bench_fidelity(args.work, args.methods, only)}\n\n"
+    head = ["# Benchmarks", "",
+            "Written by `make bench` (`python -m promptzip.bench`); numbers are measured, never edited.",
+            "Each section names the machine and date it was measured on.", ""]
+    body = [f"## {title}\n{text.rstrip()}\n" for title, text in existing.items()]
+    args.out.write_text("\n".join(head) + "\n" + "\n".join(body), encoding="utf-8")
     print(f"bench: wrote {args.out}", file=sys.stderr)
 
 

@@ -86,7 +86,30 @@ class Checkpoint:
                     if rec.pop("tag", None) == tag:
                         row = Row(**rec)
                         self.rows[(row.item, row.method, row.target_ratio)] = row
+        if path and not self.rows:
+            self._seed_from_results(path.with_name("results.json"))
         self._f = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+        if self._f and self.rows and path.stat().st_size == 0:
+            for row in self.rows.values():
+                self.add(row)
+
+    def _seed_from_results(self, results: Path) -> None:
+        """Rows of a finished run whose results.json predates rows.jsonl."""
+        if not results.is_file():
+            return
+        try:
+            data = json.loads(results.read_text(encoding="utf-8"))
+        except ValueError:
+            return
+        meta = data.get("meta", {})
+        tag = {"data": str(Path(meta.get("data", "")).resolve()), "tokenizer": meta.get("tokenizer"),
+               "reader": meta.get("reader"), "embedder": meta.get("embedder")}
+        if tag != self.tag:
+            return
+        fields = set(Row.__dataclass_fields__)
+        for rec in data.get("rows", []):
+            row = Row(**{k: v for k, v in rec.items() if k in fields})
+            self.rows[(row.item, row.method, row.target_ratio)] = row
 
     def get(self, item: str, method: str, ratio: float) -> Row | None:
         return self.rows.get((item, method, ratio))
