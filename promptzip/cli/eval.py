@@ -72,9 +72,7 @@ def register(app: typer.Typer) -> None:
                "reader": rd.name if rd else None, "embedder": em.name if em else None}
         out.mkdir(parents=True, exist_ok=True)
         ckpt_path = out / "rows.jsonl"
-        if fresh:
-            ckpt_path.unlink(missing_ok=True)
-        checkpoint = Checkpoint(ckpt_path, tag)
+        checkpoint = Checkpoint(ckpt_path, tag, reuse=not fresh)
         if checkpoint.rows:
             err(f"eval: reusing {len(checkpoint.rows)} rows measured before ({ckpt_path}; --fresh to redo)")
         try:

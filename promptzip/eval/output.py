@@ -68,12 +68,17 @@ def plots(summary: list[dict], out: Path, title: str) -> list[Path]:
     fid = "ll_delta" if any("ll_delta" in e for e in summary) else "embed_sim"
     if any(fid in e and "tokens_per_s" in e for e in summary):
         fig, ax = plt.subplots(figsize=(6, 4))
+        plotted = False
         for m in methods:
             pts = [(e["tokens_per_s"]["mean"], e[fid]["mean"]) for e in summary
                    if e["method"] == m and fid in e and "tokens_per_s" in e]
             if pts:
                 xs, ys = zip(*pts, strict=True)
                 ax.scatter(xs, ys, label=m)
+                plotted = True
+        if not plotted:
+            plt.close(fig)
+            return written
         ax.set_xscale("log")
         ax.set_xlabel("compression speed (input tokens/s)")
         ax.set_ylabel(LABELS[fid])

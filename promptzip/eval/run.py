@@ -73,10 +73,12 @@ class Checkpoint:
     methods, more rows) computes only what is missing. Rows remember the dataset, tokenizer and
     which reader/embedder produced them; others are ignored."""
 
-    def __init__(self, path: Path | None, tag: dict) -> None:
+    def __init__(self, path: Path | None, tag: dict, reuse: bool = True) -> None:
         self.path, self.tag = path, tag
         self.rows: dict[tuple[str, str, float], Row] = {}
-        if path and path.exists():
+        if path and not reuse:
+            path.unlink(missing_ok=True)
+        if path and reuse and path.exists():
             with open(path, encoding="utf-8") as f:
                 for line in f:
                     try:
@@ -86,7 +88,7 @@ class Checkpoint:
                     if rec.pop("tag", None) == tag:
                         row = Row(**rec)
                         self.rows[(row.item, row.method, row.target_ratio)] = row
-        if path and not self.rows:
+        if path and reuse and not self.rows:
             self._seed_from_results(path.with_name("results.json"))
         self._f = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
         if self._f and self.rows and path.stat().st_size == 0:
