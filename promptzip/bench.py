@@ -168,12 +168,13 @@ def bench_fidelity(work: Path, methods: str, only: list[str]) -> str:
 
     wanted = [m for m in methods.split(",") if m]
     notes = []
-    if not peer_python().exists():
+    if not peer_python().exists() and any(m in PEERS for m in wanted):
         wanted = [m for m in wanted if m not in PEERS]
         notes.append("LLMLingua peers skipped: `make peers` has not been run.")
     parts = ["Measured with `promptzip eval` (rows are checkpointed in bench-work/; a re-run adds only "
              "what is missing). Reader: SmolLM2-135M-Instruct (bf16); similarity: all-MiniLM-L6-v2. "
-             "Plots put the *achieved* kept ratio on x.", *notes]
+             "Plots put the *achieved* kept ratio on x.", f"Methods in this run: {', '.join(wanted)}.",
+             *notes]
     for name, rel, limit, reader, title in FIDELITY:
         if only and name not in only:
             continue
