@@ -11,22 +11,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..runtime.store import model_path
-
-MODEL = "smollm2-135m-instruct"
+from ..runtime.lm import LM_NAME as MODEL
+from ..runtime.lm import load_causal_lm
 
 
 class Reader:
     def __init__(self, path: Path | None = None, max_context_tokens: int = 2048,
                  max_answer_tokens: int = 64, dtype: str = "bfloat16") -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        folder = path or model_path(MODEL) / "hf"
         self.name = MODEL
         self._torch = torch
-        self.tok = AutoTokenizer.from_pretrained(str(folder))
-        self.model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, dtype)).eval()
+        self.tok, self.model = load_causal_lm(dtype, str(path) if path else None)
         self.max_context_tokens = max_context_tokens
         self.max_answer_tokens = max_answer_tokens
 
