@@ -323,20 +323,21 @@ def _ends_with_newline(f: BinaryIO, size: int) -> bool:
     return f.read(1) == b"\n"
 
 
-def select_by_score(table: UnitTable, scores: np.ndarray, budget: int, must: np.ndarray) -> np.ndarray:
-    """Greedy fill: must-keep units first, then the best-scored units that still fit (a unit
-    that does not fit is skipped and smaller ones are tried); ties go to earlier units."""
+def select_by_score(tokens: np.ndarray, scores: np.ndarray, budget: int, must: np.ndarray) -> np.ndarray:
+    """Greedy fill over items (units or words) with token costs `tokens`: must-keep items
+    first, then the best-scored items that still fit (an item that does not fit is skipped and
+    smaller ones are tried); ties go to earlier items."""
     keep = must.copy()
-    used = int(table.tokens[must].sum())
+    used = int(tokens[must].sum())
     order = np.lexsort((np.arange(len(scores)), -scores))
     order = order[~keep[order]]
     # the best-scored run that fits as a whole, at once; then skip-and-continue one by one
-    csum = np.cumsum(table.tokens[order])
+    csum = np.cumsum(tokens[order])
     n_fit = int(np.searchsorted(csum, budget - used, side="right"))
     keep[order[:n_fit]] = True
     used += int(csum[n_fit - 1]) if n_fit else 0
-    smallest = int(table.tokens.min()) if len(table) else 0
-    for idx, toks in _chunked(order[n_fit:], table.tokens[order[n_fit:]]):
+    smallest = int(tokens.min()) if len(tokens) else 0
+    for idx, toks in _chunked(order[n_fit:], tokens[order[n_fit:]]):
         if budget - used < smallest:
             break
         for i, n in zip(idx, toks, strict=True):

@@ -135,5 +135,5 @@ class Lexical(Compressor):
         must = (ctx.table.flags & FORCED) > 0
         if self.settings["keep_headings"]:
             must |= (ctx.table.flags & STRUCTURE) > 0
-        keep = select_by_score(ctx.table, scores, ctx.budget, must)
+        keep = select_by_score(ctx.table.tokens, scores, ctx.budget, must)
         ctx.emit(keep, best_partial(ctx.table, keep, scores, ctx.budget))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..pipeline import WORD_KINDS, Context, word_pieces_flagged
+from ..pipeline import WORD_KINDS, Context, select_by_score, word_pieces_flagged
 from ..segment import FORCED, GAP_TEXT, STRUCTURE, Gap, Kind
 from .base import Compressor, Param
 
@@ -68,17 +68,11 @@ class SelfInfo(Compressor):
             return
         surprisal = self._surprisal("".join(doc_parts), char_spans, tok, model)
         costs = np.asarray(ctx.counter.count_many([" " + w for w in words]), dtype=np.int64)
-        costs[np.asarray([kinds[u] not in WORD_KINDS for u in unit_of])] = t.tokens[
-            [u for u in unit_of if kinds[u] not in WORD_KINDS]]
+        units = np.asarray(unit_of)
+        block = ~np.isin(t.kind[units], WORD_KINDS)
+        costs[block] = t.tokens[units[block]]  # a block is one item costing its whole unit
         score = surprisal / np.maximum(costs, 1)
-        keep = np.asarray(must, dtype=bool)
-        used = int(costs[keep].sum())
-        order = np.lexsort((np.arange(len(score)), -score))
-        order = order[~keep[order]]
-        for i in order.tolist():
-            if used + costs[i] <= ctx.budget:
-                keep[i] = True
-                used += int(costs[i])
+        keep = select_by_score(costs, score, ctx.budget, np.asarray(must, dtype=bool))
         ctx.emit_words(keep, np.asarray(word_start))
 
     def _surprisal(self, text: str, spans: list[tuple[int, int]], tok, model) -> np.ndarray:
