@@ -6,6 +6,8 @@ Sections (each replaced in BENCHMARKS.md only when it runs)
   (`promptzip tokens`, the ceiling: every method must at least tokenize its input);
 * ratio: achieved vs requested ratio for truncate and lexical at 0.5 / 0.33 / 0.2 on the
   documents of ../shared/corpora/text (skipped when the shared corpora are absent);
+* extract: the `extract` method on a 100k-token document, end to end, next to the raw
+  onnxruntime forward pass of the same model and the LLMLingua peer (tokens/s, peak RSS);
 * fidelity: `promptzip eval` on SQuAD, QMSum and the GSM8K CoT prompt with every method and
   the peers (hours on 2 cores; checkpointed in bench-work/, so it resumes).
 
@@ -130,6 +132,113 @@ def bench_ratio() -> str:
     return "\n".join(lines)
 
 
+def build_100k(path: Path, tokens: int = 100_000) -> str:
+    """A ~100k cl100k-token document: WikiText-2 valid articles (or the demo) concatenated."""
+    from .tokens import load_tokenizer
+
+    counter = load_tokenizer("cl100k_base")
+    if SHARED.is_dir():
+        with open(SHARED / "text" / "wikitext2_valid_articles.jsonl", encoding="utf-8") as f:
+            texts = [json.loads(line)["text"] for line in f]
+        origin = "../shared/corpora/text/wikitext2_valid_articles.jsonl (articles in order)"
+    else:
+        texts = [DEMO.read_text(encoding="utf-8")] * 200
+        origin = "corpora/demo/incident-report.md (repeated)"
+    parts, n = [], 0
+    for t in texts:
+        if n >= tokens:
+            break
+        parts.append(t)
+        n += counter.count(t)
+    text = "\n\n".join(parts)
+    lo, hi = 0, len(text)  # the longest prefix within `tokens`
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if counter.count(text[:mid]) <= tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    path.write_text(text[:lo], encoding="utf-8")
+    return origin
+
+
+def forward_only(doc: Path, max_len: int = 512, batch: int = 8) -> dict:
+    """Raw onnxruntime throughput of the shipped int8 model on `doc`: its subwords packed into
+    full windows (no overlap, no question), only `session.run` timed."""
+    import numpy as np
+
+    from .compressors.extract import Scorer, model_dir
+    from .pipeline import word_pieces
+
+    text = doc.read_text(encoding="utf-8")
+    sc = Scorer(model_dir(), "int8", max_len, 0, batch)
+    words = [text[s:e] for s, e in word_pieces(text)]
+    ids = [i for e in sc.tok.encode_batch(words, add_special_tokens=False) for i in e.ids]
+    room = max_len - 2
+    rows = [[sc.cls, *ids[k:k + room], sc.sep] for k in range(0, len(ids), room)]
+    seconds = 0.0
+    for k in range(0, len(rows), batch):
+        chunk = rows[k:k + batch]
+        width = max(map(len, chunk))
+        x = np.zeros((len(chunk), width), dtype=np.int64)
+        m = np.zeros_like(x)
+        for r, row in enumerate(chunk):
+            x[r, :len(row)] = row
+            m[r, :len(row)] = 1
+        t0 = time.perf_counter()
+        sc.sess.run(["probs"], {"input_ids": x, "attention_mask": m, "token_type_ids": np.zeros_like(x)})
+        seconds += time.perf_counter() - t0
+    return {"seconds": seconds, "subwords": len(ids), "windows": len(rows)}
+
+
+def bench_extract(work: Path) -> str:
+    from .tokens import load_tokenizer
+
+    work.mkdir(parents=True, exist_ok=True)
+    doc = work / "input-100k.txt"
+    origin = build_100k(doc)
+    tokens = load_tokenizer("cl100k_base").count(doc.read_text(encoding="utf-8"))
+    exe = [sys.executable, "-m", "promptzip"]
+    report = work / "report-extract.json"
+    wall, rss, _ = run_measured([*exe, "compress", str(doc), "-m", "extract", "-r", "0.33", "-q",
+                                 "--report", str(report)])
+    rep = json.loads(report.read_text())
+    _, fwd_rss, out = run_measured([sys.executable, "-m", "promptzip.bench", "--forward-only", str(doc)])
+    fwd = json.loads(out)
+    e2e = rep["input_tokens"] / (rep["elapsed_ms"] / 1000)
+    raw = tokens / fwd["seconds"]
+    rows = [("`extract` int8 end to end (library time)", e2e, rss),
+            ("`extract` int8 end to end (process wall, with start-up)", tokens / wall, rss),
+            (f"onnxruntime forward only ({fwd['windows']} full windows of 512, batch 8)", raw, fwd_rss)]
+    peer_note = ""
+    from .eval.peers import peer_python, run_peers
+
+    if peer_python().exists():
+        from .eval.data import EvalItem
+
+        text = doc.read_text(encoding="utf-8")
+        counter = load_tokenizer("cl100k_base")
+        piece = text[:16_000]
+        n_piece = counter.count(piece)
+        item = EvalItem(id="bench-100k-head", kind="document", context=piece, question=None, answers=[])
+        res = run_peers("llmlingua", [item], [0.33])
+        secs = res[(item.id, 0.33)][1]
+        rows.append((f"LLMLingua peer (llmlingua 0.2.2, SmolLM2 scorer; first {n_piece:,} tokens)",
+                     n_piece / secs, None))
+    else:
+        peer_note = "LLMLingua peer skipped: `make peers` has not been run."
+    lines = [f"Input: {tokens:,} cl100k_base tokens from {origin}; ratio 0.33; achieved "
+             f"{rep['ratio']:.4f}. Fresh process per row; the ratios compare rows of this run.", "",
+             "| run | cl100k tokens/s | vs forward only | peak RSS MiB |", "|---|---:|---:|---:|"]
+    for name, tps, mem in rows:
+        lines.append(f"| {name} | {tps:,.0f} | {tps / raw:.2f} | {mem if mem is not None else '-'} |")
+    if len(rows) == 4:
+        lines += ["", f"`extract` end to end is {e2e / rows[3][1]:,.0f}x the LLMLingua peer's throughput."]
+    if peer_note:
+        lines += ["", peer_note]
+    return "\n".join(lines)
+
+
 def machine() -> str:
     cpu = platform.processor() or ""
     try:
@@ -153,12 +262,12 @@ def machine() -> str:
 
 
 FIDELITY = (
-    # name, file under ../shared/corpora, rows, reader on?, title
-    ("squad", "qa/squad_v2_half_dev.jsonl", 500, True, "SQuAD v2 half-dev (answerable, first 500)"),
-    ("qmsum", "meetings/qmsum_val.jsonl", 40, True, "QMSum val (query-aware, first 40)"),
-    ("gsm8k-cot", "prompts/gsm8k_cot_prompt_hardest.txt", None, False, "GSM8K 8-shot CoT prompt"),
+    # name, file under ../shared/corpora, rows, reader: "answer" (log-lik + EM/F1), "loglik" or None, title
+    ("squad", "qa/squad_v2_half_dev.jsonl", 500, "answer", "SQuAD v2 half-dev (answerable, first 500)"),
+    ("qmsum", "meetings/qmsum_val.jsonl", 12, "loglik", "QMSum val (query-aware, first 12 queries)"),
+    ("gsm8k-cot", "prompts/gsm8k_cot_prompt_hardest.txt", None, None, "GSM8K 8-shot CoT prompt"),
 )
-ALL_METHODS = "truncate,lexical,random,selfinfo,llmlingua,longllmlingua"
+ALL_METHODS = "truncate,lexical,random,selfinfo,llmlingua,longllmlingua"  # extract joins once shipped
 
 
 def bench_fidelity(work: Path, methods: str, only: list[str]) -> str:
@@ -183,8 +292,10 @@ def bench_fidelity(work: Path, methods: str, only: list[str]) -> str:
                "--ratios", ",".join(map(str, RATIOS)), "--out", str(out), "--title", title]
         if limit:
             cmd += ["--limit", str(limit)]
-        if not reader:
+        if reader is None:
             cmd += ["--no-reader"]
+        elif reader == "loglik":
+            cmd += ["--no-generate"]
         print(f"bench: eval {name} ...", file=sys.stderr)
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         plots = ROOT / "docs" / "bench" / name
@@ -218,7 +329,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sections", default="pipeline,ratio,fidelity")
     ap.add_argument("--methods", default=ALL_METHODS, help="methods for the fidelity section")
     ap.add_argument("--datasets", default="", help="fidelity datasets to run (default: all)")
+    ap.add_argument("--forward-only", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.forward_only:
+        print(json.dumps(forward_only(args.forward_only)))
+        return
     sections = args.sections.split(",")
     stamp = f"Machine: {machine()}. Date: {dt.date.today().isoformat()}."
     existing = _sections(args.out.read_text(encoding="utf-8")) if args.out.exists() else {}
@@ -229,6 +344,9 @@ def main(argv: list[str] | None = None) -> None:
     if "ratio" in sections:
         print("bench: achieved vs requested ratio ...", file=sys.stderr)
         existing["Achieved vs requested ratio"] = f"\n{stamp}\n\n{bench_ratio()}\n\n"
+    if "extract" in sections:
+        print("bench: extract speed on a 100k-token document ...", file=sys.stderr)
+        existing["Extract speed (100k-token document)"] = f"\n{stamp}\n\n{bench_extract(args.work)}\n\n"
     if "fidelity" in sections:
         only = [d for d in args.datasets.split(",") if d]
         existing["Fidelity"] = f"\n{stamp}\n\n{bench_fidelity(args.work, args.methods, only)}\n\n"

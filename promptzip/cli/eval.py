@@ -38,6 +38,9 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder.")] = Path("eval-out"),
         reader: Annotated[bool, typer.Option("--reader/--no-reader", help="SmolLM2 reader metrics "
                                              "(log-likelihood of the gold answer, EM/F1).")] = True,
+        generate: Annotated[bool, typer.Option("--generate/--no-generate", help="Let the reader answer "
+                                               "(EM/F1); off for free-form gold answers such as "
+                                               "summaries, where only the log-likelihood is read.")] = True,
         embed: Annotated[bool, typer.Option("--embed/--no-embed", help="MiniLM similarity of original "
                                             "and compressed text.")] = True,
         tokenizer: TokenizerOpt = "cl100k_base",
@@ -77,7 +80,8 @@ def register(app: typer.Typer) -> None:
             err(f"eval: reusing {len(checkpoint.rows)} rows measured before ({ckpt_path}; --fresh to redo)")
         try:
             with progress_bar(True, "eval") as progress:
-                rows = evaluate(items, method_list, ratio_list, rd, em, tokenizer, progress, checkpoint)
+                rows = evaluate(items, method_list, ratio_list, rd, em, tokenizer, progress, checkpoint,
+                                generate=generate)
         finally:
             checkpoint.close()
         summary = aggregate(rows)

@@ -5,7 +5,7 @@ promptzip's, so it lives in its own virtualenv and this script, which imports on
 library and llmlingua, is run there as a subprocess by `promptzip.eval.peers`.
 
 Input JSONL rows: {"key", "method": "llmlingua"|"longllmlingua", "context", "question", "ratio"}.
-Output JSONL rows: {"key", "text", "seconds", "error"}.
+Output JSONL rows, appended: {"key", "text", "seconds", "error"}.
 Usage: python peer_worker.py REQUESTS.jsonl RESULTS.jsonl MODEL_DIR
 """
 
@@ -43,7 +43,7 @@ def main() -> None:
     from llmlingua import PromptCompressor
 
     compressor = PromptCompressor(model_name=peer_model_dir(model_dir), device_map="cpu")
-    with open(requests_path, encoding="utf-8") as f, open(results_path, "w", encoding="utf-8") as out:
+    with open(requests_path, encoding="utf-8") as f, open(results_path, "a", encoding="utf-8") as out:
         for line in f:
             req = json.loads(line)
             t0 = time.perf_counter()

@@ -28,30 +28,53 @@ def peer_python() -> Path:
     return Path(env) if env else ROOT / ".venv-peers" / "bin" / "python"
 
 
-def run_peers(method: str, items: Sequence[EvalItem], ratios: Sequence[float]) -> dict[tuple[str, float], tuple[str, float]]:
-    """(item id, ratio) -> (compressed text, seconds) for one peer method."""
+def _read_results(path: Path) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    if path.is_file():
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # a torn last line
+                found[row["key"]] = row
+    return found
+
+
+def run_peers(method: str, items: Sequence[EvalItem], ratios: Sequence[float],
+              cache: Path | None = None) -> dict[tuple[str, float], tuple[str, float]]:
+    """(item id, ratio) -> (compressed text, seconds) for one peer method. With `cache`, results
+    are appended there as they come and an interrupted run resumes where it stopped. Pairs the
+    peer failed on are absent (their errors are kept in the cache file)."""
     python = peer_python()
     if not python.exists():
         raise ModelError(f"the peers environment is missing ({python})", "Run `make peers`.")
     model = model_path("smollm2-135m-instruct") / "hf"
     with tempfile.TemporaryDirectory(prefix="promptzip-peers-") as tmp:
-        req, res = Path(tmp) / "requests.jsonl", Path(tmp) / "results.jsonl"
+        res = cache or Path(tmp) / "results.jsonl"
+        have = _read_results(res)
+        req = Path(tmp) / "requests.jsonl"
+        n = 0
         with open(req, "w", encoding="utf-8") as f:
             for item in items:
                 for ratio in ratios:
-                    f.write(json.dumps({"key": f"{item.id}\t{ratio}", "method": method,
-                                        "context": item.context, "question": item.question,
-                                        "ratio": ratio}) + "\n")
-        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-        proc = subprocess.run([str(python), str(Path(__file__).with_name("peer_worker.py")), str(req),
-                               str(res), str(model)], capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            tail = "\n".join(proc.stderr.strip().splitlines()[-3:])
-            raise ModelError(f"the {method} peer failed: {tail}", "Check `make peers`.")
+                    key = f"{item.id}\t{ratio}"
+                    if key in have:
+                        continue
+                    f.write(json.dumps({"key": key, "method": method, "context": item.context,
+                                        "question": item.question, "ratio": ratio}) + "\n")
+                    n += 1
+        if n:
+            env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+            proc = subprocess.run([str(python), str(Path(__file__).with_name("peer_worker.py")), str(req),
+                                   str(res), str(model)], capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                tail = "\n".join(proc.stderr.strip().splitlines()[-3:])
+                raise ModelError(f"the {method} peer failed: {tail}", "Check `make peers`.")
         out: dict[tuple[str, float], tuple[str, float]] = {}
-        with open(res, encoding="utf-8") as f:
-            for line in f:
-                row = json.loads(line)
-                item_id, ratio = row["key"].rsplit("\t", 1)
-                out[(item_id, float(ratio))] = (row["text"], row["seconds"])
+        for key, row in _read_results(res).items():
+            if row.get("error"):
+                continue
+            item_id, ratio = key.rsplit("\t", 1)
+            out[(item_id, float(ratio))] = (row["text"], row["seconds"])
         return out

@@ -53,6 +53,48 @@ class Reader:
         picked = logp[torch.arange(len(target)), torch.tensor(target)]
         return float(picked.mean())
 
+    def answer_logprobs(self, contexts: list[str], question: str | None, answer: str,
+                        batch_size: int = 8) -> list[float]:
+        """`answer_logprob` for several contexts, batched (right padding)."""
+        torch = self._torch
+        target = self.tok(answer, add_special_tokens=False).input_ids[: self.max_answer_tokens]
+        if not target:
+            return [0.0] * len(contexts)
+        out: list[float] = []
+        for lo in range(0, len(contexts), batch_size):
+            prompts = [self._prompt(c, question) for c in contexts[lo:lo + batch_size]]
+            seqs = [p + target for p in prompts]
+            width = max(map(len, seqs))
+            pad = self.tok.eos_token_id
+            ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
+            mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+            with torch.inference_mode():
+                logits = self.model(ids, attention_mask=mask).logits.float()
+            tgt = torch.tensor(target)
+            for b, p in enumerate(prompts):
+                logp = torch.log_softmax(logits[b, len(p) - 1 : len(p) - 1 + len(target)], dim=-1)
+                out.append(float(logp[torch.arange(len(target)), tgt].mean()))
+        return out
+
+    def generate_many(self, contexts: list[str], question: str | None, max_new_tokens: int = 16,
+                      batch_size: int = 8) -> list[str]:
+        """`generate` for several contexts, batched (left padding, greedy)."""
+        torch = self._torch
+        out: list[str] = []
+        for lo in range(0, len(contexts), batch_size):
+            prompts = [self._prompt(c, question) for c in contexts[lo:lo + batch_size]]
+            width = max(map(len, prompts))
+            pad = self.tok.eos_token_id
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+            with torch.inference_mode():
+                gen = self.model.generate(ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                          do_sample=False, pad_token_id=pad)
+            for row in gen[:, width:]:
+                text = self.tok.decode(row, skip_special_tokens=True)
+                out.append(text.strip().split("\n")[0].strip())
+        return out
+
     def generate(self, context: str, question: str | None, max_new_tokens: int = 16) -> str:
         torch = self._torch
         prompt = self._prompt(context, question)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -129,7 +130,7 @@ class Checkpoint:
 def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence[float],
              reader=None, embedder=None, tokenizer: str = "cl100k_base",
              progress: Callable[[int, int], None] | None = None,
-             checkpoint: Checkpoint | None = None) -> list[Row]:
+             checkpoint: Checkpoint | None = None, generate: bool = True) -> list[Row]:
     counter = load_tokenizer(tokenizer)
     for m in methods:
         if m not in EVAL_ONLY:
@@ -139,8 +140,10 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
     for m in methods:
         if m in PEERS:
             todo = [it for it in items if any(ckpt.get(it.id, m, r) is None for r in ratios)]
-            precomputed[m] = run_peers(m, todo, ratios) if todo else {}
+            cache = ckpt.path.with_name(f"peer-{m}.jsonl") if ckpt.path else None
+            precomputed[m] = run_peers(m, todo, ratios, cache) if todo else {}
     rows: list[Row] = []
+    failed: dict[str, int] = {}
     total = len(items) * (len(methods) * len(ratios) + 1)
     done = 0
     for item in items:
@@ -155,19 +158,23 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
                        ll_delta=0.0 if base_ll is not None else None)
             if item.kind == "document":
                 orig.structure_kept = 1.0
-            if reader and item.kind == "qa":
+            if reader and generate and item.kind == "qa":
                 pred = reader.generate(item.context, item.question)
                 orig.em, orig.f1 = exact_match(pred, item.answers), f1(pred, item.answers)
             ckpt.add(orig)
         base_ll = orig.ll_answer
         rows.append(orig)
         done += 1
+        fresh: list[tuple[Row, str]] = []
         for method in methods:
             for ratio in ratios:
                 cached = ckpt.get(item.id, method, ratio)
                 if cached is not None:
                     rows.append(cached)
                     done += 1
+                    continue
+                if method in precomputed and (item.id, ratio) not in precomputed[method]:
+                    failed[method] = failed.get(method, 0) + 1  # the peer failed on this item
                     continue
                 t0 = time.perf_counter()
                 text, measured = compress_with(method, item, ratio, counter, precomputed)
@@ -180,19 +187,25 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
                     row.answer_retained = float(answer_retained(text, item.answers))
                 if embedder:
                     row.embed_sim = embedder.similarity(item.context, text)
-                if reader and gold:
-                    row.ll_answer = reader.answer_logprob(text, item.question, gold)
-                    row.ll_delta = row.ll_answer - base_ll
-                    if item.kind == "qa":
-                        pred = reader.generate(text, item.question)
-                        row.em, row.f1 = exact_match(pred, item.answers), f1(pred, item.answers)
                 if item.kind == "document":
                     row.structure_kept = structure_kept(item.context, text)
-                ckpt.add(row)
-                rows.append(row)
-                done += 1
-                if progress:
-                    progress(done, total)
+                fresh.append((row, text))
+        if reader and gold and fresh:  # the reader reads an item's new rows in one batch
+            texts = [t for _, t in fresh]
+            for (row, _), ll in zip(fresh, reader.answer_logprobs(texts, item.question, gold), strict=True):
+                row.ll_answer, row.ll_delta = ll, ll - base_ll
+            if generate and item.kind == "qa":
+                for (row, _), pred in zip(fresh, reader.generate_many(texts, item.question), strict=True):
+                    row.em, row.f1 = exact_match(pred, item.answers), f1(pred, item.answers)
+        for row, _ in fresh:
+            ckpt.add(row)
+            rows.append(row)
+            done += 1
+        if progress:
+            progress(done, total)
+    for method, n in failed.items():
+        print(f"warning: {method} failed on {n} item-ratio pairs; they are left out of its rows",
+              file=sys.stderr)
     return rows
 
 
