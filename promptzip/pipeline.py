@@ -46,6 +46,7 @@ class Request:
     target_tokens: int | None = None
     query: str | None = None
     force: tuple[str, ...] = ()
+    word_scores: bool = False  # ask word-level methods for per-word keep scores (report.words)
 
     def validate(self) -> None:
         if self.ratio is not None and self.target_tokens is not None:
@@ -137,6 +138,14 @@ class OutputSink:
         self._fidelity.output(text)
 
 
+class _NullStream:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
 @dataclass
 class Partial:
     """Keep only part of unit `index`: its first (side='head') or last ('tail') words, within
@@ -160,6 +169,8 @@ class Context:
     kept: np.ndarray | None = None  # set by emit(): which units reached the output whole
     model: str | None = None  # set by methods that run a model, for the report
     model_sha256: str | None = None
+    device: str = "cpu"
+    word_scores: list[tuple[str, float, bool]] | None = None  # (word, keep score, kept), on request
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -217,6 +228,17 @@ class Context:
         self._write(unit_keep, body)
         self.kept = unit_keep & np.array([word_keep[bounds[i]:bounds[i + 1]].all()
                                           for i in range(len(unit_keep))], dtype=bool)
+
+    def measure_words(self, word_keep: np.ndarray, word_start: np.ndarray) -> int:
+        """Tokens that `emit_words(word_keep, word_start)` would write, writing nothing."""
+        real, kept = self.sink, self.kept
+        self.sink = OutputSink(_NullStream(), self.counter, FidelityTracker())
+        try:
+            self.emit_words(word_keep, word_start)
+            self.sink.close()
+            return self.sink.tokens
+        finally:
+            self.sink, self.kept = real, kept
 
     def _write(self, keep: np.ndarray, body) -> None:
         t = self.table
@@ -431,7 +453,7 @@ def compress_document(
     request = request or Request()
     request.validate()
     if request.ratio is None and request.target_tokens is None:
-        request = Request(DEFAULT_RATIO, None, request.query, request.force)
+        request = Request(DEFAULT_RATIO, None, request.query, request.force, request.word_scores)
     counter = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
     cls = get_method(method)
     compressor = cls(**(params or {}))
@@ -508,6 +530,8 @@ def compress_document(
         force=list(request.force),
         model=ctx.model,
         model_sha256=ctx.model_sha256,
+        device=ctx.device,
+        words=ctx.word_scores,
         source=doc.label,
         warnings=warnings,
         promptzip_version=__version__,
@@ -522,13 +546,15 @@ def compress(
     query: str | None = None,
     force: Sequence[str] = (),
     tokenizer: str | TokenCounter = DEFAULT_TOKENIZER,
+    word_scores: bool = False,
     **params: Any,
 ) -> CompressResult:
-    """Compress a string. Keyword arguments beyond the named ones are method parameters."""
+    """Compress a string. Keyword arguments beyond the named ones are method parameters;
+    `word_scores` asks word-level methods for per-word scores (`report.words`)."""
     out = io.BytesIO()
     doc = document_from_bytes(text.encode("utf-8"))
     report = compress_document(
-        doc, out, method, Request(ratio, target_tokens, query, tuple(force)), params, tokenizer
+        doc, out, method, Request(ratio, target_tokens, query, tuple(force), word_scores), params, tokenizer
     )
     return CompressResult(out.getvalue().decode("utf-8"), report)
 

@@ -40,11 +40,15 @@ class Report:
     device: str = "cpu"
     source: str = ""
     warnings: list[str] = field(default_factory=list)
+    words: list[tuple[str, float, bool]] | None = None  # per-word (text, keep score, kept) when asked
     schema_version: int = SCHEMA_VERSION
     promptzip_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["words"] is None:
+            del data["words"]
+        return data
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)

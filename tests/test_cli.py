@@ -117,7 +117,7 @@ def test_stdin_terminal_is_a_usage_error():
 def test_methods_and_help():
     res = runner.invoke(app, ["methods", "--format", "json"])
     names = [m["name"] for m in json.loads(res.stdout)]
-    assert names[:2] == ["truncate", "lexical"]
+    assert names[:3] == ["extract", "truncate", "lexical"]
     text = runner.invoke(app, ["methods"]).stdout
     assert "-p side=head" in text
     help_text = runner.invoke(app, ["--help"]).stdout

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import UsageError
 from .common import (
     ErrorsOpt,
     ForceOpt,
@@ -54,17 +55,36 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE",
                                                     help="Write to FILE (atomically) instead of stdout.")] = None,
         report_file: Annotated[Path | None, typer.Option("--report", metavar="FILE", help="Write the full report as JSON to FILE.")] = None,
+        threshold: Annotated[float | None, typer.Option(
+            "--threshold", help="Keep every word whose keep probability is at least this, instead of "
+            "meeting a ratio (extract).")] = None,
+        explain: Annotated[bool, typer.Option("--explain", help="Print the input with kept words "
+                                              "bright and dropped words dim (word-level methods).")] = False,
         errors: ErrorsOpt = "strict",
         quiet: QuietOpt = False,
     ) -> None:
         """Compress one document to a ratio or a token budget."""
+        from ..compressors import get_method
         from ..pipeline import Request, compress_file
 
         stdin_or_usage(path)
-        request = Request(ratio, target_tokens, query, tuple(force or ()))
-        request.validate()
         params = parse_params(param)
+        if threshold is not None:
+            if ratio is not None or target_tokens is not None:
+                raise UsageError("--threshold replaces --ratio/--target-tokens", "Give one of them.")
+            if not 0 < threshold < 1:
+                raise UsageError(f"--threshold must be in (0, 1), got {threshold}")
+            if "threshold" not in {p.name for p in get_method(method).params}:
+                raise UsageError(f"--threshold needs a method with keep probabilities, not {method}",
+                                 "Use -m extract.")
+            params["threshold"] = str(threshold)
+        request = Request(ratio, target_tokens, query, tuple(force or ()),
+                          word_scores=fmt is Format.json or explain)
+        request.validate()
         progress = _progress_for(path, quiet)
+        if explain:
+            _explain(path, method, request, params, tokenizer, errors)
+            return
 
         def run(sink) -> object:
             return compress_file(path, sink, method, request, params, tokenizer, errors, progress)
@@ -86,6 +106,36 @@ def register(app: typer.Typer) -> None:
             err(f"Warning: {w}.")
         if not quiet:
             err(report.render())
+
+
+def _explain(path, method, request, params, tokenizer, errors) -> None:
+    """Render the input with each word styled by its fate; blocks and unscored text as is."""
+    from rich.console import Console
+    from rich.text import Text
+
+    from ..pipeline import compress_document
+    from ..source import open_document
+
+    with open_document(path, errors) as doc:
+        report = compress_document(doc, io.BytesIO(), method, request, params, tokenizer)
+        doc.file.seek(0)
+        source = doc.file.read().decode("utf-8", errors="replace")
+    if report.words is None:
+        raise UsageError(f"--explain needs a word-level method with scores, not {method}",
+                         "Use -m extract or -m selfinfo.")
+    out = Text()
+    pos = 0
+    for word, _score, kept in report.words:
+        at = source.find(word, pos)
+        if at < 0:
+            continue
+        out.append(source[pos:at])
+        out.append(word, style="bold" if kept else "dim strike")
+        pos = at + len(word)
+    out.append(source[pos:])
+    console = Console(highlight=False)
+    console.print(out, end="", soft_wrap=True)
+    err(report.render())
 
 
 def _progress_for(path: str | None, quiet: bool):

@@ -16,11 +16,12 @@ __all__ = ["Compressor", "Param", "get_method", "methods"]
 
 
 def _builtin() -> list[type[Compressor]]:
+    from .extract import Extract
     from .lexical import Lexical
     from .selfinfo import SelfInfo
     from .truncate import Truncate
 
-    return [Truncate, Lexical, SelfInfo]
+    return [Extract, Truncate, Lexical, SelfInfo]
 
 
 @lru_cache(maxsize=1)

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..pipeline import WORD_KINDS, Context, select_by_score, word_pieces_flagged
-from ..segment import FORCED, GAP_TEXT, STRUCTURE, Gap, Kind
+from ..pipeline import Context
 from .base import Compressor, Param
+from .words import collect_words, select_words
 
 
 class SelfInfo(Compressor):
@@ -36,69 +36,42 @@ class SelfInfo(Compressor):
 
         tok, model = load_causal_lm(self.settings["dtype"])
         ctx.model, ctx.model_sha256 = "smollm2-135m-instruct", lm_sha256()
-        t = ctx.table
-        words: list[str] = []  # flat word texts
-        must: list[bool] = []
-        unit_of: list[int] = []
-        word_start = [0]
-        doc_parts: list[str] = []  # the text the LM reads: units joined by their separators
-        char_spans: list[tuple[int, int]] = []  # each word's span in that text
-        pos = 0
-        kinds, flags, gaps = t.kind.tolist(), t.flags.tolist(), t.gap.tolist()
-        for i, text in enumerate(ctx.unit_texts()):
-            sep = GAP_TEXT[Gap(gaps[i])] if i else ""
-            doc_parts.append(sep + text)
-            pos += len(sep)
-            if kinds[i] in WORD_KINDS:
-                pieces = word_pieces_flagged(text)
-            else:
-                pieces = [(0, len(text), False)]
-            forced = bool(flags[i] & FORCED)
-            for n, (s, e, protected) in enumerate(pieces):
-                words.append(text[s:e])
-                char_spans.append((pos + s, pos + e))
-                marker = kinds[i] == Kind.LINE and n == 0
-                structural = bool(flags[i] & STRUCTURE)
-                must.append(forced or protected or marker or structural)
-                unit_of.append(i)
-            pos += len(text)
-            word_start.append(len(words))
-        if not words:
-            ctx.emit_words(np.zeros(0, dtype=bool), np.asarray(word_start))
+        w = collect_words(ctx)
+        if not w.words:
+            ctx.emit_words(np.zeros(0, dtype=bool), w.word_start)
             return
-        surprisal = self._surprisal("".join(doc_parts), char_spans, tok, model)
-        costs = np.asarray(ctx.counter.count_many([" " + w for w in words]), dtype=np.int64)
-        units = np.asarray(unit_of)
-        block = ~np.isin(t.kind[units], WORD_KINDS)
-        costs[block] = t.tokens[units[block]]  # a block is one item costing its whole unit
-        score = surprisal / np.maximum(costs, 1)
-        keep = select_by_score(costs, score, ctx.budget, np.asarray(must, dtype=bool))
-        ctx.emit_words(keep, np.asarray(word_start))
+        surprisal = word_surprisal(w.text, w.spans, tok, model, self.settings["window"],
+                                   self.settings["context"])
+        score = surprisal / np.maximum(w.costs(ctx), 1)
+        keep = select_words(ctx, w, score)
+        if ctx.request.word_scores:  # bits of self-information per target token
+            ctx.word_scores = [(word, round(float(x) / np.log(2), 3), bool(k))
+                               for word, x, k in zip(w.words, score, keep, strict=True)]
+        ctx.emit_words(keep, w.word_start)
 
-    def _surprisal(self, text: str, spans: list[tuple[int, int]], tok, model) -> np.ndarray:
-        """Sum of -log p over the LM tokens that end inside each word span."""
-        import torch
 
-        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = enc["input_ids"]
-        ends = np.asarray([e for _, e in enc["offset_mapping"]], dtype=np.int64)
-        token_info = np.zeros(len(ids), dtype=np.float64)
-        window, context = self.settings["window"], self.settings["context"]
-        bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-        for lo in range(0, len(ids), window):
-            hi = min(len(ids), lo + window)
-            ctx_lo = max(0, lo - context)
-            chunk = [bos, *ids[ctx_lo:hi]]
-            with torch.inference_mode():
-                logits = model(torch.tensor([chunk])).logits[0].float()
-            logp = torch.log_softmax(logits[:-1], dim=-1)
-            target = torch.tensor(chunk[1:])
-            info = -logp[torch.arange(len(target)), target].numpy()
-            token_info[lo:hi] = info[lo - ctx_lo:]
-        starts = np.asarray([s for s, _ in spans], dtype=np.int64)
-        word_end = np.asarray([e for _, e in spans], dtype=np.int64)
-        idx = np.searchsorted(starts, ends - 1, side="right") - 1  # word whose span holds the token's last char
-        inside = (idx >= 0) & (ends - 1 < word_end[np.clip(idx, 0, None)])
-        out = np.zeros(len(spans), dtype=np.float64)
-        np.add.at(out, idx[inside], token_info[inside])
-        return out
+def word_surprisal(text: str, spans: np.ndarray, tok, model, window: int = 512, context: int = 128) -> np.ndarray:
+    """Sum of -log p over the LM tokens that end inside each word span."""
+    import torch
+
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = enc["input_ids"]
+    ends = np.asarray([e for _, e in enc["offset_mapping"]], dtype=np.int64)
+    token_info = np.zeros(len(ids), dtype=np.float64)
+    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    for lo in range(0, len(ids), window):
+        hi = min(len(ids), lo + window)
+        ctx_lo = max(0, lo - context)
+        chunk = [bos, *ids[ctx_lo:hi]]
+        with torch.inference_mode():
+            logits = model(torch.tensor([chunk])).logits[0].float()
+        logp = torch.log_softmax(logits[:-1], dim=-1)
+        target = torch.tensor(chunk[1:])
+        info = -logp[torch.arange(len(target)), target].numpy()
+        token_info[lo:hi] = info[lo - ctx_lo:]
+    starts, word_end = spans[:, 0], spans[:, 1]
+    idx = np.searchsorted(starts, ends - 1, side="right") - 1  # word whose span holds the token's last char
+    inside = (idx >= 0) & (ends - 1 < word_end[np.clip(idx, 0, None)])
+    out = np.zeros(len(spans), dtype=np.float64)
+    np.add.at(out, idx[inside], token_info[inside])
+    return out

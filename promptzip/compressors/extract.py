@@ -1,0 +1,178 @@
+"""`extract`: the learned extractive classifier (LLMLingua-2 style) on onnxruntime.
+
+A fine-tuned all-MiniLM-L6-v2 gives every word a keep probability. The document's words are
+cut into windows of at most `max_len` subwords on word boundaries; each window adds up to
+`overlap` subwords of context on both sides, and a word takes its probability from the window
+whose core holds it, so no word is judged at a chunk edge. Windows run in batches through one
+onnxruntime session. A word's probability is the mean of its subwords'. Selection is ONE
+budget over the whole document, measured in the target tokenizer (greedy by probability,
+skipping what does not fit), or, with `threshold`, every word at or above it. Protected spans,
+list markers, structural lines and `--force` units are always kept; blocks (code, tables,
+JSON, headings) are single items scored by their mean probability.
+
+With `--query`, the question is read before each window (`[CLS] question [SEP] words [SEP]`),
+which the model was trained for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from ..pipeline import Context
+from .base import Compressor, Param
+from .words import collect_words, select_words
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL = ROOT / "models" / "extract-minilm"
+
+
+def model_dir(setting: str = "") -> Path:
+    path = Path(setting or os.environ.get("PROMPTZIP_EXTRACT_MODEL", "") or DEFAULT_MODEL)
+    if not (path / "tokenizer.json").is_file():
+        raise ModelError(f"the extract model is missing at {path}",
+                         "Run `make models` in a promptzip checkout, or point PROMPTZIP_EXTRACT_MODEL "
+                         "(or -p model=DIR) at a folder with model.int8.onnx and tokenizer.json.")
+    return path
+
+
+@lru_cache(maxsize=4)
+def _tokenizer(path: str):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(path)
+    tok.no_padding()  # the sentence-transformers file pads and truncates to 128; windows are cut here
+    tok.no_truncation()
+    return tok
+
+
+class Scorer:
+    """Keep probabilities per word from the ONNX classifier."""
+
+    def __init__(self, folder: Path, precision: str = "int8", max_len: int = 512, overlap: int = 16,
+                 batch_size: int = 8, max_query: int = 48, threads: int | None = None) -> None:
+        from ..runtime.onnx import session
+
+        onnx = folder / f"model.{precision}.onnx"
+        if not onnx.is_file():
+            raise ModelError(f"{onnx} is missing", "Run `make models`.")
+        self.sess, self.device, self.warning = session(str(onnx), threads)
+        self.tok = _tokenizer(str(folder / "tokenizer.json"))
+        self.max_len, self.overlap, self.batch_size, self.max_query = max_len, overlap, batch_size, max_query
+        self.cls, self.sep = self.tok.token_to_id("[CLS]"), self.tok.token_to_id("[SEP]")
+        self.unk = self.tok.token_to_id("[UNK]")
+        self.subwords = 0  # subwords run through the model, for throughput reports
+
+    def plan(self, words: list[str], query: str | None):
+        """Windows as (subword ids, token types, per-subword word index or -1, core word range)."""
+        subs = [e.ids or [self.unk] for e in self.tok.encode_batch(words, add_special_tokens=False)]
+        q = self.tok.encode(query, add_special_tokens=False).ids[: self.max_query] if query else []
+        head = [self.cls, *q, self.sep] if q else [self.cls]
+        room = self.max_len - len(head) - 1
+        ov = min(self.overlap, room // 4)
+        core_room = room - 2 * ov
+        subs = [s[:core_room] for s in subs]
+        lens = [len(s) for s in subs]
+        out = []
+        a = 0
+        while a < len(words):
+            b, used = a, 0
+            while b < len(words) and used + lens[b] <= core_room:
+                used += lens[b]
+                b += 1
+            lo, left = a, 0
+            while lo > 0 and left + lens[lo - 1] <= ov:
+                lo -= 1
+                left += lens[lo]
+            hi, right = b, 0
+            while hi < len(words) and right + lens[hi] <= ov + (ov - left):
+                right += lens[hi]
+                hi += 1
+            ids, owner = list(head), [-1] * len(head)
+            for w in range(lo, hi):
+                ids += subs[w]
+                owner += [w] * lens[w]
+            ids.append(self.sep)
+            owner.append(-1)
+            types = [0] * len(head) + [1 if q else 0] * (len(ids) - len(head))
+            out.append((ids, types, owner, (a, b)))
+            a = b
+        return out
+
+    def probs(self, words: list[str], query: str | None = None) -> np.ndarray:
+        if not words:
+            return np.zeros(0)
+        plan = self.plan(words, query)
+        sums = np.zeros(len(words))
+        counts = np.zeros(len(words))
+        order = sorted(range(len(plan)), key=lambda i: len(plan[i][0]))
+        for k in range(0, len(order), self.batch_size):
+            batch = [plan[i] for i in order[k:k + self.batch_size]]
+            width = max(len(w[0]) for w in batch)
+            ids = np.zeros((len(batch), width), dtype=np.int64)
+            mask = np.zeros_like(ids)
+            types = np.zeros_like(ids)
+            for r, (i, t, _, _) in enumerate(batch):
+                ids[r, :len(i)] = i
+                mask[r, :len(i)] = 1
+                types[r, :len(t)] = t
+            self.subwords += int(mask.sum())
+            p = self.sess.run(["probs"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
+            for r, (_, _, owner, (a, b)) in enumerate(batch):
+                own = np.asarray(owner)
+                sel = (own >= a) & (own < b)
+                np.add.at(sums, own[sel], p[r, :len(owner)][sel])
+                np.add.at(counts, own[sel], 1)
+        return sums / np.maximum(counts, 1)
+
+
+class Extract(Compressor):
+    name = "extract"
+    description = "Learned word keep/drop classifier (fine-tuned MiniLM-L6, ONNX int8); fast, query-aware."
+    query_aware = True
+    params = (
+        Param("model", str, "", "model folder (default: the shipped models/extract-minilm)"),
+        Param("precision", str, "int8", "which ONNX file to run", ("int8", "fp32")),
+        Param("threshold", float, 0.0, "keep every word with probability >= this instead of "
+              "meeting a ratio (0 = off)"),
+        Param("max_len", int, 512, "subwords per window"),
+        Param("overlap", int, 16, "context subwords added on each side of a window"),
+        Param("batch", int, 8, "windows per onnxruntime call"),
+    )
+
+    def compress(self, ctx: Context) -> None:
+        folder = model_dir(self.settings["model"])
+        scorer = Scorer(folder, self.settings["precision"], self.settings["max_len"],
+                        self.settings["overlap"], self.settings["batch"])
+        if scorer.warning:
+            ctx.warn(scorer.warning)
+        ctx.model = f"extract-minilm ({self.settings['precision']})"
+        ctx.model_sha256 = _sha(folder, self.settings["precision"])
+        ctx.device = scorer.device
+        w = collect_words(ctx)
+        if not w.words:
+            ctx.emit_words(np.zeros(0, dtype=bool), w.word_start)
+            return
+        p = scorer.probs(w.words, ctx.request.query)
+        if self.settings["threshold"] > 0:
+            keep = w.must | (p >= self.settings["threshold"])
+        else:
+            keep = select_words(ctx, w, p)
+        if ctx.request.word_scores:
+            ctx.word_scores = [(word, round(float(x), 4), bool(k))
+                               for word, x, k in zip(w.words, p, keep, strict=True)]
+        ctx.emit_words(keep, w.word_start)
+
+
+@lru_cache(maxsize=8)
+def _sha(folder: Path, precision: str) -> str | None:
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return None
+    files = json.loads(manifest.read_text(encoding="utf-8")).get("files", {})
+    return files.get(f"model.{precision}.onnx", {}).get("sha256")

@@ -1,0 +1,87 @@
+"""The word view of a document shared by word-level methods (`selfinfo`, `extract`).
+
+Every unit a word-level method may thin (sentences, lines) contributes its words; a block
+(code, table, JSON, heading) is one item that is kept or dropped whole. Each item knows
+whether it must be kept: protected spans (numbers with units, inline code, URLs, e-mail), list
+markers, structural lines and units holding `--force` strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..pipeline import WORD_KINDS, Context, select_by_score, word_pieces_flagged
+from ..segment import FORCED, GAP_TEXT, STRUCTURE, Gap, Kind
+
+
+@dataclass
+class Words:
+    text: str  # the document as a model reads it: units joined by their separators
+    words: list[str]
+    spans: np.ndarray  # (n, 2) character span of each word in `text`
+    must: np.ndarray  # bool per word
+    unit_of: np.ndarray  # unit index per word
+    word_start: np.ndarray  # first word of each unit, plus the end
+    block: np.ndarray  # bool per word: the item is a whole block
+
+    def costs(self, ctx: Context) -> np.ndarray:
+        """Target-tokenizer cost of each item: a word counted with its leading space, a block
+        its whole unit."""
+        costs = np.asarray(ctx.counter.count_many([" " + w for w in self.words]), dtype=np.int64)
+        costs[self.block] = ctx.table.tokens[self.unit_of[self.block]]
+        return costs
+
+
+def collect_words(ctx: Context) -> Words:
+    t = ctx.table
+    words: list[str] = []
+    must: list[bool] = []
+    unit_of: list[int] = []
+    block: list[bool] = []
+    spans: list[tuple[int, int]] = []
+    word_start = [0]
+    parts: list[str] = []
+    pos = 0
+    kinds, flags, gaps = t.kind.tolist(), t.flags.tolist(), t.gap.tolist()
+    for i, text in enumerate(ctx.unit_texts()):
+        sep = GAP_TEXT[Gap(gaps[i])] if i else ""
+        parts.append(sep + text)
+        pos += len(sep)
+        thin = kinds[i] in WORD_KINDS
+        pieces = word_pieces_flagged(text) if thin else [(0, len(text), False)]
+        forced = bool(flags[i] & FORCED)
+        structural = bool(flags[i] & STRUCTURE)
+        for n, (s, e, protected) in enumerate(pieces):
+            words.append(text[s:e])
+            spans.append((pos + s, pos + e))
+            marker = kinds[i] == Kind.LINE and n == 0
+            must.append(forced or protected or marker or structural)
+            unit_of.append(i)
+            block.append(not thin)
+        pos += len(text)
+        word_start.append(len(words))
+    return Words("".join(parts), words, np.asarray(spans, dtype=np.int64).reshape(-1, 2),
+                 np.asarray(must, dtype=bool), np.asarray(unit_of, dtype=np.int64),
+                 np.asarray(word_start, dtype=np.int64), np.asarray(block, dtype=bool))
+
+
+def select_words(ctx: Context, w: Words, scores: np.ndarray, rounds: int = 3) -> np.ndarray:
+    """Best-scored words within the budget, with the budget corrected by what the output
+    really costs: per-word costs ignore how words merge once joined and what line breaks cost,
+    so after each selection the would-be output is counted and the budget moved by the miss
+    (up to `rounds` times, stopping within half a percent of the target)."""
+    costs = w.costs(ctx)
+    budget = ctx.budget
+    tolerance = max(1, int(ctx.budget * 0.005))
+    best, best_miss = None, None
+    for _ in range(rounds):
+        keep = select_by_score(costs, scores, max(0, budget), w.must)
+        miss = ctx.measure_words(keep, w.word_start) - ctx.budget
+        if best_miss is None or abs(miss) < abs(best_miss) or (miss <= 0 < best_miss):
+            best, best_miss = keep, miss
+        if abs(miss) <= tolerance:
+            break
+        budget -= miss
+    return best

@@ -1,0 +1,31 @@
+"""One builder for onnxruntime sessions: CPU by default, CUDA when the installed onnxruntime
+has it and a GPU answers; a warning says when a GPU was asked for but is not used."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+
+@lru_cache(maxsize=4)
+def session(path: str, threads: int | None = None, device: str = "auto"):
+    """(InferenceSession, device actually used, warning or None)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    n = threads or int(os.environ.get("PROMPTZIP_THREADS", "0")) or (os.cpu_count() or 1)
+    opts.intra_op_num_threads = n
+    opts.inter_op_num_threads = 1
+    warning = None
+    providers = ["CPUExecutionProvider"]
+    if device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    elif device == "cuda":
+        warning = "CUDA was requested but this onnxruntime has no CUDA provider; running on CPU"
+    sess = ort.InferenceSession(str(Path(path)), sess_options=opts, providers=providers)
+    used = "cuda" if sess.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+    if providers[0] == "CUDAExecutionProvider" and used != "cuda":
+        warning = "the CUDA provider failed to start; running on CPU"
+    return sess, used, warning

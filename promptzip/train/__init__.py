@@ -1,0 +1,1 @@
+"""Training of the extract model (torch, transformers: the `train` extra)."""

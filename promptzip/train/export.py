@@ -1,0 +1,48 @@
+"""Export a fine-tuned classifier to ONNX (fp32) and a dynamically quantized int8 copy.
+
+The graph takes `input_ids`, `attention_mask`, `token_type_ids` (int64, batch x length, both
+dynamic) and returns `probs` (float32, batch x length): the keep probability of each subword.
+Word aggregation and selection stay in numpy (`promptzip.compressors.extract`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ..runtime.store import model_path
+from .finetune import BASE, build_model
+
+
+def export(state_path: Path, out_dir: Path, opset: int = 17) -> dict[str, Path]:
+    import torch
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = build_model(dropout=0.0)
+    state = torch.load(state_path, weights_only=False)
+    model.load_state_dict(state["model"])
+    model.eval()
+
+    class Probs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return torch.sigmoid(self.inner(input_ids, attention_mask, token_type_ids))
+
+    fp32 = out_dir / "model.fp32.onnx"
+    example = (torch.ones((2, 16), dtype=torch.long), torch.ones((2, 16), dtype=torch.long),
+               torch.zeros((2, 16), dtype=torch.long))
+    with torch.inference_mode():
+        torch.onnx.export(
+            Probs(), example, str(fp32), input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["probs"], opset_version=opset, dynamo=False,
+            dynamic_axes={n: {0: "batch", 1: "length"} for n in ("input_ids", "attention_mask",
+                                                                 "token_type_ids", "probs")})
+    int8 = out_dir / "model.int8.onnx"
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    shutil.copy(model_path(BASE) / "tokenizer.json", out_dir / "tokenizer.json")
+    return {"fp32": fp32, "int8": int8}

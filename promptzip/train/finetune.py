@@ -1,0 +1,213 @@
+"""Fine-tuning all-MiniLM-L6-v2 as a word keep/drop classifier, on CPU, with checkpoints.
+
+The encoder reads words (optionally after a question: `[CLS] question [SEP] words [SEP]`); a
+linear head gives one logit per subword; a word's logit is the mean of its subwords' and the
+loss is binary cross-entropy against the word's teacher label (a float in [0, 1]). Long
+examples are cut into windows of at most `max_len` subwords on word boundaries.
+
+A run directory holds `state.pt` (weights, optimizer, step, data order, RNG) written every
+`save_every` steps and at the end: `fit` on an existing run resumes from its last checkpoint
+and reproduces the same data order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..runtime.store import model_path
+from .labels import Example
+
+BASE = "minilm-l6-v2"
+
+
+@dataclass
+class Window:
+    ids: list[int]
+    type_ids: list[int]
+    word_of: list[int]  # per subword: word index inside the window's label list, -1 for specials/question
+    labels: list[float]
+
+
+def load_wordpiece():
+    from ..compressors.extract import _tokenizer
+
+    return _tokenizer(str(model_path(BASE) / "tokenizer.json"))
+
+
+def word_subwords(tok, words: list[str]) -> list[list[int]]:
+    """Subword ids of each word (a word with no subwords maps to [UNK])."""
+    enc = tok.encode_batch([w for w in words], add_special_tokens=False)
+    unk = tok.token_to_id("[UNK]")
+    return [e.ids or [unk] for e in enc]
+
+
+def windows(tok, words: list[str], labels: list[float] | None, query: str | None, max_len: int = 256,
+            max_query: int = 48) -> list[Window]:
+    """Cut one example into windows on word boundaries (no overlap: training)."""
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    q_ids = tok.encode(query, add_special_tokens=False).ids[:max_query] if query else []
+    head = [cls, *q_ids, sep] if q_ids else [cls]
+    room = max_len - len(head) - 1
+    subs = word_subwords(tok, words)
+    out: list[Window] = []
+    i = 0
+    while i < len(words):
+        ids, word_of, labs = list(head), [-1] * len(head), []
+        while i < len(words) and (len(ids) - len(head) + len(subs[i][:room]) <= room):
+            piece = subs[i][:room]
+            ids += piece
+            word_of += [len(labs)] * len(piece)
+            labs.append(labels[i] if labels is not None else 0.0)
+            i += 1
+        ids.append(sep)
+        word_of.append(-1)
+        type_ids = [0] * len(head) + [1 if q_ids else 0] * (len(ids) - len(head))
+        out.append(Window(ids, type_ids, word_of, labs))
+    return out
+
+
+def build_model(dropout: float = 0.1):
+    """BertModel with the MiniLM weights and a fresh linear head."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import BertConfig, BertModel
+
+    folder = model_path(BASE)
+    config = BertConfig.from_json_file(str(folder / "config.json"))
+
+    class Classifier(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = BertModel(config, add_pooling_layer=False)
+            self.dropout = torch.nn.Dropout(dropout)
+            self.head = torch.nn.Linear(config.hidden_size, 1)
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            h = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                             token_type_ids=token_type_ids).last_hidden_state
+            return self.head(self.dropout(h)).squeeze(-1)
+
+    model = Classifier()
+    state = {k.removeprefix("bert."): v for k, v in load_file(str(folder / "model.safetensors")).items()}
+    state = {k: v for k, v in state.items() if not k.startswith("pooler.")}
+    missing, unexpected = model.encoder.load_state_dict(state, strict=False)
+    missing = [k for k in missing if "position_ids" not in k]
+    unexpected = [k for k in unexpected if "position_ids" not in k]
+    if missing or unexpected:
+        raise RuntimeError(f"MiniLM weights do not match: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return model
+
+
+def collate(batch: list[Window]):
+    import torch
+
+    width = max(len(w.ids) for w in batch)
+    n = len(batch)
+    ids = torch.zeros((n, width), dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    types = torch.zeros((n, width), dtype=torch.long)
+    word_of = torch.full((n, width), -1, dtype=torch.long)
+    for b, w in enumerate(batch):
+        k = len(w.ids)
+        ids[b, :k] = torch.tensor(w.ids)
+        mask[b, :k] = 1
+        types[b, :k] = torch.tensor(w.type_ids)
+        word_of[b, :k] = torch.tensor(w.word_of)
+    labels = [torch.tensor(w.labels, dtype=torch.float32) for w in batch]
+    return ids, mask, types, word_of, labels
+
+
+def word_logits(sub_logits, word_of, n_words: int):
+    """Mean subword logit per word of one window."""
+    import torch
+
+    valid = word_of >= 0
+    sums = torch.zeros(n_words, dtype=sub_logits.dtype).index_add(0, word_of[valid], sub_logits[valid])
+    counts = torch.zeros(n_words, dtype=sub_logits.dtype).index_add(
+        0, word_of[valid], torch.ones_like(sub_logits[valid]))
+    return sums / counts.clamp(min=1)
+
+
+def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr: float = 5e-5,
+        max_len: int = 256, seed: int = 0, save_every: int = 50, threads: int | None = None,
+        log=print) -> Path:
+    """Train (or resume) a run; returns the path of the final state."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    run.mkdir(parents=True, exist_ok=True)
+    tok = load_wordpiece()
+    wins: list[Window] = []
+    for ex in examples:
+        wins += windows(tok, ex.words, ex.labels, ex.query, max_len)
+    order_rng = random.Random(seed)
+    torch.manual_seed(seed)
+    model = build_model()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))))
+    state_path = run / "state.pt"
+    step, losses, order = 0, [], []
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        step, losses, order = state["step"], state["losses"], state["order"]
+        order_rng.setstate(state["order_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        log(f"resumed {run} at step {step}")
+    if step >= steps:
+        return state_path
+
+    def save() -> None:
+        tmp = run / "state.pt.tmp"
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                    "step": step, "losses": losses, "order": order, "order_rng": order_rng.getstate(),
+                    "torch_rng": torch.get_rng_state(), "steps": steps}, tmp)
+        tmp.replace(state_path)
+
+    model.train()
+    t0 = time.perf_counter()
+    while step < steps:
+        if len(order) < batch_size:
+            fresh = list(range(len(wins)))
+            order_rng.shuffle(fresh)
+            order += fresh
+        batch = [wins[i] for i in order[:batch_size]]
+        del order[:batch_size]
+        ids, mask, types, word_of, labels = collate(batch)
+        logits = model(ids, mask, types)
+        loss = 0.0
+        n = 0
+        for b in range(len(batch)):
+            wl = word_logits(logits[b], word_of[b], len(labels[b]))
+            loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(wl, labels[b], reduction="sum")
+            n += len(labels[b])
+        loss = loss / max(n, 1)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        losses.append(loss.item())
+        if step % 10 == 0:
+            rate = step / (time.perf_counter() - t0)
+            log(f"step {step}/{steps} loss {np.mean(losses[-10:]):.4f} ({rate:.2f} steps/s)")
+        if step % save_every == 0 or step == steps:
+            save()
+    (run / "train.json").write_text(json.dumps({"steps": steps, "batch_size": batch_size, "lr": lr,
+                                                "max_len": max_len, "seed": seed, "windows": len(wins),
+                                                "examples": len(examples),
+                                                "final_loss": float(np.mean(losses[-50:]))}, indent=1))
+    return state_path

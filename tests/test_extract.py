@@ -1,0 +1,112 @@
+"""The shipped extract model (models/extract-minilm, int8 ONNX) on text the project ships."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from promptzip import compress
+from promptzip.cli import app
+from promptzip.compressors.extract import DEFAULT_MODEL, Scorer
+
+pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL / "model.int8.onnx").is_file(),
+                                reason="models/extract-minilm is not built: run `make models`")
+
+PASSAGE = ("The Apollo 11 mission launched from Kennedy Space Center on July 16, 1969. Neil Armstrong "
+           "and Buzz Aldrin landed the lunar module Eagle in the Sea of Tranquility four days later, "
+           "while Michael Collins stayed in lunar orbit aboard Columbia. Armstrong stepped onto the "
+           "surface at 02:56 UTC on July 21 and the crew returned to Earth on July 24 after a mission "
+           "of eight days, three hours and eighteen minutes.")
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.33, 0.2])
+def test_ratio_is_met_on_the_demo(demo_text, ratio):
+    res = compress(demo_text, method="extract", ratio=ratio)
+    assert abs(res.report.ratio - ratio) <= 0.02, res.report.ratio
+    assert res.report.model.startswith("extract-minilm")
+
+
+def test_protected_spans_and_forced_strings_survive(demo_text):
+    res = compress(demo_text, method="extract", ratio=0.2, force=["what we are changing"])
+    for span in ("`POST /checkout`", "eu-west-1", "what we are changing"):
+        if span in demo_text:
+            assert span in res.text
+    numbers = re.findall(r"\b\d+(?:\.\d+)+\b", demo_text)  # versions and decimals
+    assert numbers and all(n in res.text for n in numbers)
+
+
+def test_target_tokens_is_a_hard_cap(demo_text):
+    res = compress(demo_text, method="extract", target_tokens=150)
+    assert res.report.output_tokens <= 150
+
+
+def test_windows_cover_every_word_once_with_context():
+    sc = Scorer(DEFAULT_MODEL, max_len=32, overlap=4)
+    words = (PASSAGE + " ") .split() * 3
+    plan = sc.plan(words, "Who stayed in orbit?")
+    cores = [range(a, b) for *_, (a, b) in plan]
+    assert [w for core in cores for w in core] == list(range(len(words)))
+    assert all(len(ids) <= 32 for ids, *_ in plan)
+    inner = plan[1]  # a middle window reads words before and after its core
+    owners = [o for o in inner[2] if o >= 0]
+    a, b = inner[3]
+    assert min(owners) < a and max(owners) >= b
+    # the same probabilities whatever the window size, up to the context each word sees
+    p_small = sc.probs(words)
+    p_big = Scorer(DEFAULT_MODEL).probs(words)
+    assert np.corrcoef(p_small, p_big)[0, 1] > 0.8
+
+
+def test_question_changes_what_is_kept():
+    plain = compress(PASSAGE, method="extract", ratio=0.25).text
+    asked = compress(PASSAGE, method="extract", ratio=0.25, query="Who stayed in lunar orbit?").text
+    assert plain != asked
+    assert "Collins" in asked
+
+
+def test_json_has_word_probabilities_and_explain_styles_words(tmp_path):
+    src = tmp_path / "apollo.txt"
+    src.write_text(PASSAGE + "\n", encoding="utf-8")
+    runner = CliRunner()
+    res = runner.invoke(app, ["compress", str(src), "-m", "extract", "-r", "0.4", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    words = data["report"]["words"]
+    assert [w for w, _, _ in words] == PASSAGE.split()
+    assert all(0.0 <= p <= 1.0 for _, p, _ in words)
+    kept = [w for w, _, k in words if k]
+    assert " ".join(kept) == data["compressed"].strip()
+    res = runner.invoke(app, ["compress", str(src), "-m", "extract", "-r", "0.4", "--explain"])
+    assert res.exit_code == 0
+    assert res.stdout.strip() == PASSAGE  # the whole input, styled (no colours in a pipe)
+
+
+def test_threshold_mode(tmp_path):
+    src = tmp_path / "apollo.txt"
+    src.write_text(PASSAGE, encoding="utf-8")
+    runner = CliRunner()
+    low = runner.invoke(app, ["compress", str(src), "-m", "extract", "--threshold", "0.2", "--format", "json"])
+    high = runner.invoke(app, ["compress", str(src), "-m", "extract", "--threshold", "0.8", "--format", "json"])
+    assert low.exit_code == 0 and high.exit_code == 0
+    n_low = json.loads(low.stdout)["report"]["output_tokens"]
+    n_high = json.loads(high.stdout)["report"]["output_tokens"]
+    assert n_high < n_low
+    for w, p, k in json.loads(high.stdout)["report"]["words"]:
+        assert k or p < 0.8
+    bad = runner.invoke(app, ["compress", str(src), "-m", "extract", "--threshold", "0.5", "-r", "0.3"])
+    assert bad.exit_code == 2
+    bad = runner.invoke(app, ["compress", str(src), "-m", "lexical", "--threshold", "0.5"])
+    assert bad.exit_code == 2
+
+
+def test_missing_model_is_exit_3(tmp_path):
+    runner = CliRunner()
+    src = tmp_path / "a.txt"
+    src.write_text(PASSAGE, encoding="utf-8")
+    res = runner.invoke(app, ["compress", str(src), "-m", "extract", "-p", f"model={tmp_path / 'none'}"])
+    assert res.exit_code == 3
+    assert "make models" in res.output
