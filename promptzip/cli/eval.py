@@ -35,6 +35,8 @@ def register(app: typer.Typer) -> None:
                                              "the word-dropping floor.")] = "truncate,lexical,random",
         ratios: Annotated[str, typer.Option("--ratios", help="Comma-separated target ratios.")] = "0.5,0.33,0.2",
         limit: Annotated[int | None, typer.Option("--limit", help="First N usable rows.")] = None,
+        max_chars: Annotated[int | None, typer.Option("--max-chars", help="Skip rows whose context is "
+                                                      "longer than N characters.")] = None,
         out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder.")] = Path("eval-out"),
         reader: Annotated[bool, typer.Option("--reader/--no-reader", help="SmolLM2 reader metrics "
                                              "(log-likelihood of the gold answer, EM/F1).")] = True,
@@ -55,7 +57,7 @@ def register(app: typer.Typer) -> None:
 
         method_list = [m.strip() for m in methods.split(",") if m.strip()]
         ratio_list = _floats(ratios)
-        items = load_items(data, limit)
+        items = load_items(data, limit, max_chars)
         t0 = time.perf_counter()
         rd = em = None
         if reader or embed:

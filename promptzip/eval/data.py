@@ -46,7 +46,9 @@ def _item(row: dict, line_no: int) -> EvalItem | None:
     )
 
 
-def load_items(path: Path, limit: int | None = None) -> list[EvalItem]:
+def load_items(path: Path, limit: int | None = None, max_chars: int | None = None) -> list[EvalItem]:
+    """Usable rows of `path` (the first `limit`; rows whose context is longer than `max_chars`
+    characters are skipped)."""
     if not path.is_file():
         raise InputError(f"{path} does not exist")
     if path.suffix == ".txt":
@@ -61,7 +63,7 @@ def load_items(path: Path, limit: int | None = None) -> list[EvalItem]:
             except ValueError as exc:
                 raise InputError(f"{path}:{n} is not valid JSON ({exc})") from None
             item = _item(row, n)
-            if item is not None:
+            if item is not None and (not max_chars or len(item.context) <= max_chars):
                 items.append(item)
                 if limit and len(items) >= limit:
                     break

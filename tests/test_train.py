@@ -1,0 +1,78 @@
+"""The training pipeline on a few examples: labels, resumable fine-tuning, ONNX export parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import needs_models
+
+PARA = ("The Apollo 11 mission launched from Kennedy Space Center on July 16, 1969. Neil Armstrong "
+        "and Buzz Aldrin landed the lunar module Eagle in the Sea of Tranquility four days later.")
+
+
+def test_qa_labels_mark_answers_and_question_words():
+    from promptzip.train.labels import qa_examples
+
+    start = PARA.index("Eagle")
+    rows = [{"id": "q1", "question": "What was the lunar module called?", "answers": ["Eagle"],
+             "answer_starts": [start]}]
+    agnostic, asked = qa_examples("Apollo", PARA, rows)
+    marked = {w for w, lab in zip(agnostic.words, agnostic.labels, strict=True) if lab}
+    assert marked == {"Eagle"}
+    marked = {w for w, lab in zip(asked.words, asked.labels, strict=True) if lab}
+    assert {"Eagle", "lunar", "module"} <= marked and "Kennedy" not in marked
+    assert asked.query == rows[0]["question"]
+
+
+def test_percentile_ranks():
+    from promptzip.train.labels import percentile_ranks
+
+    r = percentile_ranks(np.array([3.0, 1.0, 2.0, 2.0]))
+    assert r.tolist() == [1.0, 0.0, 0.5, 0.5]
+
+
+@needs_models
+def test_fit_resumes_and_export_matches_torch(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from promptzip.compressors.extract import Scorer
+    from promptzip.train.export import export
+    from promptzip.train.finetune import build_model, fit
+    from promptzip.train.labels import Example, words_of
+
+    words, _ = words_of(PARA)
+    labels = [1.0 if w[0].isupper() else 0.0 for w in words]
+    examples = [Example("a", "test", words, labels), Example("b", "test", words, labels, "Who landed?")]
+    run = tmp_path / "run"
+    fit(examples, run, steps=2, batch_size=2, save_every=1, log=lambda _: None)
+    state = torch.load(run / "state.pt", weights_only=False)
+    assert state["step"] == 2
+    fit(examples, run, steps=3, batch_size=2, save_every=1, log=lambda _: None)  # resumes at 2
+    state = torch.load(run / "state.pt", weights_only=False)
+    assert state["step"] == 3 and len(state["losses"]) == 3
+
+    out = export(run / "state.pt", tmp_path / "onnx")
+    model = build_model(dropout=0.0)
+    model.load_state_dict(state["model"])
+    model.eval()
+    sc = Scorer(tmp_path / "onnx", "fp32", max_len=64, overlap=0)
+    ids, types, owner, _ = sc.plan(words, None)[0]
+    with torch.inference_mode():
+        ref = torch.sigmoid(model(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long),
+                                  torch.tensor([types])))[0].numpy()
+    got = sc.sess.run(["probs"], {"input_ids": np.array([ids]), "attention_mask": np.ones((1, len(ids)), dtype=np.int64),
+                                  "token_type_ids": np.array([types])})[0][0]
+    assert np.abs(ref - got).max() < 1e-4
+    int8 = Scorer(tmp_path / "onnx", "int8", max_len=64, overlap=0).probs(words)
+    assert out["int8"].stat().st_size < out["fp32"].stat().st_size / 3
+    assert np.corrcoef(int8, sc.probs(words))[0, 1] > 0.9
+    # padded batches give what each window gives alone (the exported mask is not traced constant)
+    short = [sc.cls, *ids[1:10], sc.sep]
+    batch = np.zeros((2, len(ids)), dtype=np.int64)
+    batch[0], batch[1, :len(short)] = ids, short
+    mask = (batch > 0).astype(np.int64)
+    both = sc.sess.run(["probs"], {"input_ids": batch, "attention_mask": mask, "token_type_ids": np.zeros_like(batch)})[0]
+    alone = sc.sess.run(["probs"], {"input_ids": np.array([short]), "attention_mask": np.ones((1, len(short)), dtype=np.int64),
+                                    "token_type_ids": np.zeros((1, len(short)), dtype=np.int64)})[0]
+    assert np.abs(both[1, :len(short)] - alone[0]).max() < 1e-4
