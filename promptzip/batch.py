@@ -47,10 +47,12 @@ class BatchSettings:
     def describe(self) -> dict[str, Any]:
         cls = get_method(self.method)
         counter = load_tokenizer(self.tokenizer)
+        compressor = cls(**dict(self.params))
         return {
             "method": self.method,
             "method_version": cls.version,
-            "params": cls(**dict(self.params)).settings,
+            "params": compressor.settings,
+            "model_sha256": compressor.model_id(),
             "ratio": self.request.ratio,
             "target_tokens": self.request.target_tokens,
             "query": self.request.query,

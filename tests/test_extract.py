@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from promptzip import compress
 from promptzip.cli import app
 from promptzip.compressors.extract import DEFAULT_MODEL, Scorer
+from tests.conftest import needs_shared
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL / "model.int8.onnx").is_file(),
                                 reason="models/extract-minilm is not built: run `make models`")
@@ -95,7 +96,7 @@ def test_threshold_mode(tmp_path):
     n_low = json.loads(low.stdout)["report"]["output_tokens"]
     n_high = json.loads(high.stdout)["report"]["output_tokens"]
     assert n_high < n_low
-    for w, p, k in json.loads(high.stdout)["report"]["words"]:
+    for _, p, k in json.loads(high.stdout)["report"]["words"]:
         assert k or p < 0.8
     bad = runner.invoke(app, ["compress", str(src), "-m", "extract", "--threshold", "0.5", "-r", "0.3"])
     assert bad.exit_code == 2
@@ -110,3 +111,34 @@ def test_missing_model_is_exit_3(tmp_path):
     res = runner.invoke(app, ["compress", str(src), "-m", "extract", "-p", f"model={tmp_path / 'none'}"])
     assert res.exit_code == 3
     assert "make models" in res.output
+
+
+def _prompt_files():
+    from tests.conftest import SHARED
+
+    prompts = SHARED / "prompts"
+    if not prompts.is_dir():
+        return []
+    return [prompts / "gsm8k_cot_prompt_hardest.txt", *sorted((prompts / "bbh_cot").glob("*.txt"))]
+
+
+@needs_shared
+@pytest.mark.parametrize("ratio", [0.5, 0.33])
+def test_cot_prompts_keep_numbers_separators_and_answers(ratio):
+    files = _prompt_files()
+    assert len(files) == 28
+    number = re.compile(r"(?<![\w.])\d+(?:[.,/:]\d+)*")
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        out = compress(text, method="extract", ratio=ratio).text
+        lost = set(number.findall(text)) - set(number.findall(out))
+        assert not lost, (path.name, sorted(lost)[:5])
+        for line in text.splitlines():
+            s = line.strip()
+            if re.search(r"answer is", s, re.I):
+                tail = s[s.lower().rfind("so the answer is") if "so the answer is" in s.lower() else 0:]
+                assert tail in out, (path.name, tail)
+            if s in ("-----", "Let's think step by step", "A: Let's think step by step."):
+                assert out.count(s) == text.count(s), (path.name, s)
+        for label in ("Question:", "Q:"):
+            assert out.count(f"\n{label}") >= text.count(f"\n{label}"), (path.name, label)

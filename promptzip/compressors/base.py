@@ -62,6 +62,11 @@ class Compressor(ABC):
             name: (p.parse(params[name]) if name in params else p.default) for name, p in known.items()
         }
 
+    def model_id(self) -> str | None:
+        """Identity (sha256) of the weights this instance would run, if any: batch resume redoes
+        outputs made by other weights."""
+        return None
+
     def observe(self, unit: Unit) -> None:  # noqa: B027 - optional hook
         """Called for every unit during the scan pass."""
 

@@ -145,6 +145,9 @@ class Extract(Compressor):
         Param("batch", int, 8, "windows per onnxruntime call"),
     )
 
+    def model_id(self) -> str | None:
+        return _sha(model_dir(self.settings["model"]), self.settings["precision"])
+
     def compress(self, ctx: Context) -> None:
         folder = model_dir(self.settings["model"])
         scorer = Scorer(folder, self.settings["precision"], self.settings["max_len"],
@@ -171,8 +174,15 @@ class Extract(Compressor):
 
 @lru_cache(maxsize=8)
 def _sha(folder: Path, precision: str) -> str | None:
+    """The model file's sha256 from the folder's manifest, else hashed here."""
+    name = f"model.{precision}.onnx"
     manifest = folder / "manifest.json"
-    if not manifest.is_file():
-        return None
-    files = json.loads(manifest.read_text(encoding="utf-8")).get("files", {})
-    return files.get(f"model.{precision}.onnx", {}).get("sha256")
+    if manifest.is_file():
+        sha = json.loads(manifest.read_text(encoding="utf-8")).get("files", {}).get(name, {}).get("sha256")
+        if sha:
+            return sha
+    if not (folder / name).is_file():
+        raise ModelError(f"{folder / name} is missing", "Run `make models`.")
+    from ..fileutil import sha256_file
+
+    return sha256_file(folder / name)

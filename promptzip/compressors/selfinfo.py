@@ -31,6 +31,11 @@ class SelfInfo(Compressor):
         Param("dtype", str, "bfloat16", "torch dtype of the LM", ("bfloat16", "float32")),
     )
 
+    def model_id(self) -> str | None:
+        from ..runtime.lm import lm_sha256
+
+        return lm_sha256()
+
     def compress(self, ctx: Context) -> None:
         from ..runtime.lm import lm_sha256, load_causal_lm
 

@@ -2,12 +2,16 @@
 
 Every unit a word-level method may thin (sentences, lines) contributes its words; a block
 (code, table, JSON, heading) is one item that is kept or dropped whole. Each item knows
-whether it must be kept: protected spans (numbers with units, inline code, URLs, e-mail), list
-markers, structural lines and units holding `--force` strings.
+whether it must be kept: protected spans (numbers, inline code, URLs, e-mail), list markers,
+structural lines, units holding `--force` strings, and the scaffolding of few-shot prompts:
+a leading label (`Question:`, `Q:`, `A:`), answer lines (`The answer is ...`, `#### 42`) and
+short lines that recur verbatim (`Let's think step by step`, `-----`), kept whole.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +38,12 @@ class Words:
         return costs
 
 
+_LEAD_LABEL = re.compile(r"^[A-Z][A-Za-z]{0,15}:$")
+_ANSWER_LINE = re.compile(r"\b(?:the|final|correct) answer is\b|^####\s", re.IGNORECASE)
+_RECUR_MAX_WORDS = 12
+_RECUR_MAX_TIMES = 16
+
+
 def collect_words(ctx: Context) -> Words:
     t = ctx.table
     words: list[str] = []
@@ -45,19 +55,24 @@ def collect_words(ctx: Context) -> Words:
     parts: list[str] = []
     pos = 0
     kinds, flags, gaps = t.kind.tolist(), t.flags.tolist(), t.gap.tolist()
-    for i, text in enumerate(ctx.unit_texts()):
+    texts = list(ctx.unit_texts())
+    seen = Counter(line.strip() for x in texts for line in x.split("\n")
+                   if line.strip() and len(line.split()) <= _RECUR_MAX_WORDS)
+    for i, text in enumerate(texts):
         sep = GAP_TEXT[Gap(gaps[i])] if i else ""
         parts.append(sep + text)
         pos += len(sep)
         thin = kinds[i] in WORD_KINDS
         pieces = word_pieces_flagged(text) if thin else [(0, len(text), False)]
         forced = bool(flags[i] & FORCED)
-        structural = bool(flags[i] & STRUCTURE)
+        structural = bool(flags[i] & STRUCTURE) or bool(_ANSWER_LINE.search(text))
+        recurring = _recurring_lines(text, seen) if thin else None
         for n, (s, e, protected) in enumerate(pieces):
             words.append(text[s:e])
             spans.append((pos + s, pos + e))
-            marker = kinds[i] == Kind.LINE and n == 0
-            must.append(forced or protected or marker or structural)
+            marker = n == 0 and (kinds[i] == Kind.LINE or bool(_LEAD_LABEL.match(text[s:e])))
+            again = recurring is not None and recurring[text.count("\n", 0, s)]
+            must.append(forced or protected or marker or structural or again)
             unit_of.append(i)
             block.append(not thin)
         pos += len(text)
@@ -65,6 +80,13 @@ def collect_words(ctx: Context) -> Words:
     return Words("".join(parts), words, np.asarray(spans, dtype=np.int64).reshape(-1, 2),
                  np.asarray(must, dtype=bool), np.asarray(unit_of, dtype=np.int64),
                  np.asarray(word_start, dtype=np.int64), np.asarray(block, dtype=bool))
+
+
+def _recurring_lines(text: str, seen: Counter) -> list[bool] | None:
+    """Per line of a unit: whether it is a short line found 2 to 16 times in the document (a
+    few-shot template line; fillers that recur all over a transcript are not)."""
+    flags = [1 < seen.get(line.strip(), 0) <= _RECUR_MAX_TIMES for line in text.split("\n")]
+    return flags if any(flags) else None
 
 
 def select_words(ctx: Context, w: Words, scores: np.ndarray, rounds: int = 3) -> np.ndarray:

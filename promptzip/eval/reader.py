@@ -54,7 +54,7 @@ class Reader:
         return float(picked.mean())
 
     def answer_logprobs(self, contexts: list[str], question: str | None, answer: str,
-                        batch_size: int = 8) -> list[float]:
+                        batch_size: int = 16) -> list[float]:
         """`answer_logprob` for several contexts, batched (right padding)."""
         torch = self._torch
         target = self.tok(answer, add_special_tokens=False).input_ids[: self.max_answer_tokens]
@@ -77,7 +77,7 @@ class Reader:
         return out
 
     def generate_many(self, contexts: list[str], question: str | None, max_new_tokens: int = 16,
-                      batch_size: int = 8) -> list[str]:
+                      batch_size: int = 16) -> list[str]:
         """`generate` for several contexts, batched (left padding, greedy)."""
         torch = self._torch
         out: list[str] = []
