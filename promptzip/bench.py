@@ -268,7 +268,7 @@ FIDELITY = (
      "QMSum val (query-aware; first 8 queries on meetings of at most 20k characters)"),
     ("gsm8k-cot", "prompts/gsm8k_cot_prompt_hardest.txt", None, None, "GSM8K 8-shot CoT prompt"),
 )
-ALL_METHODS = "truncate,lexical,random,selfinfo,llmlingua,longllmlingua"  # extract joins once shipped
+ALL_METHODS = "truncate,lexical,random,selfinfo,llmlingua,longllmlingua,extract,extract:noquery"
 
 
 def bench_fidelity(work: Path, methods: str, only: list[str]) -> str:

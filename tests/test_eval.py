@@ -103,3 +103,20 @@ def test_eval_checkpoint_reuses_rows(tmp_path):
     assert {r["method"] for r in rows} == {"original", "truncate", "random"}
     fresh = runner.invoke(app, [*args, "--fresh"])
     assert "reusing" not in fresh.stderr
+
+
+def test_noquery_mode_withholds_the_question(tmp_path):
+    from promptzip.eval.data import EvalItem
+    from promptzip.eval.run import compress_with
+    from promptzip.tokens import load_tokenizer
+
+    counter = load_tokenizer("cl100k_base")
+    text = ("Apples grow on trees in orchards. The capital of France is Paris. Bananas are yellow "
+            "and grow in warm places. Rivers flow to the sea.")
+    item = EvalItem("x", text, "What is the capital of France?", ["Paris"])
+    with_q, _ = compress_with("lexical", item, 0.3, counter)
+    without, _ = compress_with("lexical:noquery", item, 0.3, counter)
+    assert "Paris" in with_q and with_q != without
+    bad = runner.invoke(app, ["eval", str(_dataset(tmp_path)), "--methods", "lexical:sideways", "--no-reader",
+                              "--no-embed", "--out", str(tmp_path / "o")])
+    assert bad.exit_code == 2

@@ -32,7 +32,8 @@ def register(app: typer.Typer) -> None:
         data: Annotated[Path, typer.Argument(metavar="DATA", help="JSONL (QA, summarization or prompt "
                                              "rows) or a .txt document.")],
         methods: Annotated[str, typer.Option("--methods", help="Comma-separated methods; `random` is "
-                                             "the word-dropping floor.")] = "truncate,lexical,random",
+                                             "the word-dropping floor; NAME:noquery runs a query-aware "
+                                             "method without the question.")] = "truncate,lexical,random",
         ratios: Annotated[str, typer.Option("--ratios", help="Comma-separated target ratios.")] = "0.5,0.33,0.2",
         limit: Annotated[int | None, typer.Option("--limit", help="First N usable rows.")] = None,
         max_chars: Annotated[int | None, typer.Option("--max-chars", help="Skip rows whose context is "

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..compressors import get_method
+from ..errors import UsageError
 from ..fidelity import FidelityTracker
 from ..pipeline import compress
 from ..tokens import TokenCounter, load_tokenizer
@@ -24,6 +25,7 @@ from .data import EvalItem
 from .metrics import answer_retained, bootstrap_ci, exact_match, f1, structure_kept
 from .peers import PEERS, run_peers
 
+NO_QUERY = "noquery"  # `NAME:noquery` runs a query-aware method without the question
 EVAL_ONLY = {"random": "random word dropping at the requested ratio (a floor)", **PEERS}
 METRICS = ("achieved_ratio", "answer_retained", "numbers_kept", "names_kept", "structure_kept",
            "embed_sim", "ll_answer", "ll_delta", "em", "f1", "tokens_per_s")
@@ -65,8 +67,9 @@ def compress_with(method: str, item: EvalItem, ratio: float, counter: TokenCount
         return precomputed[method][(item.id, ratio)]
     if method == "random":
         return random_drop(item.context, ratio, counter, f"{item.id}:{ratio}"), None
-    query = item.question if get_method(method).query_aware else None
-    return compress(item.context, method=method, ratio=ratio, query=query, tokenizer=counter).text, None
+    name, _, mode = method.partition(":")
+    query = item.question if get_method(name).query_aware and mode != NO_QUERY else None
+    return compress(item.context, method=name, ratio=ratio, query=query, tokenizer=counter).text, None
 
 
 class Checkpoint:
@@ -134,7 +137,10 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
     counter = load_tokenizer(tokenizer)
     for m in methods:
         if m not in EVAL_ONLY:
-            get_method(m)  # unknown names fail before any work
+            name, _, mode = m.partition(":")
+            get_method(name)  # unknown names fail before any work
+            if mode not in ("", NO_QUERY):
+                raise UsageError(f"unknown method mode {m!r}", f"Use NAME or NAME:{NO_QUERY}.")
     ckpt = checkpoint or Checkpoint(None, {})
     precomputed = {}
     for m in methods:
