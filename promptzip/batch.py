@@ -38,7 +38,7 @@ SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class BatchSettings:
-    method: str = "lexical"
+    method: str = "extract"
     request: Request = field(default_factory=Request)
     params: tuple[tuple[str, Any], ...] = ()
     tokenizer: str = "cl100k_base"

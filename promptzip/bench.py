@@ -264,8 +264,8 @@ def machine() -> str:
 FIDELITY = (
     # name, file under ../shared/corpora, rows, reader: "answer" (log-lik + EM/F1), "loglik" or None, title
     ("squad", "qa/squad_v2_half_dev.jsonl", 500, "answer", "SQuAD v2 half-dev (answerable, first 500)"),
-    ("qmsum", "meetings/qmsum_val.jsonl", 8, "loglik",
-     "QMSum val (query-aware; first 8 queries on meetings of at most 20k characters)"),
+    ("qmsum", "meetings/qmsum_val.jsonl", 4, "loglik",
+     "QMSum val (query-aware; first 4 queries on meetings of at most 20k characters)"),
     ("gsm8k-cot", "prompts/gsm8k_cot_prompt_hardest.txt", None, None, "GSM8K 8-shot CoT prompt"),
 )
 ALL_METHODS = "truncate,lexical,random,selfinfo,llmlingua,longllmlingua,extract,extract:noquery"

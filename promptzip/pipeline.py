@@ -442,7 +442,7 @@ class CompressResult:
 def compress_document(
     doc: Document,
     out: BinaryIO,
-    method: str = "lexical",
+    method: str = "extract",
     request: Request | None = None,
     params: dict[str, Any] | None = None,
     tokenizer: str | TokenCounter = DEFAULT_TOKENIZER,
@@ -540,7 +540,7 @@ def compress_document(
 
 def compress(
     text: str,
-    method: str = "lexical",
+    method: str = "extract",
     ratio: float | None = None,
     target_tokens: int | None = None,
     query: str | None = None,
@@ -562,7 +562,7 @@ def compress(
 def compress_file(
     path: str | Path | None,
     out: BinaryIO,
-    method: str = "lexical",
+    method: str = "extract",
     request: Request | None = None,
     params: dict[str, Any] | None = None,
     tokenizer: str | TokenCounter = DEFAULT_TOKENIZER,

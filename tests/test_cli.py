@@ -25,7 +25,7 @@ def test_pipe_stdin_to_stdout():
     out = res.stdout.decode()
     assert 0 < len(out) < len(data)
     summary = res.stderr.decode().strip().splitlines()[-1]
-    assert summary.startswith("lexical:") and "ratio 0.3" in summary
+    assert summary.startswith("extract:") and "ratio 0.3" in summary
     quiet = run("compress", "-", "-r", "0.33", "-q", input=data)
     assert quiet.stderr == b"" and quiet.stdout == res.stdout
 

@@ -41,7 +41,7 @@ def test_protected_blocks_are_all_or_nothing(demo_text):
     code = demo_text[demo_text.index("```python"):demo_text.index("```\n\nThe configuration") + 3]
     table = demo_text[demo_text.index("| Metric"):demo_text.index("| 41 in 47 minutes |") + 20]
     for ratio in (0.8, 0.5, 0.3, 0.15):
-        out = promptzip.compress(demo_text, ratio=ratio).text
+        out = promptzip.compress(demo_text, method="lexical", ratio=ratio).text
         assert ("```python" in out) == (code in out)
         assert ("| Metric" in out) == (table in out)
         for heading in ("# Incident report", "## Timeline", "## Lessons"):
@@ -66,7 +66,7 @@ def test_truncate_sides(demo_text):
 
 
 def test_query_changes_lexical_selection(demo_text):
-    q = promptzip.compress(demo_text, ratio=0.2, query="Who owns the checklist of library defaults?")
+    q = promptzip.compress(demo_text, method="lexical", ratio=0.2, query="Who owns the checklist of library defaults?")
     assert "Jonas Weber owns" in q.text
     assert q.report.query
 
@@ -86,7 +86,7 @@ def test_report_fields(demo_text):
 
 def test_empty_and_whitespace_input():
     for text in ("", "   \n\n  "):
-        res = promptzip.compress(text, ratio=0.3)
+        res = promptzip.compress(text, method="lexical", ratio=0.3)
         assert res.text == ""
         assert res.report.output_tokens == 0
 
@@ -107,7 +107,7 @@ def test_bad_requests():
 def test_small_pieces_give_identical_output(demo_text, monkeypatch):
     """Streaming in 1 KiB pieces selects exactly what the single-piece run selects."""
     big = demo_text * 3
-    expected = promptzip.compress(big, ratio=0.3).text
+    expected = promptzip.compress(big, method="lexical", ratio=0.3).text
     monkeypatch.setattr(source, "PIECE_BYTES", 1024)
     out = io.BytesIO()
     compress_document(document_from_bytes(big.encode()), out, "lexical", Request(0.3))

@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
                                           "must not be inside it).")],
         glob: Annotated[str, typer.Option("--glob", "-g", help="Which files, relative to SRC.")] = "**/*",
         jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel worker processes.")] = 1,
-        method: MethodOpt = "lexical",
+        method: MethodOpt = "extract",
         ratio: RatioOpt = None,
         target_tokens: TargetOpt = None,
         tokenizer: TokenizerOpt = "cl100k_base",

@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def compress(
         path: Annotated[str | None, typer.Argument(metavar="PATH|-", help="Input file, or - for stdin.")] = None,
-        method: MethodOpt = "lexical",
+        method: MethodOpt = "extract",
         ratio: RatioOpt = None,
         target_tokens: TargetOpt = None,
         tokenizer: TokenizerOpt = "cl100k_base",

@@ -26,6 +26,7 @@ class Words:
     words: list[str]
     spans: np.ndarray  # (n, 2) character span of each word in `text`
     must: np.ndarray  # bool per word
+    forced: np.ndarray  # bool per word: in a unit holding a --force string (never dropped)
     unit_of: np.ndarray  # unit index per word
     word_start: np.ndarray  # first word of each unit, plus the end
     block: np.ndarray  # bool per word: the item is a whole block
@@ -48,6 +49,7 @@ def collect_words(ctx: Context) -> Words:
     t = ctx.table
     words: list[str] = []
     must: list[bool] = []
+    forced_words: list[bool] = []
     unit_of: list[int] = []
     block: list[bool] = []
     spans: list[tuple[int, int]] = []
@@ -73,12 +75,14 @@ def collect_words(ctx: Context) -> Words:
             marker = n == 0 and (kinds[i] == Kind.LINE or bool(_LEAD_LABEL.match(text[s:e])))
             again = recurring is not None and recurring[text.count("\n", 0, s)]
             must.append(forced or protected or marker or structural or again)
+            forced_words.append(forced)
             unit_of.append(i)
             block.append(not thin)
         pos += len(text)
         word_start.append(len(words))
     return Words("".join(parts), words, np.asarray(spans, dtype=np.int64).reshape(-1, 2),
-                 np.asarray(must, dtype=bool), np.asarray(unit_of, dtype=np.int64),
+                 np.asarray(must, dtype=bool), np.asarray(forced_words, dtype=bool),
+                 np.asarray(unit_of, dtype=np.int64),
                  np.asarray(word_start, dtype=np.int64), np.asarray(block, dtype=bool))
 
 
@@ -95,11 +99,23 @@ def select_words(ctx: Context, w: Words, scores: np.ndarray, rounds: int = 3) ->
     so after each selection the would-be output is counted and the budget moved by the miss
     (up to `rounds` times, stopping within half a percent of the target)."""
     costs = w.costs(ctx)
+    must = w.must
+    protected_cost = int(costs[must].sum())
+    if protected_cost > ctx.budget and ctx.request.target_tokens is None:
+        ctx.warn(f"protected content ({protected_cost} tokens) exceeds the budget of {ctx.budget}; "
+                 "the output is above the requested ratio")
+    elif protected_cost > ctx.budget:
+        # --target-tokens is a hard cap: only --force units stay absolute; the rest of the
+        # protected content goes first, in score order, while it fits
+        ctx.warn(f"protected content ({protected_cost} tokens) exceeds the budget of {ctx.budget}; "
+                 "some of it was dropped")
+        scores = np.where(must, scores + (float(np.max(scores)) - float(np.min(scores)) + 1.0), scores)
+        must = w.forced
     budget = ctx.budget
     tolerance = max(1, int(ctx.budget * 0.005))
     best, best_miss = None, None
     for _ in range(rounds):
-        keep = select_by_score(costs, scores, max(0, budget), w.must)
+        keep = select_by_score(costs, scores, max(0, budget), must)
         miss = ctx.measure_words(keep, w.word_start) - ctx.budget
         if best_miss is None or abs(miss) < abs(best_miss) or (miss <= 0 < best_miss):
             best, best_miss = keep, miss

@@ -98,6 +98,16 @@ def card(m: dict, comparison: dict | None) -> str:
                   "int8 = fp32 |", "|---|---:|---:|---:|---:|---:|"]
         lines += [_row(name, res) for name, res in comparison["variants"].items()]
         lines += ["", comparison.get("note", ""), ""]
+    lines += ["## Limitations", "",
+              "- Trained on Wikipedia paragraphs with SQuAD questions only: it learned what such questions ask "
+              "about (names, numbers, dates, key noun phrases). On other genres it still ranks content words "
+              "over function words, but its choices there are not validated here.",
+              "- At low ratios the output is keyword-like, not fluent prose; a reader LM pays for that (see the "
+              "reader log-likelihood in BENCHMARKS.md).",
+              "- int8 and fp32 disagree on a few percent of keep decisions (table above); int8 is shipped for "
+              "size and speed.",
+              "- Windows were 256 subwords in training; inference uses 512 by default (the base model's "
+              "positions go to 512).", ""]
     lines += ["## Files", "", *[f"- `{n}`: {f['bytes']:,} bytes, sha256 `{f['sha256']}`"
                                 for n, f in m["files"].items()],
               f"- fp32 export (not shipped): sha256 `{m['fp32_sha256']}`", ""]
