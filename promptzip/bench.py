@@ -271,7 +271,7 @@ FIDELITY = (
 ALL_METHODS = "truncate,lexical,random,selfinfo,llmlingua,longllmlingua,extract,extract:noquery"
 
 
-def bench_fidelity(work: Path, methods: str, only: list[str]) -> str:
+def bench_fidelity(work: Path, methods: str, only: list[str], measured_only: bool = False) -> str:
     if not SHARED.is_dir():
         return "Skipped: ../shared/corpora is not beside this checkout."
     from .eval.peers import PEERS, peer_python
@@ -295,6 +295,8 @@ def bench_fidelity(work: Path, methods: str, only: list[str]) -> str:
             cmd += ["--limit", str(limit)]
         if name == "qmsum":
             cmd += ["--max-chars", "20000"]  # ~5k tokens: peers and reader stay affordable on 2 cores
+        if measured_only:
+            cmd += ["--measured-only"]
         if reader is None:
             cmd += ["--no-reader"]
         elif reader == "loglik":
@@ -332,6 +334,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sections", default="pipeline,ratio,fidelity")
     ap.add_argument("--methods", default=ALL_METHODS, help="methods for the fidelity section")
     ap.add_argument("--datasets", default="", help="fidelity datasets to run (default: all)")
+    ap.add_argument("--measured-only", action="store_true",
+                    help="fidelity: tables and plots from the rows measured so far (bench-work/), no new rows")
     ap.add_argument("--forward-only", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.forward_only:
@@ -352,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
         existing["Extract speed (100k-token document)"] = f"\n{stamp}\n\n{bench_extract(args.work)}\n\n"
     if "fidelity" in sections:
         only = [d for d in args.datasets.split(",") if d]
-        existing["Fidelity"] = f"\n{stamp}\n\n{bench_fidelity(args.work, args.methods, only)}\n\n"
+        existing["Fidelity"] = f"\n{stamp}\n\n{bench_fidelity(args.work, args.methods, only, args.measured_only)}\n\n"
     head = ["# Benchmarks", "",
             "Written by `make bench` (`python -m promptzip.bench`); numbers are measured, never edited.",
             "Each section names the machine and date it was measured on.", ""]

@@ -101,6 +101,11 @@ def test_eval_checkpoint_reuses_rows(tmp_path):
     assert len((out / "rows.jsonl").read_text().splitlines()) == 6  # only random's rows are new
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert {r["method"] for r in rows} == {"original", "truncate", "random"}
+    only = runner.invoke(app, [*args[:3], "truncate,random,lexical", *args[4:], "--measured-only"])
+    assert only.exit_code == 0, only.output
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["method"] for r in rows} == {"original", "truncate", "random"}  # lexical was never measured
+    assert len((out / "rows.jsonl").read_text().splitlines()) == 6
     fresh = runner.invoke(app, [*args, "--fresh"])
     assert "reusing" not in fresh.stderr
 

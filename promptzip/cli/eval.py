@@ -48,6 +48,9 @@ def register(app: typer.Typer) -> None:
                                             "and compressed text.")] = True,
         tokenizer: TokenizerOpt = "cl100k_base",
         title: Annotated[str | None, typer.Option("--title", help="Title of the table and plots.")] = None,
+        measured_only: Annotated[bool, typer.Option("--measured-only", help="Only aggregate the rows "
+                                                    "already in OUT/rows.jsonl (tables and plots show how "
+                                                    "many rows each method has); measure nothing.")] = False,
         fresh: Annotated[bool, typer.Option("--fresh", help="Ignore rows measured by an earlier run "
                                             "in OUT (by default they are reused).")] = False,
     ) -> None:
@@ -61,6 +64,15 @@ def register(app: typer.Typer) -> None:
         items = load_items(data, limit, max_chars)
         t0 = time.perf_counter()
         rd = em = None
+        if measured_only:
+            if fresh:
+                raise UsageError("--measured-only and --fresh contradict each other")
+            from ..eval.embed import MODEL as EMBED_NAME
+            from ..eval.reader import MODEL as READER_NAME
+
+            tag = {"data": str(data.resolve()), "tokenizer": tokenizer,
+                   "reader": READER_NAME if reader else None, "embedder": EMBED_NAME if embed else None}
+            reader = embed = False
         if reader or embed:
             from transformers.utils import logging as hf_logging
 
@@ -74,8 +86,9 @@ def register(app: typer.Typer) -> None:
             from ..eval.embed import Embedder
 
             em = Embedder()
-        tag = {"data": str(data.resolve()), "tokenizer": tokenizer,
-               "reader": rd.name if rd else None, "embedder": em.name if em else None}
+        if not measured_only:
+            tag = {"data": str(data.resolve()), "tokenizer": tokenizer,
+                   "reader": rd.name if rd else None, "embedder": em.name if em else None}
         out.mkdir(parents=True, exist_ok=True)
         ckpt_path = out / "rows.jsonl"
         checkpoint = Checkpoint(ckpt_path, tag, reuse=not fresh)
@@ -84,14 +97,14 @@ def register(app: typer.Typer) -> None:
         try:
             with progress_bar(True, "eval") as progress:
                 rows = evaluate(items, method_list, ratio_list, rd, em, tokenizer, progress, checkpoint,
-                                generate=generate)
+                                generate=generate, measure=not measured_only)
         finally:
             checkpoint.close()
         summary = aggregate(rows)
         name = title or data.stem
-        meta = {"data": str(data), "items": len(items), "methods": method_list, "ratios": ratio_list,
-                "tokenizer": tokenizer, "reader": rd.name if rd else None,
-                "embedder": em.name if em else None, "elapsed_s": time.perf_counter() - t0}
+        meta = {"data": str(data), "items": len(items), "measured_only": measured_only,
+                "methods": method_list, "ratios": ratio_list, "tokenizer": tokenizer,
+                "reader": tag["reader"], "embedder": tag["embedder"], "elapsed_s": time.perf_counter() - t0}
         written = write_all(out, name, rows_as_dicts(rows), summary, meta)
         typer.echo(markdown(summary, name), nl=False)
         err(f"eval: {len(items)} items, {len(rows)} rows in {meta['elapsed_s']:.0f} s; wrote "

@@ -133,7 +133,8 @@ class Checkpoint:
 def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence[float],
              reader=None, embedder=None, tokenizer: str = "cl100k_base",
              progress: Callable[[int, int], None] | None = None,
-             checkpoint: Checkpoint | None = None, generate: bool = True) -> list[Row]:
+             checkpoint: Checkpoint | None = None, generate: bool = True, measure: bool = True) -> list[Row]:
+    """Rows for every item x method x ratio; with `measure=False`, only the checkpointed ones."""
     counter = load_tokenizer(tokenizer)
     for m in methods:
         if m not in EVAL_ONLY:
@@ -144,7 +145,7 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
     ckpt = checkpoint or Checkpoint(None, {})
     precomputed = {}
     for m in methods:
-        if m in PEERS:
+        if m in PEERS and measure:
             todo = [it for it in items if any(ckpt.get(it.id, m, r) is None for r in ratios)]
             cache = ckpt.path.with_name(f"peer-{m}.jsonl") if ckpt.path else None
             precomputed[m] = run_peers(m, todo, ratios, cache) if todo else {}
@@ -156,6 +157,9 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
         n_in = counter.count(item.context)
         gold = item.answers[0] if item.answers else None
         orig = ckpt.get(item.id, "original", 1.0)
+        if not measure:
+            rows += [r for r in [orig] + [ckpt.get(item.id, m, r) for m in methods for r in ratios] if r]
+            continue
         if orig is None:
             base_ll = reader.answer_logprob(item.context, item.question, gold) if reader and gold else None
             orig = Row(item.id, "original", 1.0, 1.0, n_in, n_in, 0.0, 0.0,
