@@ -162,7 +162,7 @@ def build_100k(path: Path, tokens: int = 100_000) -> str:
     return origin
 
 
-def forward_only(doc: Path, max_len: int = 512, batch: int = 8) -> dict:
+def forward_only(doc: Path, max_len: int = 256, batch: int = 4) -> dict:
     """Raw onnxruntime throughput of the shipped int8 model on `doc`: its subwords packed into
     full windows (no overlap, no question), only `session.run` timed."""
     import numpy as np
@@ -209,7 +209,7 @@ def bench_extract(work: Path) -> str:
     raw = tokens / fwd["seconds"]
     rows = [("`extract` int8 end to end (library time)", e2e, rss),
             ("`extract` int8 end to end (process wall, with start-up)", tokens / wall, rss),
-            (f"onnxruntime forward only ({fwd['windows']} full windows of 512, batch 8)", raw, fwd_rss)]
+            (f"onnxruntime forward only ({fwd['windows']} full windows of 256, batch 4)", raw, fwd_rss)]
     peer_note = ""
     from .eval.peers import peer_python, run_peers
 

@@ -54,8 +54,8 @@ def _tokenizer(path: str):
 class Scorer:
     """Keep probabilities per word from the ONNX classifier."""
 
-    def __init__(self, folder: Path, precision: str = "int8", max_len: int = 512, overlap: int = 16,
-                 batch_size: int = 8, max_query: int = 48, threads: int | None = None) -> None:
+    def __init__(self, folder: Path, precision: str = "int8", max_len: int = 256, overlap: int = 8,
+                 batch_size: int = 4, max_query: int = 48, threads: int | None = None) -> None:
         from ..runtime.onnx import session
 
         onnx = folder / f"model.{precision}.onnx"
@@ -140,9 +140,10 @@ class Extract(Compressor):
         Param("precision", str, "int8", "which ONNX file to run", ("int8", "fp32")),
         Param("threshold", float, 0.0, "keep every word with probability >= this instead of "
               "meeting a ratio (0 = off)"),
-        Param("max_len", int, 512, "subwords per window"),
-        Param("overlap", int, 16, "context subwords added on each side of a window"),
-        Param("batch", int, 8, "windows per onnxruntime call"),
+        Param("max_len", int, 256, "subwords per window (as in training; 512 is slower: attention grows "
+              "with the square)"),
+        Param("overlap", int, 8, "context subwords added on each side of a window"),
+        Param("batch", int, 4, "windows per onnxruntime call"),
     )
 
     def model_id(self) -> str | None:

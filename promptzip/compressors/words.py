@@ -97,7 +97,7 @@ def select_words(ctx: Context, w: Words, scores: np.ndarray, rounds: int = 3) ->
     """Best-scored words within the budget, with the budget corrected by what the output
     really costs: per-word costs ignore how words merge once joined and what line breaks cost,
     so after each selection the would-be output is counted and the budget moved by the miss
-    (up to `rounds` times, stopping within half a percent of the target)."""
+    (up to `rounds` times, stopping within one percent of the target)."""
     costs = w.costs(ctx)
     must = w.must
     protected_cost = int(costs[must].sum())
@@ -112,7 +112,7 @@ def select_words(ctx: Context, w: Words, scores: np.ndarray, rounds: int = 3) ->
         scores = np.where(must, scores + (float(np.max(scores)) - float(np.min(scores)) + 1.0), scores)
         must = w.forced
     budget = ctx.budget
-    tolerance = max(1, int(ctx.budget * 0.005))
+    tolerance = max(1, int(ctx.budget * 0.01))
     best, best_miss = None, None
     for _ in range(rounds):
         keep = select_by_score(costs, scores, max(0, budget), must)
