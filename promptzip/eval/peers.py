@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ModelError
+from ..fileutil import read_jsonl
 from ..runtime.store import model_path
 from .data import EvalItem
 
@@ -29,16 +30,7 @@ def peer_python() -> Path:
 
 
 def _read_results(path: Path) -> dict[str, dict]:
-    found: dict[str, dict] = {}
-    if path.is_file():
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue  # a torn last line
-                found[row["key"]] = row
-    return found
+    return {row["key"]: row for row in read_jsonl(path)} if path.is_file() else {}
 
 
 def run_peers(method: str, items: Sequence[EvalItem], ratios: Sequence[float],

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..compressors import get_method
 from ..errors import UsageError
 from ..fidelity import FidelityTracker
+from ..fileutil import read_jsonl
 from ..pipeline import compress
 from ..tokens import TokenCounter, load_tokenizer
 from .baselines import random_drop
@@ -83,15 +84,10 @@ class Checkpoint:
         if path and not reuse:
             path.unlink(missing_ok=True)
         if path and reuse and path.exists():
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        rec = json.loads(line)
-                    except ValueError:
-                        continue  # a torn last line
-                    if rec.pop("tag", None) == tag:
-                        row = Row(**rec)
-                        self.rows[(row.item, row.method, row.target_ratio)] = row
+            for rec in read_jsonl(path):
+                if rec.pop("tag", None) == tag:
+                    row = Row(**rec)
+                    self.rows[(row.item, row.method, row.target_ratio)] = row
         if path and reuse and not self.rows:
             self._seed_from_results(path.with_name("results.json"))
         self._f = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fileutil import read_jsonl
 from ..pipeline import word_pieces_flagged
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "corpora"
@@ -185,11 +186,4 @@ def write_examples(path: Path, examples: Iterable[Example]) -> int:
 
 
 def read_examples(path: Path) -> list[Example]:
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                out.append(Example(**json.loads(line)))
-            except (ValueError, TypeError):
-                continue  # a torn last line
-    return out
+    return [Example(**rec) for rec in read_jsonl(path)]
