@@ -289,6 +289,9 @@ def bench_fidelity(work: Path, methods: str, only: list[str], measured_only: boo
         if only and name not in only:
             continue
         out = work / f"eval-{name}"
+        if measured_only and not (out / "rows.jsonl").is_file():
+            parts += ["", f"### {title}", "", "Not measured yet (`make bench BENCH_SECTIONS=fidelity` measures it)."]
+            continue
         cmd = [sys.executable, "-m", "promptzip", "eval", str(SHARED / rel), "--methods", ",".join(wanted),
                "--ratios", ",".join(map(str, RATIOS)), "--out", str(out), "--title", title]
         if limit:
