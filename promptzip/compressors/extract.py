@@ -66,7 +66,6 @@ class Scorer:
         self.max_len, self.overlap, self.batch_size, self.max_query = max_len, overlap, batch_size, max_query
         self.cls, self.sep = self.tok.token_to_id("[CLS]"), self.tok.token_to_id("[SEP]")
         self.unk = self.tok.token_to_id("[UNK]")
-        self.subwords = 0  # subwords run through the model, for throughput reports
 
     def plan(self, words: list[str], query: str | None):
         """Windows as (subword ids, token types, per-subword word index or -1, core word range)."""
@@ -121,7 +120,6 @@ class Scorer:
                 ids[r, :len(i)] = i
                 mask[r, :len(i)] = 1
                 types[r, :len(t)] = t
-            self.subwords += int(mask.sum())
             p = self.sess.run(["probs"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
             for r, (_, _, owner, (a, b)) in enumerate(batch):
                 own = np.asarray(owner)

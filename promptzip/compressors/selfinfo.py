@@ -47,8 +47,9 @@ class SelfInfo(Compressor):
             return
         surprisal = word_surprisal(w.text, w.spans, tok, model, self.settings["window"],
                                    self.settings["context"])
-        score = surprisal / np.maximum(w.costs(ctx), 1)
-        keep = select_words(ctx, w, score)
+        costs = w.costs(ctx)
+        score = surprisal / np.maximum(costs, 1)
+        keep = select_words(ctx, w, score, costs=costs)
         if ctx.request.word_scores:  # bits of self-information per target token
             ctx.word_scores = [(word, round(float(x) / np.log(2), 3), bool(k))
                                for word, x, k in zip(w.words, score, keep, strict=True)]

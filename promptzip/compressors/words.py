@@ -93,12 +93,13 @@ def _recurring_lines(text: str, seen: Counter) -> list[bool] | None:
     return flags if any(flags) else None
 
 
-def select_words(ctx: Context, w: Words, scores: np.ndarray, rounds: int = 3) -> np.ndarray:
+def select_words(ctx: Context, w: Words, scores: np.ndarray, rounds: int = 3,
+                 costs: np.ndarray | None = None) -> np.ndarray:
     """Best-scored words within the budget, with the budget corrected by what the output
     really costs: per-word costs ignore how words merge once joined and what line breaks cost,
     so after each selection the would-be output is counted and the budget moved by the miss
     (up to `rounds` times, stopping within one percent of the target)."""
-    costs = w.costs(ctx)
+    costs = w.costs(ctx) if costs is None else costs
     must = w.must
     protected_cost = int(costs[must].sum())
     if protected_cost > ctx.budget and ctx.request.target_tokens is None:
