@@ -138,7 +138,7 @@ def test_sigkill_then_resume_is_byte_identical(tmp_path):
 def test_ctrl_c_leaves_valid_outputs_and_resumes(tmp_path, jobs):
     src = make_tree(tmp_path / "in", 240)
     ref = tmp_path / "ref"
-    args = ["-r", "0.3", "-j", jobs, "-q"]
+    args = ["-r", "0.3", "-m", "lexical", "-j", jobs, "-q"]  # the subject is interruption, not the method
     subprocess.run([sys.executable, "-m", "promptzip", "batch", str(src), "-o", str(ref), *args],
                    check=True, timeout=600)
     expected = outputs(ref)
