@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 NUMBER = re.compile(r"\d(?<![\w.]\d)\d*(?:[.,:/]\d+)*")
 NAME = re.compile(r"\b[A-Z][a-z]+(?:[-'][A-Za-z]+)*")
-_NOT_NAMES = frozenset(
+NOT_NAMES = frozenset(
     """A An The This That These Those It Its I We You He She They In On At Of For From To By With
     And But Or If When While As So Then There Here What Which Who Whom Whose Why How All Any Some
     No Not Yes One Our My Your His Her Their After Before Because Since Also However Thus Let
@@ -46,7 +46,7 @@ def numbers_in(text: str) -> list[str]:
 
 
 def names_in(text: str) -> list[str]:
-    return [m for m in NAME.findall(text) if m not in _NOT_NAMES]
+    return [m for m in NAME.findall(text) if m not in NOT_NAMES]
 
 
 @dataclass

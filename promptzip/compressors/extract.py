@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import ModelError
 from ..pipeline import Context
 from .base import Compressor, Param
-from .words import collect_words, select_words
+from .words import bridge_scores, collect_words, phrase_groups, phrases_of, select_words
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "models" / "extract-minilm"
@@ -133,6 +133,7 @@ class Extract(Compressor):
     name = "extract"
     description = "Learned word keep/drop classifier (fine-tuned MiniLM-L6, ONNX int8); fast, query-aware."
     query_aware = True
+    version = "2"  # 2: phrase-aware scores
     params = (
         Param("model", str, "", "model folder (default: the shipped models/extract-minilm)"),
         Param("precision", str, "int8", "which ONNX file to run", ("int8", "fp32")),
@@ -142,6 +143,10 @@ class Extract(Compressor):
               "with the square)"),
         Param("overlap", int, 8, "context subwords added on each side of a window"),
         Param("batch", int, 4, "windows per onnxruntime call"),
+        Param("phrases", str, "on", "the words of a name, date or quantity kept or dropped together "
+              "(off = every word on its own)", ("on", "off")),
+        Param("bridge", float, 0.9, "a word between two well-scored ones scores this times the lesser "
+              "of theirs (0 = off)"),
     )
 
     def model_id(self) -> str | None:
@@ -161,10 +166,15 @@ class Extract(Compressor):
             ctx.emit_words(np.zeros(0, dtype=bool), w.word_start)
             return
         p = scorer.probs(w.words, ctx.request.query)
+        on = self.settings["phrases"] == "on"
+        s = bridge_scores(p, self.settings["bridge"]) if self.settings["bridge"] > 0 else p
+        phrases = phrases_of(w) if on else []
         if self.settings["threshold"] > 0:
-            keep = w.must | (p >= self.settings["threshold"])
+            group, item_scores = phrase_groups(w, s, phrases)
+            keep = item_scores >= self.settings["threshold"]
+            keep = w.must | (keep if group is None else keep[group])
         else:
-            keep = select_words(ctx, w, p)
+            keep = select_words(ctx, w, s, phrases=phrases)
         if ctx.request.word_scores:
             ctx.word_scores = [(word, round(float(x), 4), bool(k))
                                for word, x, k in zip(w.words, p, keep, strict=True)]

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..fidelity import NOT_NAMES
 from ..pipeline import WORD_KINDS, Context, select_by_score, word_pieces_flagged
 from ..segment import FORCED, GAP_TEXT, STRUCTURE, Gap, Kind
+from .lexical import STOPWORDS
 
 
 @dataclass
@@ -94,14 +96,23 @@ def _recurring_lines(text: str, seen: Counter) -> list[bool] | None:
 
 
 def select_words(ctx: Context, w: Words, scores: np.ndarray, rounds: int = 3,
-                 costs: np.ndarray | None = None) -> np.ndarray:
+                 costs: np.ndarray | None = None, phrases: list[tuple[int, int]] = ()) -> np.ndarray:
     """Best-scored words within the budget, with the budget corrected by what the output
     really costs: per-word costs ignore how words merge once joined and what line breaks cost,
     so after each selection the would-be output is counted and the budget moved by the miss
-    (up to `rounds` times, stopping within one percent of the target)."""
+    (up to `rounds` times, stopping within one percent of the target).
+
+    `phrases` ([start, end) word ranges): see `phrase_groups`."""
     costs = w.costs(ctx) if costs is None else costs
-    must = w.must
-    protected_cost = int(costs[must].sum())
+    group, item_scores = phrase_groups(w, scores, phrases)
+    if group is None:
+        item_costs, must, forced = costs, w.must, w.forced
+    else:
+        n = int(group.max()) + 1 if len(group) else 0
+        item_costs = np.bincount(group, costs, minlength=n).astype(np.int64)
+        must = np.bincount(group, w.must, minlength=n) > 0
+        forced = np.bincount(group, w.forced, minlength=n) > 0
+    protected_cost = int(item_costs[must].sum())
     if protected_cost > ctx.budget and ctx.request.target_tokens is None:
         ctx.warn(f"protected content ({protected_cost} tokens) exceeds the budget of {ctx.budget}; "
                  "the output is above the requested ratio")
@@ -110,13 +121,15 @@ def select_words(ctx: Context, w: Words, scores: np.ndarray, rounds: int = 3,
         # protected content goes first, in score order, while it fits
         ctx.warn(f"protected content ({protected_cost} tokens) exceeds the budget of {ctx.budget}; "
                  "some of it was dropped")
-        scores = np.where(must, scores + (float(np.max(scores)) - float(np.min(scores)) + 1.0), scores)
-        must = w.forced
+        spread = float(np.max(item_scores)) - float(np.min(item_scores)) + 1.0
+        item_scores = np.where(must, item_scores + spread, item_scores)
+        must = forced
     budget = ctx.budget
     tolerance = max(1, int(ctx.budget * 0.01))
     best, best_miss = None, None
     for _ in range(rounds):
-        keep = select_by_score(costs, scores, max(0, budget), must)
+        keep = select_by_score(item_costs, item_scores, max(0, budget), must)
+        keep = keep if group is None else keep[group]
         miss = ctx.measure_words(keep, w.word_start) - ctx.budget
         if best_miss is None or abs(miss) < abs(best_miss) or (miss <= 0 < best_miss):
             best, best_miss = keep, miss
@@ -124,3 +137,78 @@ def select_words(ctx: Context, w: Words, scores: np.ndarray, rounds: int = 3,
             break
         budget -= miss
     return best
+
+
+_MONTHS = frozenset("""january february march april may june july august september october november
+december jan feb mar apr jun jul aug sep sept oct nov dec""".split())
+_NAME_LINKS = frozenset("of and the de du la le von van da del for & -".split())
+_EDGE = "\"'“”‘’()[]{},.;:!?"
+
+
+def phrase_groups(w: Words, scores: np.ndarray, phrases: list[tuple[int, int]]
+                  ) -> tuple[np.ndarray | None, np.ndarray]:
+    """Items to select when `phrases` are kept or dropped whole: each phrase's unprotected words
+    form one item scored with the phrase's best word (its protected words, say the numbers of
+    `July 16, 1969`, stay items of their own, so protection costs what it did); other words are
+    items alone. Returns (item of each word, score of each item), or (None, scores) without
+    phrases."""
+    if not phrases:
+        return None, scores
+    item = np.arange(len(w.words))
+    best = scores.astype(np.float64, copy=True)
+    for a, b in phrases:
+        free = np.flatnonzero(~w.must[a:b]) + a
+        if len(free) > 1:
+            item[free] = free[0]
+        if len(free):
+            best[free[0]] = scores[a:b].max()
+    uniq, group = np.unique(item, return_inverse=True)
+    return group, best[uniq]
+
+
+def bridge_scores(scores: np.ndarray, bridge: float = 0.9) -> np.ndarray:
+    """A word between two well-scored neighbours gets `bridge` times the lesser of their scores
+    (`border of the Tibetan Plateau` keeps its `of the`)."""
+    out = scores.astype(np.float64, copy=True)
+    if bridge > 0 and len(out) > 2:
+        out[1:-1] = np.maximum(out[1:-1], np.minimum(out[:-2], out[2:]) * bridge)
+    return out
+
+
+def phrases_of(w: Words) -> list[tuple[int, int]]:
+    """Names (`Ngawa Tibetan and Qiang Autonomous Prefecture`), dates (`August 30, 2008`) and
+    quantities (`9 meters`) of a document, as [start, end) word ranges inside one unit (blocks
+    excluded): an answer survives only whole."""
+    return [(a, b) for a, b in _phrases(w.words, w.unit_of) if not w.block[a:b].any()]
+
+
+def _phrases(words: list[str], unit_of: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) word ranges of names, dates and quantities inside one unit."""
+    cores = [x.strip(_EDGE) for x in words]
+    name = [bool(c) and c[0].isupper() and c not in NOT_NAMES for c in cores]
+    number = [any(ch.isdigit() for ch in c) for c in cores]
+    month = [c.lower() in _MONTHS for c in cores]
+    n, found, i = len(words), [], 0
+    while i < n:
+        if not (name[i] or number[i] or month[i]):
+            i += 1
+            continue
+        j = i + 1
+        while j < n and unit_of[j] == unit_of[i]:
+            ends_clause = words[j - 1].endswith((".", ",", ";", ":", "!", "?"))
+            date_comma = number[j] and (month[j - 1] or number[j - 1])  # `May 5, 2008`
+            if ends_clause and not date_comma:
+                break
+            if name[j] or number[j] or month[j]:
+                j += 1
+            elif (cores[j].lower() in _NAME_LINKS and j + 1 < n and unit_of[j + 1] == unit_of[i]
+                  and name[j + 1] and not words[j].endswith((",", "."))):
+                j += 2
+            else:
+                if number[j - 1] and cores[j].isalpha() and cores[j].lower() not in STOPWORDS:
+                    j += 1  # a unit after a quantity
+                break
+        if j - i >= 2:
+            found.append((i, j))
+        i = j
+    return found

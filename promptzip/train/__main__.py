@@ -56,8 +56,9 @@ def cmd_labels(args) -> None:
     done = _done_ids(out)
     groups = list(itertools.islice(((t, c, r) for t, c, r in squad_groups(SQUAD_TRAIN, train)),
                                    args.offset, args.offset + args.limit))
-    if args.source == "qa":
-        exs = (ex for t, c, r in groups for ex in qa_examples(t, c, r) if ex.id not in done)
+    if args.source in ("qa", "qa-soft"):
+        evidence = 1.0 if args.source == "qa" else 0.5
+        exs = (ex for t, c, r in groups for ex in qa_examples(t, c, r, evidence=evidence) if ex.id not in done)
         n = write_examples(out, exs)
     elif args.source == "selfinfo":
         docs = ((f"{t}:{r[0]['id']}:all", c) for t, c, r in groups if f"{t}:{r[0]['id']}:all" not in done)
@@ -77,7 +78,7 @@ def cmd_fit(args) -> None:
         examples += exs[: args.per_file] if args.per_file else exs
     _log(f"fit: {len(examples)} examples")
     fit(examples, Path(args.run), args.steps, args.batch, args.lr, args.max_len, args.seed, args.save_every,
-        log=_log)
+        init=Path(args.init) if getattr(args, "init", None) else None, log=_log)
 
 
 def cmd_export(args) -> None:
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work", type=Path, default=None)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("labels")
-    p.add_argument("--source", choices=("qa", "selfinfo", "text"), required=True)
+    p.add_argument("--source", choices=("qa", "qa-soft", "selfinfo", "text"), required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--limit", type=int, default=2000, help="paragraphs (qa/selfinfo) or documents (text)")
     p.add_argument("--offset", type=int, default=0)
@@ -170,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--per-file", type=int, default=0, help="first N examples of each file (0 = all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=50)
+    p.add_argument("--init", default="", help="state.pt of an earlier run to start from (warm start)")
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("export")
     p.add_argument("--run", required=True)

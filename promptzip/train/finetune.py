@@ -137,8 +137,9 @@ def word_logits(sub_logits, word_of, n_words: int):
 
 def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr: float = 5e-5,
         max_len: int = 256, seed: int = 0, save_every: int = 50, threads: int | None = None,
-        log=print) -> Path:
-    """Train (or resume) a run; returns the path of the final state."""
+        init: Path | None = None, log=print) -> Path:
+    """Train (or resume) a run; returns the path of the final state. `init`: the state of an
+    earlier run whose weights a new run starts from (a fresh optimizer and schedule)."""
     import torch
 
     if threads:
@@ -166,6 +167,9 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
         order_rng.setstate(state["order_rng"])
         torch.set_rng_state(state["torch_rng"])
         log(f"resumed {run} at step {step}")
+    elif init is not None:
+        model.load_state_dict(torch.load(init, weights_only=False)["model"])
+        log(f"{run}: weights from {init}")
     if step >= steps:
         return state_path
 
@@ -206,7 +210,8 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
             log(f"step {step}/{steps} loss {np.mean(losses[-10:]):.4f} ({rate:.2f} steps/s)")
         if step % save_every == 0 or step == steps:
             save()
-    (run / "train.json").write_text(json.dumps({"steps": steps, "batch_size": batch_size, "lr": lr,
+    (run / "train.json").write_text(json.dumps({"init": str(init) if init else None,
+                                                "steps": steps, "batch_size": batch_size, "lr": lr,
                                                 "max_len": max_len, "seed": seed, "windows": len(wins),
                                                 "examples": len(examples),
                                                 "final_loss": float(np.mean(losses[-50:]))}, indent=1))

@@ -87,9 +87,12 @@ def squad_groups(path: Path, titles: set[str] | None = None) -> Iterator[tuple[s
         yield title, context, rows
 
 
-def qa_examples(title: str, context: str, rows: list[dict], with_queries: bool = True) -> list[Example]:
+def qa_examples(title: str, context: str, rows: list[dict], with_queries: bool = True,
+                evidence: float = 1.0) -> list[Example]:
     """One query-agnostic example (all answers of the paragraph) and, optionally, one
-    question-aware example per question."""
+    question-aware example per question. `evidence`: the label of the evidence sentence's words
+    that the question shares (1.0 in `qa`; 0.5 in `qa-soft`, so the answer ranks above the
+    words the reader already has in the question)."""
     words, spans = words_of(context)
     if not words:
         return []
@@ -110,7 +113,7 @@ def qa_examples(title: str, context: str, rows: list[dict], with_queries: bool =
             in_sent = np.flatnonzero(_overlapping(spans, lo, hi))
             for i in in_sent:
                 if _content(words[i]) & wanted:
-                    mine[i] = 1.0
+                    mine[i] = max(mine[i], evidence)
         if with_queries:
             out.append(Example(row["id"], "qa-query", words, mine.tolist(), row["question"]))
     out.insert(0, Example(f"{title}:{rows[0]['id']}:all", "qa", words, agnostic.tolist()))
