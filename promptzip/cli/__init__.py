@@ -35,13 +35,14 @@ def _root(
 
 
 def _register() -> None:
-    from . import batch, compress, eval, info, models
+    from . import batch, compress, eval, info, models, rag
 
     compress.register(app)
     batch.register(app)
     info.register(app)
     eval.register(app)
     models.register(app)
+    rag.register(app)
 
 
 _register()

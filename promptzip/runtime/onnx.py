@@ -18,6 +18,9 @@ def session(path: str, threads: int | None = None, device: str = "auto"):
     n = threads or int(os.environ.get("PROMPTZIP_THREADS", "0")) or (os.cpu_count() or 1)
     opts.intra_op_num_threads = n
     opts.inter_op_num_threads = 1
+    # idle worker threads would spin for a while after each call; with two sessions in one
+    # process (rag: embedder + extract) the spinning pool starves the working one (3-4x slower)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     warning = None
     providers = ["CPUExecutionProvider"]
     if device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():

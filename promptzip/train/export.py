@@ -46,3 +46,43 @@ def export(state_path: Path, out_dir: Path, opset: int = 17) -> dict[str, Path]:
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
     shutil.copy(model_path(BASE) / "tokenizer.json", out_dir / "tokenizer.json")
     return {"fp32": fp32, "int8": int8}
+
+
+def export_embedder(out_dir: Path, opset: int = 17) -> Path:
+    """all-MiniLM-L6-v2 as it is (no training) for `promptzip rag`'s passage relevance: the graph
+    returns mean-pooled, unit-length sentence embeddings (`embeddings`, batch x 384), quantized
+    to int8. Written once from the sha256-pinned wheel; see models/embed-minilm/MODEL_CARD.md."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoModel
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    encoder = AutoModel.from_pretrained(str(model_path(BASE))).eval()
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = encoder
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            hidden = self.inner(input_ids=input_ids, attention_mask=attention_mask,
+                                token_type_ids=token_type_ids).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
+    fp32 = out_dir / "model.fp32.onnx"
+    example = (torch.ones((2, 16), dtype=torch.long), torch.ones((2, 16), dtype=torch.long),
+               torch.zeros((2, 16), dtype=torch.long))
+    with torch.inference_mode():
+        torch.onnx.export(
+            Pooled(), example, str(fp32), input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["embeddings"], opset_version=opset, dynamo=False,
+            dynamic_axes={**{n: {0: "batch", 1: "length"} for n in ("input_ids", "attention_mask",
+                                                                    "token_type_ids")},
+                          "embeddings": {0: "batch"}})
+    int8 = out_dir / "model.int8.onnx"
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    fp32.unlink()
+    shutil.copy(model_path(BASE) / "tokenizer.json", out_dir / "tokenizer.json")
+    return int8

@@ -1,0 +1,486 @@
+"""Query-aware, coarse-to-fine compression of retrieved passages (`promptzip rag`,
+`promptzip.compress_passages`).
+
+Per query:
+
+1. **Relevance** of each passage: BM25 of the query terms (IDF from the query's own passages)
+   fused with the cosine of all-MiniLM-L6-v2 sentence embeddings (`hybrid`), either alone
+   (`bm25`, `embed`), or `auto` (the default): BM25, with the hybrid re-scoring the top
+   passages when BM25 is unsure. Scores are relative to the record: the best passage scores 1.
+2. **Passages**: ranked by relevance and cut by `top_k`, a relevance `threshold`, and the token
+   budget (passages are taken while their tokens stay within `COARSE` times the budget).
+3. **Budget per passage**: the query's budget (`ratio` of its tokens, or `target_tokens`) is
+   shared over the kept passages in proportion to relevance**4 times length, capped at a
+   passage's own length (what a capped passage does not need goes to the others).
+4. **Sentences**: a passage more than `SENTENCE_SLACK` times over its share keeps its
+   sentences that best match the query (BM25), up to that much, in their original order.
+5. **Words**: the `extract` classifier, given the query, brings each passage to its share.
+
+Passages that end up empty are dropped and counted. Output order: `original`, `relevance`, or
+`ends` (the best passages at both ends, the weakest in the middle, against lost-in-the-middle).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from .compressors.lexical import fold
+from .errors import InputError, UsageError
+from .segment import sentence_bounds
+from .tokens import DEFAULT_TOKENIZER, TokenCounter, load_tokenizer
+
+TEXT_KEYS = ("text", "content", "page_content")
+ORDERS = ("original", "relevance", "ends")
+RELEVANCE = ("auto", "hybrid", "bm25", "embed")
+AUTO_TOP = 4  # auto: passages the bi-encoder re-scores when BM25 is unsure
+AUTO_MARGIN = 0.7  # auto: BM25 is unsure when the runner-up has this share of the best score
+COARSE = 1.25  # candidate passages: up to this times the budget, before sentences and words
+SENTENCE_SLACK = 1.25  # sentences kept: up to this times a passage's share, before words
+SHARPNESS = 4  # shares follow relevance ** SHARPNESS times length: the best passages stay whole
+MIN_SHARE = 8  # a passage whose share is below this many tokens is dropped
+_TERM = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def passage_text(item: Any) -> str:
+    """The text of a passage: a string, or the first of `text`/`content`/`page_content`."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, Mapping):
+        for key in TEXT_KEYS:
+            if isinstance(item.get(key), str):
+                return item[key]
+    raise UsageError(f"a passage must be a string or an object with one of {', '.join(TEXT_KEYS)}; "
+                     f"got {_preview(item)}")
+
+
+def _preview(item: Any) -> str:
+    text = repr(item)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+@dataclass
+class PassageResult:
+    index: int  # position in the input
+    text: str  # compressed text ("" when dropped)
+    score: float  # fused relevance, 1 = the record's best passage
+    bm25: float
+    cosine: float | None
+    tokens_before: int
+    tokens_after: int = 0
+    kept: bool = True
+    reason: str = ""  # why it was dropped: top-k, threshold, budget, empty
+
+    def as_dict(self) -> dict:
+        out = {"index": self.index, "score": round(self.score, 4), "bm25": round(self.bm25, 4),
+               "tokens_before": self.tokens_before, "tokens_after": self.tokens_after}
+        if self.cosine is not None:
+            out["cosine"] = round(self.cosine, 4)
+        if not self.kept:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass
+class PassagesResult:
+    passages: list[PassageResult]  # kept, in output order
+    dropped: list[PassageResult]  # in input order
+    tokens_before: int
+    tokens_after: int
+    budget: int | None
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def texts(self) -> list[str]:
+        return [p.text for p in self.passages]
+
+    def report(self) -> dict:
+        return {"tokens_before": self.tokens_before, "tokens_after": self.tokens_after,
+                "ratio": round(self.tokens_after / self.tokens_before, 4) if self.tokens_before else 1.0,
+                "budget": self.budget, "passages_in": len(self.passages) + len(self.dropped),
+                "passages_kept": len(self.passages), "passages_dropped": len(self.dropped),
+                "kept": [p.as_dict() for p in self.passages], "dropped": [p.as_dict() for p in self.dropped],
+                "seconds": round(self.seconds, 4), "warnings": self.warnings}
+
+
+@lru_cache(maxsize=200_000)
+def _term(word: str) -> str | None:
+    """A lower-cased word as a BM25 term: stopwords out, then its first five letters (a crude
+    stem that still matches `retired` with `retire` and `located` with `location`)."""
+    t = fold(word)
+    return t[:5] if t else None
+
+
+def terms(text: str) -> list[str]:
+    return [t for t in map(_term, _TERM.findall(text.lower())) if t]
+
+
+def bm25(query: str, docs: Sequence[str], k1: float = 1.2, b: float = 0.75) -> np.ndarray:
+    """BM25 of `query` against each of `docs`, IDF from `docs` themselves."""
+    q = set(terms(query))
+    bags = [Counter(terms(d)) for d in docs]
+    if not q or not bags:
+        return np.zeros(len(docs))
+    n = len(bags)
+    lengths = np.asarray([sum(c.values()) for c in bags], dtype=np.float64)
+    avg = max(float(lengths.mean()), 1.0)
+    out = np.zeros(n)
+    for t in q:
+        df = sum(1 for c in bags if t in c)
+        if not df:
+            continue
+        idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+        tf = np.asarray([c.get(t, 0) for c in bags], dtype=np.float64)
+        out += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * lengths / avg))
+    return out
+
+
+def _scaled(x: np.ndarray) -> np.ndarray:
+    """Min-max to [0, 1] (all equal: all 1)."""
+    lo, hi = float(x.min()), float(x.max())
+    return np.ones_like(x) if hi - lo < 1e-12 else (x - lo) / (hi - lo)
+
+
+def relevance(query: str, texts: Sequence[str], mode: str = "auto") -> tuple[np.ndarray, np.ndarray,
+                                                                            np.ndarray | None]:
+    """(fused score, BM25, cosine or None) per passage; fused is in [0, 1], best = 1.
+
+    `auto` runs the bi-encoder only where BM25 is unsure: when the runner-up scores at least
+    AUTO_MARGIN of the best, the AUTO_TOP best BM25 passages are re-scored with the hybrid (the
+    others keep their BM25 score, below the re-scored ones). Embedding every passage costs about
+    30 ms per passage on 2 cores, which is most of a query's time (BENCHMARKS.md)."""
+    if mode not in RELEVANCE:
+        raise UsageError(f"relevance must be one of {', '.join(RELEVANCE)}, not {mode!r}")
+    lexical = bm25(query, texts)
+    n = len(texts)
+    if not n:
+        return np.zeros(0), lexical, None
+    lex = _scaled(lexical) if lexical.max() > 0 else np.zeros(n)
+    if mode == "bm25" or n == 1:
+        return (lex if lexical.max() > 0 else np.ones(n)), lexical, None
+    if mode == "auto":
+        top = np.argsort(-lexical, kind="stable")[:AUTO_TOP]
+        if lexical.max() > 0 and (n < 2 or lexical[top[1]] < AUTO_MARGIN * lexical[top[0]]):
+            return lex, lexical, None
+    else:
+        top = np.arange(n)
+    from .runtime.embed import embedder
+
+    vecs = embedder().embed([query, *(texts[i] for i in top)])
+    cos = np.full(n, np.nan)
+    cos[top] = vecs[1:] @ vecs[0]
+    if mode == "embed":
+        return _scaled(cos), lexical, cos
+    fused = 0.5 * lex * (0.5 if mode == "auto" else 1.0)  # auto: the passages left out rank below
+    hybrid = 0.5 * (_scaled(lexical[top]) if lexical[top].max() > 0 else 0.0) + 0.5 * _scaled(cos[top])
+    fused[top] = hybrid if mode == "hybrid" else 0.5 + 0.5 * hybrid
+    return fused / max(float(fused.max()), 1e-12), lexical, cos
+
+
+def share_budget(budget: int, tokens: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Split `budget` in proportion to `weights`, no passage above its own `tokens`; what a
+    capped passage does not need is shared again among the others."""
+    tokens, weights = np.asarray(tokens, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+    share = np.zeros(len(tokens), dtype=np.float64)
+    open_ = tokens > 0
+    left = float(budget)
+    while left > 0.5 and open_.any():
+        w = np.where(open_, np.maximum(weights, 1e-9), 0.0)
+        offer = left * w / w.sum()
+        room = tokens - share
+        take = np.minimum(offer, room)
+        share += np.where(open_, take, 0.0)
+        left -= float(take[open_].sum())
+        full = open_ & (share >= tokens - 1e-9)
+        if not full.any():
+            break
+        open_ &= ~full
+    return np.floor(share).astype(np.int64)
+
+
+def ends_order(ranked: list[int]) -> list[int]:
+    """Best first and second best last, alternating inwards: 1, 3, 5, ..., 6, 4, 2."""
+    return ranked[0::2] + ranked[1::2][::-1]
+
+
+def compress_passages(
+    query: str,
+    passages: Sequence[str | Mapping],
+    *,
+    ratio: float | None = None,
+    target_tokens: int | None = None,
+    top_k: int | None = None,
+    threshold: float | None = None,
+    order: str = "ends",
+    relevance_mode: str = "auto",
+    extract: bool = True,
+    tokenizer: str | TokenCounter = DEFAULT_TOKENIZER,
+    force: Sequence[str] = (),
+) -> PassagesResult:
+    """Compress the passages retrieved for `query` (strings or objects with `text`/`content`/
+    `page_content`). Without `ratio`, `target_tokens`, `top_k` or `threshold`, keeps half the
+    tokens. Returns the kept passages (compressed, in `order`) and the dropped ones."""
+    t0 = time.perf_counter()
+    if not query or not query.strip():
+        raise UsageError("a query is needed to compress passages", "Give --query or a query field.")
+    if order not in ORDERS:
+        raise UsageError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
+    if ratio is not None and not 0 < ratio <= 1:
+        raise UsageError(f"ratio must be in (0, 1], got {ratio}")
+    if target_tokens is not None and target_tokens < 1:
+        raise UsageError(f"target tokens must be at least 1, got {target_tokens}")
+    if top_k is not None and top_k < 1:
+        raise UsageError(f"top-k must be at least 1, got {top_k}")
+    if ratio is None and target_tokens is None and top_k is None and threshold is None:
+        ratio = 0.5
+    counter = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
+    texts = [passage_text(p) for p in passages]
+    tokens = np.asarray(counter.count_many(texts) if texts else [], dtype=np.int64)
+    total = int(tokens.sum())
+    budget = target_tokens if target_tokens is not None else (
+        max(1, round(ratio * total)) if ratio is not None else None)
+    fused, lexical, cos = relevance(query, texts, relevance_mode)
+    results = [PassageResult(i, texts[i], float(fused[i]), float(lexical[i]),
+                             None if cos is None or np.isnan(cos[i]) else float(cos[i]), int(tokens[i])) for i in range(len(texts))]
+    ranked = sorted(range(len(texts)), key=lambda i: (-fused[i], i))
+
+    def drop(i: int, reason: str) -> None:
+        results[i].kept, results[i].reason, results[i].text = False, reason, ""
+
+    for n, i in enumerate(ranked):
+        if tokens[i] == 0 or not texts[i].strip():
+            drop(i, "empty")
+        elif top_k is not None and n >= top_k:
+            drop(i, "top-k")
+        elif threshold is not None and fused[i] < threshold:
+            drop(i, "threshold")
+    warnings: list[str] = []
+    if budget is not None:
+        alive = [i for i in ranked if results[i].kept]
+        used = 0
+        for n, i in enumerate(alive):
+            if n and used + tokens[i] > COARSE * budget:
+                drop(i, "budget")
+            else:
+                used += int(tokens[i])
+        alive = [i for i in ranked if results[i].kept]
+        share = share_budget(budget, tokens[alive], fused[alive] ** SHARPNESS * tokens[alive])
+        for i, s in zip(alive, share, strict=True):
+            if s < min(MIN_SHARE, tokens[i]):
+                drop(i, "budget")
+            elif s < tokens[i]:
+                results[i].text = _fit(query, texts[i], int(s), counter, extract, force, warnings)
+                if not results[i].text.strip():
+                    drop(i, "empty")
+    for r in results:
+        r.tokens_after = counter.count(r.text) if r.kept else 0
+    kept = [i for i in ranked if results[i].kept]
+    if order == "original":
+        kept.sort()
+    elif order == "ends":
+        kept = ends_order(kept)
+    after = sum(results[i].tokens_after for i in kept)
+    return PassagesResult([results[i] for i in kept], [r for r in results if not r.kept], total, after,
+                          budget, time.perf_counter() - t0, warnings)
+
+
+def _fit(query: str, text: str, share: int, counter: TokenCounter, extract: bool, force: Sequence[str],
+         warnings: list[str]) -> str:
+    """One passage brought to `share` tokens: best sentences, then the extract classifier."""
+    bounds = sentence_bounds(text)
+    if len(bounds) > 1 and (not extract or counter.count(text) > SENTENCE_SLACK * share):
+        sents = [text[a:b] for a, b in bounds]
+        costs = counter.count_many(sents)
+        scores = bm25(query, sents)
+        room = SENTENCE_SLACK * share if extract else share
+        keep, used = set(), 0
+        for i in sorted(range(len(sents)), key=lambda i: (-scores[i], i)):
+            if used + costs[i] <= room or not keep:
+                keep.add(i)
+                used += costs[i]
+        text = " ".join(sents[i].strip() for i in sorted(keep))
+    if not extract or counter.count(text) <= share:
+        return text
+    from .pipeline import compress
+
+    res = compress(text, "extract", target_tokens=share, query=query, force=force, tokenizer=counter)
+    warnings += [w for w in res.report.warnings if w not in warnings]
+    return res.text
+
+
+# ---- JSONL records -------------------------------------------------------------------------
+
+QUERY_KEYS = ("query", "question")
+LIST_KEYS = ("passages", "ctxs", "contexts", "documents")
+
+
+@dataclass
+class Shape:
+    kind: str  # "per-query" or "per-passage"
+    query_key: str | None = None
+    list_key: str | None = None
+    text_key: str | None = None  # None: plain strings
+
+    def describe(self) -> str:
+        item = f"items with '{self.text_key}'" if self.text_key else "plain strings"
+        if self.kind == "per-query":
+            q = f"query from '{self.query_key}'" if self.query_key else "query from --query"
+            return f"one record per query ({q}, passages under '{self.list_key}', {item})"
+        return f"one passage per line ({item}), query from --query"
+
+
+def detect(record: Any) -> Shape:
+    """The shape of one JSONL record, or UsageError naming what was expected."""
+    if isinstance(record, Mapping):
+        lists = [k for k in LIST_KEYS if isinstance(record.get(k), list)]
+        if lists:
+            items = record[lists[0]]
+            qk = next((k for k in QUERY_KEYS if isinstance(record.get(k), str)), None)
+            return Shape("per-query", qk, lists[0], _text_key(items[0]) if items else "text")
+        tk = _text_key(record)
+        if tk:
+            return Shape("per-passage", text_key=tk)
+    elif isinstance(record, str):
+        return Shape("per-passage")
+    raise UsageError(f"unrecognised record {_preview(record)}",
+                     f"Expected an object with a passage list under one of {', '.join(LIST_KEYS)}, or one "
+                     f"passage per line (a string or an object with {', '.join(TEXT_KEYS)}).")
+
+
+def _text_key(item: Any) -> str | None:
+    if isinstance(item, Mapping):
+        return next((k for k in TEXT_KEYS if isinstance(item.get(k), str)), None)
+    return None
+
+
+def with_text(item: Any, text: str) -> Any:
+    """A passage as it came in, its text replaced."""
+    if isinstance(item, str):
+        return text
+    out = dict(item)
+    out[_text_key(item) or "text"] = text
+    return out
+
+
+def compress_record(record: Mapping, shape: Shape, query: str | None,
+                    **options: Any) -> tuple[dict, PassagesResult]:
+    """One per-query record: its passages compressed, everything else passed through."""
+    q = res_query(record, shape, query)
+    if not q:
+        raise UsageError(f"the record has no {'/'.join(QUERY_KEYS)} field and --query was not given")
+    items = record.get(shape.list_key)
+    if not isinstance(items, list):
+        raise UsageError(f"the record has no passage list under '{shape.list_key}'")
+    res = compress_passages(q, items, **options)
+    out = dict(record)
+    out[shape.list_key] = [with_text(items[p.index], p.text) for p in res.passages]
+    return out, res
+
+
+@dataclass
+class RunSummary:
+    shape: Shape | None = None
+    records: int = 0
+    tokens_before: int = 0
+    tokens_after: int = 0
+    passages_kept: int = 0
+    passages_dropped: int = 0
+    skipped: list[str] = field(default_factory=list)  # "line N: why"
+    seconds: float = 0.0
+
+    def add(self, res: PassagesResult) -> None:
+        self.records += 1
+        self.tokens_before += res.tokens_before
+        self.tokens_after += res.tokens_after
+        self.passages_kept += len(res.passages)
+        self.passages_dropped += len(res.dropped)
+
+    def render(self) -> str:
+        ratio = self.tokens_after / self.tokens_before if self.tokens_before else 1.0
+        skipped = f", {len(self.skipped)} lines skipped" if self.skipped else ""
+        return (f"rag: {self.records} record{'s' if self.records != 1 else ''}, "
+                f"{self.tokens_before:,} -> {self.tokens_after:,} tokens ({ratio:.3f}), passages kept "
+                f"{self.passages_kept}, dropped {self.passages_dropped}{skipped}, {self.seconds:.2f} s")
+
+
+def run_jsonl(lines: Iterable[tuple[int, str]], write: Callable[[Any], None], query: str | None = None,
+              strict: bool = False, report: Callable[[dict], None] | None = None,
+              on_warning: Callable[[str], None] = lambda _: None, on_shape: Callable[[Shape], None] = lambda _: None,
+              **options: Any) -> RunSummary:
+    """Compress a stream of JSONL lines ((line number, text) pairs). Per-query records are
+    written as soon as each is done; one-passage-per-line input is gathered first (its passages
+    are ranked together) and written at the end. Lines that are not JSON, or records of an
+    unrecognised shape, are reported with their line number and skipped (`strict`: InputError).
+    A missing query is a UsageError."""
+    t0 = time.perf_counter()
+    summary = RunSummary()
+    gathered: list[tuple[int, Any]] = []
+
+    def bad(n: int, why: str) -> None:
+        if strict:
+            raise InputError(f"line {n}: {why}", "Fix the line, or drop --strict to skip bad lines.")
+        summary.skipped.append(f"line {n}: {why}")
+        on_warning(f"line {n}: {why}; skipped")
+
+    for n, line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            bad(n, f"not valid JSON ({exc})")
+            continue
+        try:
+            shape = detect(record)
+        except UsageError as exc:
+            bad(n, str(exc))
+            continue
+        if summary.shape is None:
+            summary.shape = shape
+            on_shape(shape)
+        elif shape.kind != summary.shape.kind:
+            bad(n, f"a {shape.describe()} record in {summary.shape.describe()} input")
+            continue
+        if shape.kind == "per-passage":
+            gathered.append((n, record))
+            continue
+        try:
+            out, res = compress_record(record, shape, query, **options)
+        except UsageError as exc:
+            if "query" in str(exc):
+                raise UsageError(f"line {n}: {exc}", "Give --query, or a query field in every record.") from None
+            bad(n, str(exc))
+            continue
+        write(out)
+        summary.add(res)
+        if report is not None:
+            report({"line": n, "query": res_query(record, shape, query), **res.report()})
+    if gathered:
+        if not query:
+            raise UsageError("one passage per line needs --query")
+        res = compress_passages(query, [r for _, r in gathered], **options)
+        for p in res.passages:
+            write(with_text(gathered[p.index][1], p.text))
+        summary.add(res)
+        if report is not None:
+            rep = res.report()
+            for p in rep["kept"] + rep["dropped"]:
+                p["line"] = gathered[p["index"]][0]
+            report({"query": query, **rep})
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def res_query(record: Mapping, shape: Shape, query: str | None) -> str | None:
+    q = record.get(shape.query_key) if shape.query_key else None
+    return q if isinstance(q, str) and q.strip() else query

@@ -1,0 +1,135 @@
+"""The multi-passage benchmark of `promptzip rag` (BENCHMARKS.md, "RAG"): each SQuAD question
+with its gold paragraph and 9 distractor paragraphs, shuffled; answer retention and achieved
+ratio per method at each ratio, and queries per second.
+
+Distractors come from other articles (the set the targets are stated on) or, for a harder
+variant where lexical ranking is less decisive, from the same article."""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .eval.metrics import answer_retained
+from .tokens import load_tokenizer
+
+METHODS = ("rag", "rag:bm25", "rag:hybrid", "lexical", "truncate", "longllmlingua")
+
+
+def multi_passage_items(path: Path, n: int, seed: int = 0, distractors: int = 9,
+                        same_article: bool = False) -> list[dict]:
+    """Up to `n` items {id, question, answers, passages (10 strings), gold (its index)}."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if row.get("answers"):
+                rows.append(row)
+    by_title: dict[str, list[str]] = {}
+    for r in rows:
+        paras = by_title.setdefault(r.get("title", ""), [])
+        if r["context"] not in paras:
+            paras.append(r["context"])
+    titles = sorted(by_title)
+    rng = random.Random(seed)
+    items = []
+    for r in rows:
+        if len(items) >= n:
+            break
+        title = r.get("title", "")
+        if same_article:
+            pool = [p for p in by_title[title] if p != r["context"]]
+            if len(pool) < distractors:
+                continue
+            chosen = rng.sample(pool, distractors)
+        else:
+            others = rng.sample([t for t in titles if t != title], distractors)
+            chosen = [rng.choice(by_title[t]) for t in others]
+        passages = [*chosen, r["context"]]
+        rng.shuffle(passages)
+        items.append({"id": r["id"], "question": r["question"], "answers": r["answers"],
+                      "passages": passages, "gold": passages.index(r["context"])})
+    return items
+
+
+def fixed_length(items: Sequence[dict], words: int = 150) -> list[dict]:
+    """The same items with every passage cut or filled (with the next passages' words) to
+    exactly `words` words: the throughput set."""
+    out = []
+    for it in items:
+        pool = " ".join(it["passages"]).split()
+        ps = []
+        for k, p in enumerate(it["passages"]):
+            w = p.split()
+            if len(w) < words:
+                rest = " ".join(it["passages"][k + 1:] + it["passages"][:k]).split()
+                w = w + rest[:words - len(w)]
+            ps.append(" ".join((w or pool)[:words]))
+        out.append({**it, "passages": ps})
+    return out
+
+
+def run_method(method: str, items: Sequence[dict], ratio: float, peer_cache: Path | None = None) -> list[dict]:
+    """One row per item: answer kept, achieved ratio, gold passage kept (rag only), seconds."""
+    counter = load_tokenizer("cl100k_base")
+    rows = []
+    if method in ("longllmlingua", "llmlingua"):
+        from .eval.data import EvalItem
+        from .eval.peers import run_peers
+
+        evals = [EvalItem(it["id"], "\n\n".join(it["passages"]), it["question"], it["answers"]) for it in items]
+        got = run_peers(method, evals, [ratio], cache=peer_cache)
+        for it, ev in zip(items, evals, strict=True):
+            if (ev.id, ratio) not in got:
+                continue
+            text, secs = got[(ev.id, ratio)]
+            rows.append({"id": it["id"], "kept": answer_retained(text, it["answers"]),
+                         "ratio": counter.count(text) / max(counter.count(ev.context), 1), "seconds": secs})
+        return rows
+    from .pipeline import compress
+    from .rag import compress_passages
+
+    for it in items:
+        t0 = time.perf_counter()
+        if method.startswith("rag"):
+            mode = method.partition(":")[2] or "auto"
+            res = compress_passages(it["question"], it["passages"], ratio=ratio, relevance_mode=mode)
+            secs = time.perf_counter() - t0
+            text = "\n\n".join(res.texts)
+            gold = any(p.index == it["gold"] for p in res.passages)
+            achieved = res.tokens_after / max(res.tokens_before, 1)
+        else:
+            joined = "\n\n".join(it["passages"])
+            res = compress(joined, method, ratio=ratio, query=it["question"])
+            secs = time.perf_counter() - t0
+            text, gold, achieved = res.text, None, res.report.ratio
+        rows.append({"id": it["id"], "kept": answer_retained(text, it["answers"]), "ratio": achieved,
+                     "gold": gold, "seconds": secs})
+    return rows
+
+
+def summarize(rows: Sequence[dict], seed: int = 0, rounds: int = 1000) -> dict:
+    kept = [float(r["kept"]) for r in rows]
+    rng = random.Random(seed)
+    boots = sorted(statistics.fmean(rng.choices(kept, k=len(kept))) for _ in range(rounds)) if kept else [0.0]
+    golds = [r["gold"] for r in rows if r.get("gold") is not None]
+    secs = sum(r["seconds"] for r in rows)
+    return {"n": len(rows), "answer_kept": statistics.fmean(kept) if kept else 0.0,
+            "ci": (boots[int(0.025 * len(boots))], boots[int(0.975 * len(boots)) - 1]),
+            "ratio": statistics.fmean(r["ratio"] for r in rows) if rows else 0.0,
+            "gold_kept": statistics.fmean(map(float, golds)) if golds else None,
+            "qps": len(rows) / secs if secs else 0.0}
+
+
+def table(results: dict[tuple[str, float], dict]) -> str:
+    lines = ["| method | target | n | kept ratio | answer kept [95% CI] | gold passage kept | queries/s |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for (method, ratio), s in sorted(results.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
+        gold = "-" if s["gold_kept"] is None else f"{s['gold_kept']:.3f}"
+        lines.append(f"| {method} | {ratio} | {s['n']} | {s['ratio']:.3f} | {s['answer_kept']:.3f} "
+                     f"[{s['ci'][0]:.3f}, {s['ci'][1]:.3f}] | {gold} | {s['qps']:,.1f} |")
+    return "\n".join(lines)
