@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models train peers demo test test-all bench lint docs clean
+.PHONY: install models train peers demo test test-all test-adapters bench lint docs clean
 
 install: $(STAMP)
 
@@ -48,11 +48,16 @@ test: install models
 	$(BIN)/python -m pytest -q
 
 test-all: install models
-	$(BIN)/python -m pytest -q -m ''
+	$(BIN)/python -m pytest -q -m 'not adapters'
+
+# The framework adapters against the real LangChain / LlamaIndex from PyPI (an optional extra).
+test-adapters: install models
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[train,eval,dev,adapters]'
+	$(BIN)/python -m pytest -q -m adapters
 
 # All sections take hours (fidelity runs an LM reader over thousands of rows; it resumes from
 # bench-work/). A quick refresh: make bench BENCH_SECTIONS=pipeline,ratio
-BENCH_SECTIONS ?= pipeline,ratio,extract,fidelity
+BENCH_SECTIONS ?= pipeline,ratio,extract,rag,fidelity
 bench: install models peers
 	$(BIN)/python -m promptzip.bench --out BENCHMARKS.md --sections $(BENCH_SECTIONS)
 
