@@ -14,12 +14,13 @@ from .finetune import BASE
 from .validate import validate
 
 DATA = [
-    ("SQuAD 1.1 train (../shared/corpora/qa/squad_v1_train.jsonl): the first 3,000 paragraphs of the "
-     "articles not held out (every 20th article, by title, is held out for validation)", "CC BY-SA 4.0"),
+    ("SQuAD 1.1 train (../shared/corpora/qa/squad_v1_train.jsonl), articles not held out (every 20th "
+     "article, by title, is held out for validation): stage 1 the first 3,000 paragraphs (`qa` labels), "
+     "stage 2 all of them (`qa-soft` labels)", "CC BY-SA 4.0"),
 ]
 
 
-def ship(export_dir: Path, run: Path, out: Path, recipe: dict, compare: Path | None = None) -> dict:
+def ship(export_dir: Path, runs: list[Path], out: Path, recipe: dict, compare: Path | None = None) -> dict:
     results = validate(export_dir, limit=300, precision="int8")
     results_fp32 = validate(export_dir, limit=300, precision="fp32")
     for res in (results, results_fp32):
@@ -28,7 +29,7 @@ def ship(export_dir: Path, run: Path, out: Path, recipe: dict, compare: Path | N
     for name in ("model.int8.onnx", "tokenizer.json"):
         shutil.copy(export_dir / name, out / name)
     base = get_spec(BASE)
-    train = json.loads((run / "train.json").read_text(encoding="utf-8"))
+    train = [json.loads((run / "train.json").read_text(encoding="utf-8")) for run in runs]
     manifest = {
         "name": "extract-minilm",
         "files": {n: {"sha256": sha256_file(out / n), "bytes": (out / n).stat().st_size}
@@ -79,12 +80,14 @@ def card(m: dict, comparison: dict | None) -> str:
         "below are disjoint from the training paragraphs.", "",
         "Labels (promptzip/train/labels.py): `qa` marks the words of every gold answer asked about a "
         "paragraph (query-agnostic examples) and, for question-paired examples, that question's answer "
-        "plus the words its evidence sentence shares with the question; `selfinfo` is the percentile rank "
+        "plus the words its evidence sentence shares with the question (`qa-soft`: those question words at "
+        "0.5, so the answer ranks above words the reader already has); `selfinfo` is the percentile rank "
         "of each word's SmolLM2-135M self-information per LM token inside its document (soft target).", "",
         "## Command", "", f"`{m['command']}`; recipe: `{json.dumps(m['recipe'])}`.", "",
-        f"Training: {m['training']['steps']} steps x batch {m['training']['batch_size']}, windows of "
-        f"{m['training']['max_len']} subwords, {m['training']['windows']} windows from "
-        f"{m['training']['examples']} examples, final loss {m['training']['final_loss']:.4f}.", "",
+        *[f"Training stage {k}: {t['steps']} steps x batch {t['batch_size']}, lr {t['lr']}, windows of "
+          f"{t['max_len']} subwords, {t['windows']} windows from {t['examples']} examples"
+          f"{', starting from stage ' + str(k - 1) if t.get('init') else ''}, final loss {t['final_loss']:.4f}."
+          for k, t in enumerate(m["training"], 1)], "",
         "## Measured results (held-out SQuAD 1.1 articles, one question per paragraph, "
         f"{v8['paragraphs']} paragraphs)", "",
         "| model | answer kept @0.33, no question | achieved | answer kept @0.2, with question | achieved "
