@@ -17,28 +17,16 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("promptzip.adapters.langchain needs langchain-core: "
                       "pip install 'promptzip[adapters]'") from exc
 
-from ..rag import compress_passages
+from ._options import PromptzipOptions
 
 
-class PromptzipCompressor(BaseDocumentCompressor):
-    ratio: float | None = 0.5
-    target_tokens: int | None = None
-    top_k: int | None = None
-    threshold: float | None = None
-    order: str = "ends"
-    relevance: str = "auto"
-    extract: bool = True
-    tokenizer: str = "cl100k_base"
+class PromptzipCompressor(PromptzipOptions, BaseDocumentCompressor):
 
     def compress_documents(self, documents: Sequence[Document], query: str,
                            callbacks: Any = None) -> Sequence[Document]:
         if not documents:
             return []
-        ratio = None if self.target_tokens is not None else self.ratio
-        res = compress_passages(query, [d.page_content for d in documents], ratio=ratio,
-                                target_tokens=self.target_tokens, top_k=self.top_k, threshold=self.threshold,
-                                order=self.order, relevance_mode=self.relevance, extract=self.extract,
-                                tokenizer=self.tokenizer)
+        res = self.compress_texts(query, [d.page_content for d in documents])
         out = []
         for p in res.passages:
             doc = documents[p.index]

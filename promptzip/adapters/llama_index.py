@@ -9,25 +9,16 @@ text, its score replaced by the promptzip relevance (1 = best) and its metadata 
 from __future__ import annotations
 
 try:
-    from llama_index.core.bridge.pydantic import Field
     from llama_index.core.postprocessor.types import BaseNodePostprocessor
     from llama_index.core.schema import NodeWithScore, QueryBundle
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("promptzip.adapters.llama_index needs llama-index-core: "
                       "pip install 'promptzip[adapters]'") from exc
 
-from ..rag import compress_passages
+from ._options import PromptzipOptions
 
 
-class PromptzipPostprocessor(BaseNodePostprocessor):
-    ratio: float | None = Field(default=0.5, description="share of the tokens to keep")
-    target_tokens: int | None = Field(default=None, description="token budget per query")
-    top_k: int | None = None
-    threshold: float | None = None
-    order: str = "ends"
-    relevance: str = "auto"
-    extract: bool = True
-    tokenizer: str = "cl100k_base"
+class PromptzipPostprocessor(PromptzipOptions, BaseNodePostprocessor):
 
     @classmethod
     def class_name(cls) -> str:
@@ -39,11 +30,7 @@ class PromptzipPostprocessor(BaseNodePostprocessor):
             return []
         if query_bundle is None or not query_bundle.query_str.strip():
             raise ValueError("PromptzipPostprocessor needs the query: pass query_str or a query bundle")
-        ratio = None if self.target_tokens is not None else self.ratio
-        res = compress_passages(query_bundle.query_str, [n.node.get_content() for n in nodes], ratio=ratio,
-                                target_tokens=self.target_tokens, top_k=self.top_k, threshold=self.threshold,
-                                order=self.order, relevance_mode=self.relevance, extract=self.extract,
-                                tokenizer=self.tokenizer)
+        res = self.compress_texts(query_bundle.query_str, [n.node.get_content() for n in nodes])
         out = []
         for p in res.passages:
             node = nodes[p.index].node.model_copy(deep=True)

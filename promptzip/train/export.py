@@ -31,21 +31,27 @@ def export(state_path: Path, out_dir: Path, opset: int = 17) -> dict[str, Path]:
         def forward(self, input_ids, attention_mask, token_type_ids):
             return torch.sigmoid(self.inner(input_ids, attention_mask, token_type_ids))
 
-    fp32 = out_dir / "model.fp32.onnx"
+    fp32, int8 = _to_onnx(Probs(), out_dir, "probs", {0: "batch", 1: "length"}, opset)
+    return {"fp32": fp32, "int8": int8}
+
+
+def _to_onnx(module, out_dir: Path, output: str, output_axes: dict, opset: int) -> tuple[Path, Path]:
+    """A BERT-input module to out_dir/model.fp32.onnx and its dynamic int8 copy, plus the
+    tokenizer."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    inputs = ("input_ids", "attention_mask", "token_type_ids")
+    fp32, int8 = out_dir / "model.fp32.onnx", out_dir / "model.int8.onnx"
     example = (torch.ones((2, 16), dtype=torch.long), torch.ones((2, 16), dtype=torch.long),
                torch.zeros((2, 16), dtype=torch.long))
     with torch.inference_mode():
-        torch.onnx.export(
-            Probs(), example, str(fp32), input_names=["input_ids", "attention_mask", "token_type_ids"],
-            output_names=["probs"], opset_version=opset, dynamo=False,
-            dynamic_axes={n: {0: "batch", 1: "length"} for n in ("input_ids", "attention_mask",
-                                                                 "token_type_ids", "probs")})
-    int8 = out_dir / "model.int8.onnx"
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
+        torch.onnx.export(module, example, str(fp32), input_names=list(inputs), output_names=[output],
+                          opset_version=opset, dynamo=False,
+                          dynamic_axes={**{n: {0: "batch", 1: "length"} for n in inputs}, output: output_axes})
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
     shutil.copy(model_path(BASE) / "tokenizer.json", out_dir / "tokenizer.json")
-    return {"fp32": fp32, "int8": int8}
+    return fp32, int8
 
 
 def export_embedder(out_dir: Path, opset: int = 17) -> Path:
@@ -53,7 +59,6 @@ def export_embedder(out_dir: Path, opset: int = 17) -> Path:
     returns mean-pooled, unit-length sentence embeddings (`embeddings`, batch x 384), quantized
     to int8. Written once from the sha256-pinned wheel; see models/embed-minilm/MODEL_CARD.md."""
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModel
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -71,18 +76,6 @@ def export_embedder(out_dir: Path, opset: int = 17) -> Path:
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
             return torch.nn.functional.normalize(pooled, dim=-1)
 
-    fp32 = out_dir / "model.fp32.onnx"
-    example = (torch.ones((2, 16), dtype=torch.long), torch.ones((2, 16), dtype=torch.long),
-               torch.zeros((2, 16), dtype=torch.long))
-    with torch.inference_mode():
-        torch.onnx.export(
-            Pooled(), example, str(fp32), input_names=["input_ids", "attention_mask", "token_type_ids"],
-            output_names=["embeddings"], opset_version=opset, dynamo=False,
-            dynamic_axes={**{n: {0: "batch", 1: "length"} for n in ("input_ids", "attention_mask",
-                                                                    "token_type_ids")},
-                          "embeddings": {0: "batch"}})
-    int8 = out_dir / "model.int8.onnx"
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    fp32, int8 = _to_onnx(Pooled(), out_dir, "embeddings", {0: "batch"}, opset)
     fp32.unlink()
-    shutil.copy(model_path(BASE) / "tokenizer.json", out_dir / "tokenizer.json")
     return int8
