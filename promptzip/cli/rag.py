@@ -18,6 +18,7 @@ from .common import (
     TokenizerOpt,
     err,
     handle_errors,
+    progress_bar,
     stdin_or_usage,
 )
 
@@ -108,10 +109,15 @@ def register(app: typer.Typer) -> None:
             if not quiet:
                 err(f"rag: detected {shape.describe()}")
 
-        def run(sink) -> object:
+        def run(sink, tick) -> object:
+            done = [0]
+
             def write(obj) -> None:
                 sink.write((json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8"))
                 sink.flush()
+                done[0] += 1
+                if tick:
+                    tick(done[0], None)
 
             return run_jsonl(
                 _lines(path), write, query=query, strict=strict,
@@ -122,13 +128,14 @@ def register(app: typer.Typer) -> None:
                 force=tuple(force or ()))
 
         try:
-            if output is not None:
-                from ..fileutil import atomic_write
+            with progress_bar(not quiet, "rag: records") as tick:
+                if output is not None:
+                    from ..fileutil import atomic_write
 
-                with atomic_write(output) as f:
-                    summary = run(f)
-            else:
-                summary = run(sys.stdout.buffer)
+                    with atomic_write(output) as f:
+                        summary = run(f, tick)
+                else:
+                    summary = run(sys.stdout.buffer, tick)
         finally:
             if reports:
                 reports.close()
