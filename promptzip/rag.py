@@ -5,8 +5,9 @@ Per query:
 
 1. **Relevance** of each passage: BM25 of the query terms (IDF from the query's own passages)
    fused with the cosine of all-MiniLM-L6-v2 sentence embeddings (`hybrid`), either alone
-   (`bm25`, `embed`), or `auto` (the default): BM25, with the hybrid re-scoring the top
-   passages when BM25 is unsure. Scores are relative to the record: the best passage scores 1.
+   (`bm25`, the default: as good as the others on the SQuAD sets and 3-15x faster,
+   BENCHMARKS.md), `embed`, or `auto`: BM25, with the hybrid re-scoring the top passages when
+   BM25 is unsure. Scores are relative to the record: the best passage scores 1.
 2. **Passages**: ranked by relevance and cut by `top_k`, a relevance `threshold`, and the token
    budget (passages are taken while their tokens stay within `COARSE` times the budget).
 3. **Budget per passage**: the query's budget (`ratio` of its tokens, or `target_tokens`) is
@@ -222,7 +223,7 @@ def compress_passages(
     top_k: int | None = None,
     threshold: float | None = None,
     order: str = "ends",
-    relevance_mode: str = "auto",
+    relevance_mode: str = "bm25",
     extract: bool = True,
     tokenizer: str | TokenCounter = DEFAULT_TOKENIZER,
     force: Sequence[str] = (),
