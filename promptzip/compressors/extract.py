@@ -6,7 +6,9 @@ cut into windows of at most `max_len` subwords on word boundaries; each window a
 whose core holds it, so no word is judged at a chunk edge. Windows run in batches through one
 onnxruntime session. A word's probability is the mean of its subwords'. Selection is ONE
 budget over the whole document, measured in the target tokenizer (greedy by probability,
-skipping what does not fit), or, with `threshold`, every word at or above it. Protected spans,
+skipping what does not fit), or, with `threshold`, every word at or above it. Names, dates
+and quantities are kept or dropped whole, and a word between two strong neighbours is lifted
+(`phrases`, `bridge`: an answer survives only whole). Protected spans,
 list markers, structural lines and `--force` units are always kept; blocks (code, tables,
 JSON, headings) are single items scored by their mean probability.
 
