@@ -171,7 +171,7 @@ def relevance(query: str, texts: Sequence[str], mode: str = "auto") -> tuple[np.
         return (lex if lexical.max() > 0 else np.ones(n)), lexical, None
     if mode == "auto":
         top = np.argsort(-lexical, kind="stable")[:AUTO_TOP]
-        if lexical.max() > 0 and (n < 2 or lexical[top[1]] < AUTO_MARGIN * lexical[top[0]]):
+        if lexical.max() > 0 and lexical[top[1]] < AUTO_MARGIN * lexical[top[0]]:
             return lex, lexical, None
     else:
         top = np.arange(n)
@@ -280,11 +280,11 @@ def compress_passages(
             if s < min(MIN_SHARE, tokens[i]):
                 drop(i, "budget")
             elif s < tokens[i]:
-                results[i].text = _fit(query, texts[i], int(s), counter, extract, force, warnings)
+                results[i].text = _fit(query, texts[i], int(tokens[i]), int(s), counter, extract, force, warnings)
                 if not results[i].text.strip():
                     drop(i, "empty")
-    for r in results:
-        r.tokens_after = counter.count(r.text) if r.kept else 0
+    for r in results:  # a passage kept whole costs what it did
+        r.tokens_after = 0 if not r.kept else r.tokens_before if r.text is texts[r.index] else counter.count(r.text)
     kept = [i for i in ranked if results[i].kept]
     if order == "original":
         kept.sort()
@@ -295,11 +295,12 @@ def compress_passages(
                           budget, time.perf_counter() - t0, warnings)
 
 
-def _fit(query: str, text: str, share: int, counter: TokenCounter, extract: bool, force: Sequence[str],
-         warnings: list[str]) -> str:
-    """One passage brought to `share` tokens: best sentences, then the extract classifier."""
+def _fit(query: str, text: str, tokens: int, share: int, counter: TokenCounter, extract: bool,
+         force: Sequence[str], warnings: list[str]) -> str:
+    """One passage of `tokens` tokens brought to `share`: best sentences, then the extract
+    classifier."""
     bounds = sentence_bounds(text)
-    if len(bounds) > 1 and (not extract or counter.count(text) > SENTENCE_SLACK * share):
+    if len(bounds) > 1 and (not extract or tokens > SENTENCE_SLACK * share):
         sents = [text[a:b] for a, b in bounds]
         costs = counter.count_many(sents)
         scores = bm25(query, sents)
@@ -310,7 +311,8 @@ def _fit(query: str, text: str, share: int, counter: TokenCounter, extract: bool
                 keep.add(i)
                 used += costs[i]
         text = " ".join(sents[i].strip() for i in sorted(keep))
-    if not extract or counter.count(text) <= share:
+        tokens = counter.count(text)
+    if not extract or tokens <= share:
         return text
     from .pipeline import compress
 

@@ -43,28 +43,18 @@ def model_dir(setting: str = "") -> Path:
     return path
 
 
-@lru_cache(maxsize=4)
-def _tokenizer(path: str):
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(path)
-    tok.no_padding()  # the sentence-transformers file pads and truncates to 128; windows are cut here
-    tok.no_truncation()
-    return tok
-
-
 class Scorer:
     """Keep probabilities per word from the ONNX classifier."""
 
     def __init__(self, folder: Path, precision: str = "int8", max_len: int = 256, overlap: int = 8,
                  batch_size: int = 4, max_query: int = 48, threads: int | None = None) -> None:
-        from ..runtime.onnx import session
+        from ..runtime.onnx import session, wordpiece
 
         onnx = folder / f"model.{precision}.onnx"
         if not onnx.is_file():
             raise ModelError(f"{onnx} is missing", "Run `make models`.")
         self.sess, self.device, self.warning = session(str(onnx), threads)
-        self.tok = _tokenizer(str(folder / "tokenizer.json"))
+        self.tok = wordpiece(str(folder / "tokenizer.json"))
         self.max_len, self.overlap, self.batch_size, self.max_query = max_len, overlap, batch_size, max_query
         self.cls, self.sep = self.tok.token_to_id("[CLS]"), self.tok.token_to_id("[SEP]")
         self.unk = self.tok.token_to_id("[UNK]")

@@ -18,15 +18,14 @@ DEFAULT_EMBED_MODEL = ROOT / "models" / "embed-minilm"
 
 class OnnxEmbedder:
     def __init__(self, folder: Path | None = None, max_tokens: int = 256, batch_size: int = 16) -> None:
-        from ..compressors.extract import _tokenizer
-        from .onnx import session
+        from .onnx import session, wordpiece
 
         folder = Path(folder or os.environ.get("PROMPTZIP_EMBED_MODEL", "") or DEFAULT_EMBED_MODEL)
         if not (folder / "model.int8.onnx").is_file() or not (folder / "tokenizer.json").is_file():
             raise ModelError(f"the embedding model is missing at {folder}",
                              "Run `make models` in a promptzip checkout, or point PROMPTZIP_EMBED_MODEL "
                              "at a folder with model.int8.onnx and tokenizer.json.")
-        self.tok = _tokenizer(str(folder / "tokenizer.json"))
+        self.tok = wordpiece(str(folder / "tokenizer.json"))
         self.sess, self.device, self.warning = session(str(folder / "model.int8.onnx"))
         self.max_tokens = max_tokens
         self.batch_size = batch_size

@@ -32,3 +32,15 @@ def session(path: str, threads: int | None = None, device: str = "auto"):
     if providers[0] == "CUDAExecutionProvider" and used != "cuda":
         warning = "the CUDA provider failed to start; running on CPU"
     return sess, used, warning
+
+
+@lru_cache(maxsize=4)
+def wordpiece(path: str):
+    """A BERT tokenizer.json without the padding and truncation a sentence-transformers file
+    carries (windows and cuts are made by the caller)."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(path)
+    tok.no_padding()
+    tok.no_truncation()
+    return tok

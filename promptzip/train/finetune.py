@@ -36,9 +36,9 @@ class Window:
 
 
 def load_wordpiece():
-    from ..compressors.extract import _tokenizer
+    from ..runtime.onnx import wordpiece
 
-    return _tokenizer(str(model_path(BASE) / "tokenizer.json"))
+    return wordpiece(str(model_path(BASE) / "tokenizer.json"))
 
 
 def word_subwords(tok, words: list[str]) -> list[list[int]]:
