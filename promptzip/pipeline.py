@@ -171,6 +171,7 @@ class Context:
     model_sha256: str | None = None
     device: str = "cpu"
     word_scores: list[tuple[str, float, bool]] | None = None  # (word, keep score, kept), on request
+    chunks: list[dict] | None = None  # rewriters: what happened to each chunk
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -532,6 +533,7 @@ def compress_document(
         model_sha256=ctx.model_sha256,
         device=ctx.device,
         words=ctx.word_scores,
+        chunks=ctx.chunks,
         source=doc.label,
         warnings=warnings,
         promptzip_version=__version__,

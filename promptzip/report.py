@@ -41,13 +41,15 @@ class Report:
     source: str = ""
     warnings: list[str] = field(default_factory=list)
     words: list[tuple[str, float, bool]] | None = None  # per-word (text, keep score, kept) when asked
+    chunks: list[dict[str, Any]] | None = None  # rewriters: per chunk tokens, budget, path, reason
     schema_version: int = SCHEMA_VERSION
     promptzip_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if data["words"] is None:
-            del data["words"]
+        for key in ("words", "chunks"):
+            if data[key] is None:
+                del data[key]
         return data
 
     def to_json(self, indent: int | None = None) -> str:
@@ -71,4 +73,9 @@ class Report:
             parts.append(f"names kept {self.names_kept:.0%}")
         if self.protected_spans:
             parts.append(f"protected spans {self.protected_spans_kept}/{self.protected_spans}")
+        if self.chunks:
+            paths: dict[str, int] = {}
+            for c in self.chunks:
+                paths[c["path"]] = paths.get(c["path"], 0) + 1
+            parts.append(f"chunks {len(self.chunks)}: " + ", ".join(f"{n} {p}" for p, n in sorted(paths.items())))
         return " · ".join(parts)

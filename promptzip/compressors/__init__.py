@@ -18,10 +18,11 @@ __all__ = ["Compressor", "Param", "get_method", "methods"]
 def _builtin() -> list[type[Compressor]]:
     from .extract import Extract
     from .lexical import Lexical
+    from .rewrite import Rewrite
     from .selfinfo import SelfInfo
     from .truncate import Truncate
 
-    return [Extract, Truncate, Lexical, SelfInfo]
+    return [Extract, Truncate, Lexical, SelfInfo, Rewrite]
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,267 @@
+"""`rewrite`: chunk-summarize compression (SCOPE / RECOMP-abstractive style) with a
+faithfulness guard.
+
+1. Chunk: the document's units are grouped into semantic chunks (`chunking.py`: embedding
+   breakpoints, bounded by `chunk_tokens`; blocks are chunks of their own).
+2. Budget: ONE budget for the document, shared among chunks in proportion to their size times
+   their weight: the mean keep probability of their words under the extract model (information
+   density) and, with `--query`, their embedding similarity to the question. A chunk whose
+   share covers it is copied; a chunk with no share is dropped.
+3. Rewrite: each other prose chunk goes to the backend (the local SmolLM2 on onnxruntime-genai,
+   or `endpoint` + `model`, an OpenAI-compatible server, requests in parallel) with its word
+   budget, the question and the `--force` strings.
+4. Guard (`guard.py`): the rewrite must keep every number, date, name, quoted string, inline
+   code, URL and forced string of its chunk, invent no number, and stay within 1.2x the chunk's
+   budget. On failure the chunk is asked again with the missing items spelled out; on a second
+   failure it is compressed by `extract` to its budget instead (extraction cannot invent).
+   Blocks (code, tables, JSON, headings) always take the extract path, which keeps them whole.
+5. The report lists every chunk: its tokens, budget, path (copy, rewrite, retry, extract, block,
+   drop), why, and whether the completion came from the cache (`runtime/cache.py`).
+
+The local model is small: most of its rewrites fail the guard and fall back (measured in
+BENCHMARKS.md); a larger model behind an endpoint rewrites more chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..chunking import Chunk, chunk_units
+from ..guard import Facts, check, facts_of
+from ..pipeline import Context
+from ..segment import GAP_TEXT, Gap
+from .base import Compressor, Param
+
+PROMPT_VERSION = "1"
+WORDS_PER_TOKEN = 0.75  # English prose under cl100k; only shapes the word budget in the prompt
+LONG_SLACK = 1.2  # a rewrite may exceed its chunk's budget by this factor
+SYSTEM = ("You shorten texts. Rewrite the user's text in at most {words} words, using the text's own "
+          "words. Keep every number, name, date and quoted phrase exactly as written. Add nothing "
+          "that is not in the text.")
+FOCUS = " Keep what helps to answer this question: {query}"
+STRICT = " Your rewrite must contain each of these exactly: {items}. Write no other number."
+
+
+@dataclass
+class ChunkRecord:
+    index: int
+    units: tuple[int, int]  # first and last unit index
+    tokens: int
+    budget: int
+    output_tokens: int = 0
+    path: str = ""  # copy | rewrite | retry | extract | block | drop
+    reason: str = ""
+    cached: bool = False
+
+
+@dataclass
+class _Outcome:
+    text: str | None  # None: fall back to extraction
+    path: str
+    reason: str
+    cached: bool
+
+
+class Rewrite(Compressor):
+    name = "rewrite"
+    description = ("Semantic chunks rewritten by a small LM (local SmolLM2 or an OpenAI-compatible "
+                   "endpoint) under a faithfulness guard; extractive fallback.")
+    query_aware = True
+    version = PROMPT_VERSION
+    params = (
+        Param("endpoint", str, "", "OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1); "
+              "empty = the local SmolLM2"),
+        Param("model", str, "", "model name at the endpoint"),
+        Param("key_env", str, "PROMPTZIP_API_KEY", "environment variable holding the endpoint's API key"),
+        Param("concurrency", int, 4, "parallel requests to the endpoint"),
+        Param("timeout", float, 120.0, "seconds per endpoint request"),
+        Param("retries", int, 3, "retries per endpoint request (connection errors, 429, 5xx)"),
+        Param("constrain", str, "on", "local model: only tokens of the chunk's own words", ("on", "off")),
+        Param("chunk_tokens", int, 160, "largest chunk, in target tokens"),
+        Param("min_chunk", int, 24, "smaller chunks join a neighbour"),
+    )
+
+    def model_id(self) -> str | None:
+        if self.settings["endpoint"]:
+            return None
+        from ..runtime.lm import lm_sha256
+
+        return lm_sha256()
+
+    def backend(self):
+        if self.settings["endpoint"]:
+            from ..runtime.endpoint import EndpointGenerator
+
+            s = self.settings
+            return EndpointGenerator(s["endpoint"], s["model"], s["key_env"], s["concurrency"], s["timeout"],
+                                     s["retries"])
+        from ..runtime.generate import local_generator
+
+        return local_generator(self.settings["constrain"] == "on")
+
+    def compress(self, ctx: Context) -> None:
+        from ..runtime.cache import CompletionCache
+        from ..runtime.embed import embedder
+
+        gen = self.backend()
+        ctx.model = gen.id
+        ctx.model_sha256 = gen.sha256
+        t = ctx.table
+        texts = list(ctx.unit_texts())
+        seps = [GAP_TEXT[Gap(g)] for g in t.gap.tolist()]
+        emb = embedder()
+        chunks = chunk_units(texts, seps, t.kind.tolist(), t.tokens.tolist(), emb.embed, ctx.counter.count,
+                             self.settings["chunk_tokens"], self.settings["min_chunk"])
+        budgets = self._budgets(ctx, chunks, emb)
+        records = [ChunkRecord(i, (c.units.start, c.units.stop - 1), c.tokens, int(b))
+                   for i, (c, b) in enumerate(zip(chunks, budgets, strict=True))]
+        cache = CompletionCache()
+        todo = []
+        for c, r in zip(chunks, records, strict=True):
+            if r.budget <= 0:
+                r.path, r.reason = "drop", "no budget"
+            elif r.budget >= c.tokens:
+                r.path, r.reason = "copy", "budget covers the chunk"
+            elif not c.prose:
+                r.path, r.reason = "block", "code, table, JSON or heading: extracted, never rewritten"
+            else:
+                todo.append(r.index)
+        outputs: dict[int, str | None] = {}
+
+        def work(i: int) -> tuple[int, _Outcome]:
+            return i, self._rewrite(gen, cache, chunks[i], records[i].budget, ctx)
+
+        done = 0
+        with ThreadPoolExecutor(max_workers=gen.concurrency) as pool:
+            for i, out in pool.map(work, todo):
+                outputs[i] = out.text
+                records[i].path, records[i].reason, records[i].cached = out.path, out.reason, out.cached
+                done += 1
+                if ctx.progress:
+                    ctx.progress("rewrite", done, len(todo))
+        pieces = []
+        for c, r in zip(chunks, records, strict=True):
+            if r.path == "drop":
+                continue
+            if r.path == "copy":
+                text = c.text
+            elif outputs.get(r.index) is not None:
+                text = outputs[r.index]
+            else:
+                text = _extract(c.text, r.budget, ctx)
+                if r.path not in ("block",):
+                    r.path = "extract"
+            r.output_tokens = ctx.counter.count(text) if text else 0
+            if text:
+                pieces.append((c, text))
+        for k, (c, text) in enumerate(pieces):
+            sep = "" if k == 0 else _join(seps[c.units.start])
+            ctx.sink.write((sep + text).encode("utf-8"))
+        if pieces and texts:
+            ctx.sink.write(b"\n")
+        ctx.kept = np.zeros(len(t), dtype=bool)
+        ctx.chunks = [asdict(r) for r in records]
+
+    def _budgets(self, ctx: Context, chunks: list[Chunk], emb) -> np.ndarray:
+        """Share the budget by size x density (extract keep probability) x relevance. Blocks
+        are all or nothing: headings are always kept (they carry the structure), other blocks
+        when their share would be at least half of them; what is left is shared again among
+        the prose chunks."""
+        from ..rag import share_budget
+        from ..segment import Kind
+        from .extract import Scorer, model_dir
+
+        tokens = np.array([c.tokens for c in chunks], dtype=np.float64)
+        scorer = Scorer(model_dir())
+        density = np.ones(len(chunks))
+        for i, c in enumerate(chunks):
+            words = c.text.split()
+            if words:
+                density[i] = float(np.mean(scorer.probs(words, ctx.request.query)))
+        weight = np.maximum(density, 0.05)
+        if ctx.request.query:
+            vecs = emb.embed([ctx.request.query, *[c.text for c in chunks]])
+            cos = vecs[1:] @ vecs[0]
+            weight = weight * np.clip(cos, 0.0, None) ** 2 + 1e-3
+        weight = tokens * weight / np.maximum(weight.mean(), 1e-9)
+        first = share_budget(ctx.budget, tokens, weight)
+        kinds = ctx.table.kind
+        out = np.zeros(len(chunks), dtype=np.int64)
+        prose = np.array([c.prose for c in chunks], dtype=bool)
+        for i, c in enumerate(chunks):
+            if not c.prose:
+                keep = kinds[c.units.start] == Kind.HEADING or first[i] >= 0.5 * c.tokens
+                out[i] = c.tokens if keep else 0
+        rest = max(0, ctx.budget - int(out.sum()))
+        if prose.any():
+            out[prose] = share_budget(rest, tokens[prose], weight[prose])
+        return out
+
+    def _rewrite(self, gen, cache, chunk: Chunk, budget: int, ctx: Context) -> _Outcome:
+        from ..runtime.endpoint import EndpointError
+
+        facts = facts_of(chunk.text, ctx.request.force)
+        need = ctx.counter.count(" ".join(item for _, item in facts.items()))
+        if need > LONG_SLACK * budget:
+            return _Outcome(None, "extract", f"its {len(facts)} required items alone take {need} tokens, "
+                            f"over the budget of {budget}", False)
+        words = max(4, round(budget * WORDS_PER_TOKEN))
+        limit = int(budget * 1.5) + 16
+        cached_all = True
+        reason = ""
+        for attempt, strict in enumerate((False, True)):
+            messages = _messages(chunk.text, words, ctx.request.query, facts if strict else None)
+            key = cache.key(gen.id, messages, limit)
+            text = cache.get(key)
+            if text is None:
+                cached_all = False
+                try:
+                    text = gen.complete(messages, limit, chunk.text)
+                except EndpointError as exc:
+                    return _Outcome(None, "extract", f"endpoint: {exc}", False)
+                cache.put(key, text)
+            verdict = _judge(facts, text, budget, ctx.counter.count)
+            if verdict is None:
+                return _Outcome(text, "retry" if attempt else "rewrite",
+                                f"first try failed: {reason}" if attempt else "", cached_all)
+            reason = verdict
+        return _Outcome(None, "extract", f"guard: {reason}", cached_all)
+
+
+def _messages(text: str, words: int, query: str | None, strict: Facts | None) -> list[dict]:
+    system = SYSTEM.format(words=words)
+    if query:
+        system += FOCUS.format(query=query)
+    if strict is not None and len(strict):
+        system += STRICT.format(items="; ".join(item for _, item in strict.items()))
+    return [{"role": "system", "content": system}, {"role": "user", "content": text}]
+
+
+def _judge(facts: Facts, text: str, budget: int, count: Callable[[str], int]) -> str | None:
+    """None when the rewrite is accepted, else why not."""
+    if not text.strip():
+        return "empty answer"
+    verdict = check(facts, text)
+    if not verdict.ok:
+        return verdict.reason()
+    n = count(text)
+    if n > LONG_SLACK * budget + 2:
+        return f"too long ({n} tokens for a budget of {budget})"
+    return None
+
+
+def _extract(text: str, budget: int, ctx: Context) -> str:
+    from ..pipeline import compress
+
+    res = compress(text, "extract", target_tokens=budget, query=ctx.request.query,
+                   force=ctx.request.force, tokenizer=ctx.counter)
+    return res.text.strip()
+
+
+def _join(sep: str) -> str:
+    """Chunks are joined by a paragraph break where the input had one, else a space."""
+    return "\n\n" if "\n\n" in sep else "\n" if "\n" in sep else " "

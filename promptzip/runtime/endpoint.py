@@ -1,0 +1,100 @@
+"""An OpenAI-compatible chat endpoint as a generation backend (llama.cpp's server, Ollama,
+vLLM, OpenAI itself): `POST {base}/chat/completions` with greedy settings.
+
+Standard library only (urllib): no client package to install for a feature many users never
+touch. Requests run concurrently from the rewriter's thread pool (`concurrency`); each is
+retried on connection errors, timeouts, 408/409/429 and 5xx with exponential backoff (honouring
+`Retry-After`); 4xx answers other than those fail at once, since retrying cannot fix a bad model
+name or key. The key is read from an environment variable (never from a flag, which would land
+in shell history) and sent as a Bearer token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from ..errors import PromptzipError, UsageError
+
+RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+class EndpointError(PromptzipError):
+    """The endpoint did not give an answer (after retries)."""
+
+
+def chat_url(endpoint: str) -> str:
+    """`http://host:port`, `.../v1` or the full `.../chat/completions` all name the same thing."""
+    url = endpoint.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--endpoint must be an http(s) URL, got {endpoint!r}",
+                         "For example: --endpoint http://127.0.0.1:8080/v1")
+    if url.endswith("/chat/completions"):
+        return url
+    if not url.endswith("/v1"):
+        url += "/v1"
+    return url + "/chat/completions"
+
+
+class EndpointGenerator:
+    def __init__(self, endpoint: str, model: str, key_env: str = "PROMPTZIP_API_KEY", concurrency: int = 4,
+                 timeout: float = 120.0, retries: int = 3, backoff: float = 0.5) -> None:
+        if not model:
+            raise UsageError("--endpoint needs --model NAME", "The name the server knows the model by.")
+        self.url = chat_url(endpoint)
+        self.model = model
+        self.key = os.environ.get(key_env) or None
+        self.concurrency = max(1, concurrency)
+        self.timeout, self.retries, self.backoff = timeout, max(0, retries), backoff
+        self.id = f"endpoint:{self.url}:{model}"
+        self.sha256 = None
+        self.generated_tokens = 0
+        self.seconds = 0.0
+        self.requests = 0
+        self.retried = 0
+        self._lock = threading.Lock()
+
+    def complete(self, messages: list[dict], max_tokens: int, source: str | None = None) -> str:
+        body = json.dumps({"model": self.model, "messages": messages, "max_tokens": max_tokens,
+                           "temperature": 0, "stream": False}).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+        if self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                with self._lock:
+                    self.retried += 1
+            t0 = time.perf_counter()
+            wait = self.backoff * (2 ** attempt)
+            try:
+                req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    data = json.loads(resp.read().decode("utf-8"))
+                text = data["choices"][0]["message"]["content"] or ""
+                used = (data.get("usage") or {}).get("completion_tokens")
+                with self._lock:
+                    self.requests += 1
+                    self.seconds += time.perf_counter() - t0
+                    self.generated_tokens += int(used) if used is not None else len(text.split())
+                return text.strip()
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode("utf-8", "replace")[:200]
+                last = f"HTTP {exc.code} from {self.url}: {detail}"
+                if exc.code not in RETRY_STATUS:
+                    raise EndpointError(last, "Check --model and the API key variable.") from None
+                after = exc.headers.get("Retry-After") if exc.headers else None
+                if after and after.isdigit():
+                    wait = max(wait, float(after))
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+                last = f"cannot reach {self.url}: {getattr(exc, 'reason', exc)}"
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                last = f"unexpected answer from {self.url}: {exc!r}"
+            if attempt < self.retries:
+                time.sleep(wait)
+        raise EndpointError(last + f" (after {self.retries + 1} tries)",
+                            "Check that the server is running and the URL is right.")
