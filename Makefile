@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models train peers demo test test-all test-adapters bench lint docs clean
+.PHONY: install models train peers demo test test-all test-adapters llama-server bench lint docs clean
 
 install: $(STAMP)
 
@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml
 # the rag embedder (models/embed-minilm: the base MiniLM exported to int8 ONNX), same rule.
 models: install
 	$(BIN)/promptzip models prepare
+	$(BIN)/python -c 'from promptzip.runtime.generate import build_genai; build_genai()'
 	@test -f models/extract-minilm/model.int8.onnx || $(BIN)/python -m promptzip.train all
 	@test -f models/embed-minilm/model.int8.onnx || $(BIN)/python -c 'from pathlib import Path; \
 		from promptzip.train.export import export_embedder; export_embedder(Path("models/embed-minilm"))'
@@ -44,10 +45,20 @@ peers: .venv-peers/.installed
 demo: install
 	$(BIN)/promptzip compress corpora/demo/incident-report.md --ratio 0.33
 
-test: install models
+# A real OpenAI-compatible server for the rewrite tests: llama.cpp's, from llama-cpp-python,
+# which PyPI has only as source: the first install compiles llama.cpp (about 15-30 minutes on
+# 2 cores); pip keeps the built wheel in its cache, so later installs take seconds.
+LLAMA_STAMP := $(VENV)/.llama-server
+llama-server: $(LLAMA_STAMP)
+$(LLAMA_STAMP): $(STAMP)
+	CMAKE_BUILD_PARALLEL_LEVEL=2 CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+		$(BIN)/pip install --quiet --disable-pip-version-check 'llama-cpp-python[server]==0.3.36'
+	touch $@
+
+test: install models $(LLAMA_STAMP)
 	$(BIN)/python -m pytest -q
 
-test-all: install models
+test-all: install models $(LLAMA_STAMP)
 	$(BIN)/python -m pytest -q -m 'not adapters'
 
 # The framework adapters against the real LangChain / LlamaIndex from PyPI (an optional extra).

@@ -9,8 +9,11 @@ import typer
 
 from ..errors import BatchError
 from .common import (
+    EndpointOpt,
     ErrorsOpt,
     ForceOpt,
+    KeyEnvOpt,
+    LmModelOpt,
     MethodOpt,
     ParamOpt,
     QueryOpt,
@@ -18,6 +21,7 @@ from .common import (
     RatioOpt,
     TargetOpt,
     TokenizerOpt,
+    endpoint_params,
     err,
     handle_errors,
     parse_params,
@@ -42,6 +46,9 @@ def register(app: typer.Typer) -> None:
         query: QueryOpt = None,
         force: ForceOpt = None,
         param: ParamOpt = None,
+        endpoint: EndpointOpt = None,
+        model: LmModelOpt = None,
+        api_key_env: KeyEnvOpt = None,
         errors: ErrorsOpt = "strict",
         quiet: QuietOpt = False,
     ) -> None:
@@ -50,7 +57,8 @@ def register(app: typer.Typer) -> None:
         from ..pipeline import Request
 
         request = Request(ratio, target_tokens, query, tuple(force or ()))
-        settings = BatchSettings(method, request, tuple(sorted(parse_params(param).items())),
+        settings = BatchSettings(method, request, tuple(sorted(endpoint_params(
+            parse_params(param), method, endpoint, model, api_key_env).items())),
                                  tokenizer, errors)
         with progress_bar(not quiet, "batch") as progress:
             summary = run_batch(src, out, settings, glob, jobs, progress)

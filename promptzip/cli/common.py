@@ -40,6 +40,14 @@ ErrorsOpt = Annotated[str, typer.Option(
     "--errors", envvar="PROMPTZIP_ERRORS",
     help="Invalid UTF-8 or binary input: strict (fail, exit 1) or replace (U+FFFD).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No summary line on stderr.")]
+EndpointOpt = Annotated[str | None, typer.Option(
+    "--endpoint", metavar="URL",
+    help="OpenAI-compatible server for -m rewrite (e.g. http://127.0.0.1:8080/v1); the API key "
+    "is read from $PROMPTZIP_API_KEY (or the variable named by --api-key-env).")]
+LmModelOpt = Annotated[str | None, typer.Option(
+    "--model", metavar="NAME", help="Model name at --endpoint.")]
+KeyEnvOpt = Annotated[str | None, typer.Option(
+    "--api-key-env", metavar="VAR", help="Environment variable holding the endpoint's API key.")]
 
 
 def parse_params(items: list[str] | None) -> dict[str, str]:
@@ -50,6 +58,22 @@ def parse_params(items: list[str] | None) -> dict[str, str]:
             raise UsageError(f"--param expects KEY=VALUE, got {item!r}")
         params[key.strip()] = value.strip()
     return params
+
+
+def endpoint_params(params: dict[str, str], method: str, endpoint: str | None, model: str | None,
+                    key_env: str | None) -> dict[str, str]:
+    """Fold --endpoint/--model/--api-key-env into the method's parameters."""
+    given = {"endpoint": endpoint, "model": model, "key_env": key_env}
+    given = {k: v for k, v in given.items() if v}
+    if not given:
+        return params
+    from ..compressors import get_method
+
+    if "endpoint" not in {p.name for p in get_method(method).params}:
+        raise UsageError(f"--endpoint/--model/--api-key-env are for -m rewrite, not -m {method}")
+    if "endpoint" in given and "model" not in given and "model" not in params:
+        raise UsageError("--endpoint needs --model NAME", "The name the server knows the model by.")
+    return {**params, **given}
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -14,8 +14,11 @@ import typer
 
 from ..errors import UsageError
 from .common import (
+    EndpointOpt,
     ErrorsOpt,
     ForceOpt,
+    KeyEnvOpt,
+    LmModelOpt,
     MethodOpt,
     ParamOpt,
     QueryOpt,
@@ -23,6 +26,7 @@ from .common import (
     RatioOpt,
     TargetOpt,
     TokenizerOpt,
+    endpoint_params,
     err,
     handle_errors,
     parse_params,
@@ -60,6 +64,9 @@ def register(app: typer.Typer) -> None:
             "meeting a ratio (extract).")] = None,
         explain: Annotated[bool, typer.Option("--explain", help="Print the input with kept words "
                                               "bright and dropped words dim (word-level methods).")] = False,
+        endpoint: EndpointOpt = None,
+        model: LmModelOpt = None,
+        api_key_env: KeyEnvOpt = None,
         errors: ErrorsOpt = "strict",
         quiet: QuietOpt = False,
     ) -> None:
@@ -68,7 +75,7 @@ def register(app: typer.Typer) -> None:
         from ..pipeline import Request, compress_file
 
         stdin_or_usage(path)
-        params = parse_params(param)
+        params = endpoint_params(parse_params(param), method, endpoint, model, api_key_env)
         if threshold is not None:
             if ratio is not None or target_tokens is not None:
                 raise UsageError("--threshold replaces --ratio/--target-tokens", "Give one of them.")

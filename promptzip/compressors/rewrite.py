@@ -143,6 +143,11 @@ class Rewrite(Compressor):
                 done += 1
                 if ctx.progress:
                     ctx.progress("rewrite", done, len(todo))
+        if todo and all(records[i].reason.startswith("endpoint:") for i in todo):
+            from ..runtime.endpoint import EndpointError
+
+            raise EndpointError(records[todo[0]].reason.removeprefix("endpoint: "),
+                                "Check that the server is running and --endpoint is right.")
         pieces = []
         for c, r in zip(chunks, records, strict=True):
             if r.path == "drop":

@@ -1,0 +1,204 @@
+"""`-m rewrite`: the guard's paths with a scripted backend, the real local SmolLM2, the
+completion cache, the CLI's endpoint options, and a real llama.cpp server on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from promptzip import compress
+from promptzip.cli import app
+from promptzip.compressors.rewrite import Rewrite
+from promptzip.fidelity import numbers_in
+
+from .conftest import needs_models
+
+TEXT = (
+    "The checkout service slowed down on 14 March. Requests that normally took 120 ms took 390 ms, "
+    "and some failed after 30 seconds. Priya Raman, who was on call, paged the payments team.\n\n"
+    "The cause was a configuration change. Release 4.12.0 of the client library read its pool size "
+    "from a new key, so the pool fell from 64 to 32 connections. Rolling back fixed it in 47 minutes.\n"
+)
+
+
+class Scripted:
+    """A backend that answers from a script: each call gets the next function of the source."""
+
+    concurrency = 1
+    sha256 = None
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.calls = 0
+        self.id = "scripted:" + ",".join(a.__name__ for a in answers)
+
+    def complete(self, messages, max_tokens, source=None):
+        answer = self.answers[min(self.calls, len(self.answers) - 1)]
+        self.calls += 1
+        return answer(source)
+
+
+def first_sentence(src):  # faithful only when the chunk is one sentence long
+    return src.split(". ")[0]
+
+
+def keep_facts(src):  # every number and name of the source, in a shorter text
+    from promptzip.guard import facts_of
+
+    return " ".join(item for _, item in facts_of(src).items())
+
+
+def invent(src):
+    return keep_facts(src) + " and 999 more"
+
+
+def run(monkeypatch, backend, ratio=0.5, **params):
+    monkeypatch.setattr(Rewrite, "backend", lambda self: backend)
+    return compress(TEXT, method="rewrite", ratio=ratio, **params)
+
+
+@needs_models
+def test_faithful_rewrites_are_kept(monkeypatch):
+    res = run(monkeypatch, Scripted(keep_facts))
+    paths = {c["path"] for c in res.report.chunks}
+    assert "rewrite" in paths, res.report.chunks
+    for n in numbers_in(TEXT):
+        assert n in numbers_in(res.text)
+
+
+@needs_models
+def test_an_invented_number_triggers_a_retry_then_extraction(monkeypatch):
+    res = run(monkeypatch, Scripted(invent, keep_facts))
+    first = next(c for c in res.report.chunks if c["path"] not in ("copy", "drop", "block"))
+    assert first["path"] == "retry" and "invented 999" in first["reason"]
+
+    res = run(monkeypatch, Scripted(invent))
+    rewritten = [c for c in res.report.chunks if c["path"] not in ("copy", "drop", "block")]
+    assert rewritten and all(c["path"] == "extract" for c in rewritten)
+    assert all("invented 999" in c["reason"] or "required items" in c["reason"] for c in rewritten)
+    assert "999" not in res.text
+    assert set(numbers_in(res.text)) <= set(numbers_in(TEXT))
+
+
+@needs_models
+def test_completions_are_cached(monkeypatch):
+    first = Scripted(keep_facts)
+    a = run(monkeypatch, first)
+    assert first.calls > 0
+    again = Scripted(keep_facts)
+    b = run(monkeypatch, again)
+    assert again.calls == 0
+    assert a.text == b.text
+    assert all(c["cached"] for c in b.report.chunks if c["path"] in ("rewrite", "retry"))
+
+
+@needs_models
+def test_local_smollm2_end_to_end():
+    res = compress(TEXT, method="rewrite", ratio=0.5)
+    r = res.report
+    assert r.model.startswith("local:smollm2-135m-instruct")
+    assert abs(r.ratio - 0.5) <= 0.15 * 0.5 + 0.05, (r.ratio, r.chunks)
+    assert {c["path"] for c in r.chunks} <= {"copy", "rewrite", "retry", "extract", "block", "drop"}
+    assert set(numbers_in(res.text)) <= set(numbers_in(TEXT))  # nothing invented reaches the output
+    assert sum(c["budget"] for c in r.chunks) <= r.budget_tokens
+
+
+def test_cli_endpoint_options_are_checked():
+    runner = CliRunner()
+    res = runner.invoke(app, ["compress", "-", "-m", "rewrite", "--endpoint", "http://127.0.0.1:9/v1"],
+                        input="Some text.")
+    assert res.exit_code == 2 and "--model" in res.output
+    res = runner.invoke(app, ["compress", "-", "-m", "extract", "--endpoint", "http://x/v1", "--model", "m"],
+                        input="Some text.")
+    assert res.exit_code == 2 and "rewrite" in res.output
+    res = runner.invoke(app, ["compress", "-", "-m", "rewrite", "--endpoint", "ftp://x", "--model", "m"],
+                        input="Some text.")
+    assert res.exit_code == 2 and "http" in res.output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@needs_models
+def test_unreachable_endpoint_is_a_clear_error():
+    port = _free_port()  # nothing listens there
+    runner = CliRunner()
+    res = runner.invoke(app, ["compress", "-", "-m", "rewrite", "-r", "0.7", "--endpoint",
+                              f"http://127.0.0.1:{port}/v1", "--model", "m", "-p", "retries=1"],
+                        input=TEXT)
+    assert res.exit_code == 1, res.output
+    assert "cannot reach" in res.output and "2 tries" in res.output
+
+
+# -- a real OpenAI-compatible server: llama.cpp's, from llama-cpp-python, serving the same GGUF --
+def _gguf() -> Path | None:
+    models = Path(os.environ["PROMPTZIP_MODELS"]) / "smollm2-135m-instruct"
+    found = sorted(models.glob("*.gguf"))
+    return found[0] if found else None
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory):
+    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed (`make test` installs it)")
+    gguf = _gguf()
+    if gguf is None:
+        pytest.skip("SmolLM2 GGUF not prepared: run `make models`")
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("llama") / "server.log", "w+")  # a pipe would fill and stall it
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+                             "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2"],
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 120
+    import urllib.request
+
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            pytest.fail("llama.cpp server exited: " + log.read()[-500:])
+        try:
+            with urllib.request.urlopen(url + "/models", timeout=2) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("llama.cpp server did not answer within 120 s")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@needs_models
+def test_rewrite_through_a_real_llama_cpp_server(llama_server, tmp_path):
+    report = tmp_path / "report.json"
+    runner = CliRunner()
+    res = runner.invoke(app, ["compress", "-", "-m", "rewrite", "-r", "0.5", "--endpoint", llama_server,
+                              "--model", "smollm2", "--report", str(report), "-p", "concurrency=2"],
+                        input=TEXT)
+    assert res.exit_code == 0, res.output
+    data = json.loads(report.read_text())
+    assert data["model"] == f"endpoint:{llama_server}/chat/completions:smollm2"
+    asked = [c for c in data["chunks"] if c["path"] in ("rewrite", "retry", "extract")]
+    assert asked, data["chunks"]
+    assert not any(c["reason"].startswith("endpoint:") for c in asked)  # every request was answered
+    out = res.stdout if hasattr(res, "stdout") else res.output
+    assert set(numbers_in(out)) <= set(numbers_in(TEXT))
+    assert re.search(r"ratio 0\.\d+", res.output)
