@@ -9,7 +9,8 @@ from pathlib import Path
 
 LABELS = {
     "achieved_ratio": "kept ratio", "answer_retained": "answer kept", "numbers_kept": "numbers kept",
-    "names_kept": "names kept", "structure_kept": "structure kept", "embed_sim": "MiniLM cos", "ll_answer": "answer log-lik",
+    "names_kept": "names kept", "structure_kept": "structure kept",
+    "entities_kept": "entities kept", "invented_numbers": "invented numbers", "embed_sim": "MiniLM cos", "ll_answer": "answer log-lik",
     "ll_delta": "Δ log-lik vs original", "em": "reader EM", "f1": "reader F1", "tokens_per_s": "tokens/s",
 }
 

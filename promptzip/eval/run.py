@@ -19,6 +19,7 @@ from ..compressors import get_method
 from ..errors import UsageError
 from ..fidelity import FidelityTracker
 from ..fileutil import read_jsonl
+from ..guard import facts_of, retention
 from ..pipeline import compress
 from ..tokens import TokenCounter, load_tokenizer
 from .baselines import random_drop
@@ -28,8 +29,8 @@ from .peers import PEERS, run_peers
 
 NO_QUERY = "noquery"  # `NAME:noquery` runs a query-aware method without the question
 EVAL_ONLY = {"random": "random word dropping at the requested ratio (a floor)", **PEERS}
-METRICS = ("achieved_ratio", "answer_retained", "numbers_kept", "names_kept", "structure_kept",
-           "embed_sim", "ll_answer", "ll_delta", "em", "f1", "tokens_per_s")
+METRICS = ("achieved_ratio", "answer_retained", "numbers_kept", "names_kept", "entities_kept",
+           "invented_numbers", "structure_kept", "embed_sim", "ll_answer", "ll_delta", "em", "f1", "tokens_per_s")
 
 
 @dataclass
@@ -51,6 +52,8 @@ class Row:
     em: float | None = None
     f1: float | None = None
     structure_kept: float | None = None  # documents: share of structural lines kept verbatim
+    entities_kept: float | None = None  # names as the rewrite guard sees them (not sentence starts)
+    invented_numbers: int | None = None  # distinct numbers in the output that the input lacks
 
 
 def _fidelity(original: str, compressed: str) -> tuple[float | None, float | None]:
@@ -160,7 +163,7 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
             base_ll = reader.answer_logprob(item.context, item.question, gold) if reader and gold else None
             orig = Row(item.id, "original", 1.0, 1.0, n_in, n_in, 0.0, 0.0,
                        answer_retained=float(answer_retained(item.context, item.answers)) if item.kind == "qa" else None,
-                       numbers_kept=1.0, names_kept=1.0, embed_sim=1.0, ll_answer=base_ll,
+                       numbers_kept=1.0, names_kept=1.0, entities_kept=1.0, invented_numbers=0, embed_sim=1.0, ll_answer=base_ll,
                        ll_delta=0.0 if base_ll is not None else None)
             if item.kind == "document":
                 orig.structure_kept = 1.0
@@ -189,6 +192,8 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
                 row = Row(item.id, method, ratio, n_out / n_in if n_in else 1.0, n_in, n_out, secs,
                           n_in / secs if secs > 0 else 0.0)
                 row.numbers_kept, row.names_kept = _fidelity(item.context, text)
+                guard = retention([facts_of(item.context)], [text])
+                row.entities_kept, row.invented_numbers = guard["names_kept"], guard["invented_numbers"]
                 if item.kind == "qa":
                     row.answer_retained = float(answer_retained(text, item.answers))
                 if embedder:
