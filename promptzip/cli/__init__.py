@@ -35,7 +35,7 @@ def _root(
 
 
 def _register() -> None:
-    from . import batch, compress, eval, info, models, rag
+    from . import batch, compress, eval, info, latent, models, rag
 
     compress.register(app)
     batch.register(app)
@@ -43,6 +43,7 @@ def _register() -> None:
     eval.register(app)
     models.register(app)
     rag.register(app)
+    latent.register(app)
 
 
 _register()

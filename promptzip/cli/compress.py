@@ -75,6 +75,11 @@ def register(app: typer.Typer) -> None:
         from ..pipeline import Request, compress_file
 
         stdin_or_usage(path)
+        if method == "latent":
+            from .latent import compress_latent
+
+            compress_latent(path, output, parse_params(param), quiet, report_file, errors)
+            return
         params = endpoint_params(parse_params(param), method, endpoint, model, api_key_env)
         if threshold is not None:
             if ratio is not None or target_tokens is not None:

@@ -17,12 +17,13 @@ __all__ = ["Compressor", "Param", "get_method", "methods"]
 
 def _builtin() -> list[type[Compressor]]:
     from .extract import Extract
+    from .latent import Latent
     from .lexical import Lexical
     from .rewrite import Rewrite
     from .selfinfo import SelfInfo
     from .truncate import Truncate
 
-    return [Extract, Truncate, Lexical, SelfInfo, Rewrite]
+    return [Extract, Truncate, Lexical, SelfInfo, Rewrite, Latent]
 
 
 @lru_cache(maxsize=1)

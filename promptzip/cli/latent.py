@@ -1,0 +1,78 @@
+"""`promptzip decode` and `promptzip ask`: read a latent file written by `compress -m latent`;
+and the `-m latent` branch of `compress` (binary output, so never to a terminal)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import UsageError
+from .common import err, handle_errors
+
+
+def compress_latent(path: str | None, output: Path | None, params: dict[str, str], quiet: bool,
+                    report_file: Path | None, errors: str) -> None:
+    from ..compressors.latent import Latent
+    from ..latent import codec
+    from ..latent.runtime import runtime
+    from ..source import open_document
+
+    if output is None and sys.stdout.isatty():
+        raise UsageError("-m latent writes binary (.safetensors); it will not go to a terminal",
+                         "Give -o FILE.safetensors.")
+    rate = Latent(**params).settings["rate"]
+    with open_document(path, errors) as doc:
+        text = doc.file.read().decode("utf-8", errors="replace" if errors == "replace" else "strict")
+    rt = runtime()
+    latents, header = rt.encode(text, rate)
+    if output is not None:
+        codec.write(output, latents, header)
+    else:  # a pipe or a file: binary is fine there
+        sys.stdout.buffer.write(codec.dumps(latents, header))
+        sys.stdout.buffer.flush()
+    summary = {"method": "latent", "rate": rate, "original_tokens": int(header["original_tokens"]),
+               "latents": sum(len(x) for x in latents), "chunks": len(latents), "ratio": float(header["ratio"]),
+               "encode_seconds": float(header["encode_seconds"]), "encoder_sha256": header["encoder_sha256"],
+               "decoder_sha256": header["decoder_sha256"]}
+    if report_file is not None:
+        report_file.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if not quiet:
+        err(f"latent: {summary['original_tokens']:,} decoder tokens -> {summary['latents']:,} vectors "
+            f"in {summary['chunks']} chunks · {summary['ratio']:.1f}x · {summary['encode_seconds'] * 1000:,.0f} ms")
+
+
+FileArg = Annotated[Path, typer.Argument(metavar="FILE", help="A .safetensors file from `compress -m latent -o`.")]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @handle_errors
+    def decode(file: FileArg) -> None:
+        """Reconstruct the text from a latent file (exit 3 when it was written by other models)."""
+        from ..latent import codec
+        from ..latent.runtime import runtime
+
+        rt = runtime()
+        lf = codec.read(file, rt.expect())
+        sys.stdout.write(rt.decode(lf.latents))
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+
+    @app.command()
+    @handle_errors
+    def ask(file: FileArg,
+            question: Annotated[str, typer.Option("--question", "-Q", help="What to ask about the text.")]) -> None:
+        """Answer a question from a latent file with the decoder LM."""
+        from ..latent import codec
+        from ..latent.runtime import runtime
+
+        if not question.strip():
+            raise UsageError("--question is empty")
+        rt = runtime()
+        lf = codec.read(file, rt.expect())
+        sys.stdout.write(rt.ask(lf.latents, question) + "\n")
+        sys.stdout.flush()

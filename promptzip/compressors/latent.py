@@ -1,0 +1,21 @@
+"""`latent`: text encoded into a few vectors that SmolLM2 reads in place of the text (see
+`promptzip.latent`). Its output is a `.safetensors` file, not text, so it does not run through
+the text pipeline: `promptzip compress -m latent -o FILE` writes the file, `promptzip decode
+FILE` reconstructs the text and `promptzip ask FILE --question Q` answers from the latents."""
+
+from __future__ import annotations
+
+from ..errors import UsageError
+from ..pipeline import Context
+from .base import Compressor, Param
+
+
+class Latent(Compressor):
+    name = "latent"
+    description = ("Latent vectors a frozen SmolLM2 reads instead of the text (MiniLM encoder); writes a "
+                   ".safetensors file: compress -m latent -o FILE, then decode / ask.")
+    params = (Param("rate", int, 4, "decoder tokens per latent vector (compression rate)", (4, 8, 16)),)
+
+    def compress(self, ctx: Context) -> None:
+        raise UsageError("-m latent writes a .safetensors file, not text",
+                         "Use `promptzip compress -m latent -o FILE`, then `promptzip decode FILE`.")

@@ -1,0 +1,1 @@
+"""Latent-cascade compression: text -> a few vectors a decoder LM reads (see model.py)."""

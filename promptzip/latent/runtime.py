@@ -1,0 +1,156 @@
+"""Encoding text to latents and reading them back, with the shipped latent encoder.
+
+Encoder path: MiniLM with the adapter's LoRA merged, exported once to ONNX (fp32) into the
+model store from the base weights and `models/latent-minilm/adapter.safetensors` (the base is
+not ours to commit, the adapter is small); the pooled readout, projector, norm and scale run in
+numpy. Decoder path: the frozen SmolLM2 in torch, fed the latents through `inputs_embeds`,
+greedy. The text is cut into chunks of `chunk_tokens` SmolLM2 tokens; each chunk becomes
+`ceil(tokens / rate)` latents (the pooled readout serves any count).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from ..fileutil import sha256_file
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_LATENT_MODEL = ROOT / "models" / "latent-minilm"
+ENCODER_NAME = "latent-minilm"
+ASK = "\nAnswer the question from the text above in a few words. Question: {q}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def latent_dir() -> Path:
+    folder = Path(os.environ.get("PROMPTZIP_LATENT_MODEL", "") or DEFAULT_LATENT_MODEL)
+    if not (folder / "adapter.safetensors").is_file() or not (folder / "config.json").is_file():
+        raise ModelError(f"the latent encoder is missing at {folder}",
+                         "Run `make models` in a promptzip checkout, or point PROMPTZIP_LATENT_MODEL at a "
+                         "folder with adapter.safetensors and config.json.")
+    return folder
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    from math import erf
+
+    return 0.5 * x * (1.0 + np.vectorize(erf)(x / math.sqrt(2.0)))
+
+
+class LatentRuntime:
+    def __init__(self, folder: Path | None = None, log=lambda _m: None) -> None:
+        from safetensors.numpy import load_file
+
+        from ..runtime.lm import lm_sha256
+        from ..runtime.onnx import session
+        from .export import encoder_onnx
+
+        self.folder = folder or latent_dir()
+        self.config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
+        if self.config.get("readout", "pool") != "pool":
+            raise ModelError(f"{self.folder} holds a {self.config['readout']!r} encoder; the runtime reads 'pool'")
+        self.adapter_sha256 = sha256_file(self.folder / "adapter.safetensors")
+        self.weights = load_file(str(self.folder / "adapter.safetensors"))
+        onnx, self.tok = encoder_onnx(self.folder, self.adapter_sha256, log)
+        self.sess, self.device, self.warning = session(str(onnx))
+        self.decoder_sha256 = lm_sha256()
+        self.chunk_tokens = int(self.config["chunk_tokens"])
+        self.max_subwords = int(self.config["max_subwords"])
+        self._lm = None
+
+    def expect(self) -> dict[str, str]:
+        from .model import DECODER_BASE
+
+        return {"encoder": ENCODER_NAME, "encoder_sha256": self.adapter_sha256,
+                "decoder": DECODER_BASE, "decoder_sha256": self.decoder_sha256}
+
+    @property
+    def lm(self):
+        if self._lm is None:
+            from ..runtime.lm import load_causal_lm
+
+            self._lm = load_causal_lm("float32")
+        return self._lm
+
+    def head(self, states: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
+        """Pooled readout + projector + norm + scale, in numpy: (S, 384) states -> (k, 576)."""
+        w = self.weights
+        n = int(mask.sum()) - 2
+        h = states[1:1 + n]
+        runs = (np.arange(n) * k) // max(n, 1)
+        pooled = np.stack([h[runs == j].mean(axis=0) if (runs == j).any() else np.zeros(h.shape[1], h.dtype)
+                           for j in range(k)])
+        x = _gelu(pooled @ w["proj.0.weight"].T + w["proj.0.bias"])
+        x = x @ w["proj.2.weight"].T + w["proj.2.bias"]
+        mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+        x = (x - mu) / np.sqrt(var + 1e-5) * w["norm.weight"] + w["norm.bias"]
+        return (x * w["scale"]).astype(np.float32)
+
+    def encode(self, text: str, rate: int = 4) -> tuple[list[np.ndarray], dict]:
+        tok, _ = self.lm
+        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = enc["input_ids"], enc["offset_mapping"]
+        latents, spans = [], []
+        t0 = time.perf_counter()
+        for lo in range(0, len(ids), self.chunk_tokens):
+            part = ids[lo:lo + self.chunk_tokens]
+            start, end = offsets[lo][0], offsets[lo + len(part) - 1][1]
+            piece = tok.decode(part)
+            sub = self.tok.encode(piece)
+            sub_ids = sub.ids[:self.max_subwords - 1] + [sub.ids[-1]] if len(sub.ids) > self.max_subwords else sub.ids
+            arr = np.asarray([sub_ids], dtype=np.int64)
+            mask = np.ones_like(arr)
+            states = self.sess.run(["last_hidden_state"], {"input_ids": arr, "attention_mask": mask,
+                                                           "token_type_ids": np.zeros_like(arr)})[0][0]
+            k = max(1, math.ceil(len(part) / rate))
+            latents.append(self.head(states, mask[0], k))
+            spans.append([start, end])
+        header = {**self.expect(), "k": str(max(1, self.chunk_tokens // rate)), "rate": str(rate),
+                  "chunk_tokens": str(self.chunk_tokens), "chunks": json.dumps(spans),
+                  "original_tokens": str(len(ids)),
+                  "ratio": f"{len(ids) / max(1, sum(len(x) for x in latents)):.3f}",
+                  "encode_seconds": f"{time.perf_counter() - t0:.3f}"}
+        return latents, header
+
+    def _generate(self, prefix_ids: list[int], latents: np.ndarray, tail_ids: list[int], max_new: int) -> str:
+        import torch
+
+        tok, model = self.lm
+        emb = model.get_input_embeddings()
+        end = tok.convert_tokens_to_ids("<|im_end|>")
+        with torch.inference_mode():
+            x = torch.cat([emb(torch.tensor(prefix_ids)), torch.from_numpy(latents), emb(torch.tensor(tail_ids))])
+            x = x.unsqueeze(0)
+            out = model.generate(inputs_embeds=x, attention_mask=torch.ones(x.shape[:2], dtype=torch.long),
+                                 max_new_tokens=max_new, do_sample=False, eos_token_id=end, pad_token_id=end)
+        return tok.decode([t for t in out[0].tolist() if t != end], skip_special_tokens=True)
+
+    def decode(self, latents: list[np.ndarray]) -> str:
+        from .model import HEAD, REPEAT
+
+        tok, _ = self.lm
+        head = tok(HEAD, add_special_tokens=False)["input_ids"]
+        tail = tok(REPEAT, add_special_tokens=False)["input_ids"]
+        return "".join(self._generate(head, x, tail, self.chunk_tokens + 8) for x in latents)
+
+    def ask(self, latents: list[np.ndarray], question: str, max_new: int = 48) -> str:
+        from .model import HEAD
+
+        tok, _ = self.lm
+        head = tok(HEAD, add_special_tokens=False)["input_ids"]
+        tail = tok(ASK.format(q=question), add_special_tokens=False)["input_ids"]
+        allx = np.concatenate(latents) if latents else np.zeros((0, 576), np.float32)
+        return self._generate(head, allx, tail, max_new).strip()
+
+
+@lru_cache(maxsize=1)
+def runtime() -> LatentRuntime:
+    import sys
+
+    return LatentRuntime(log=lambda m: print(f"promptzip: {m}", file=sys.stderr))

@@ -1,0 +1,271 @@
+"""Training the latent encoder on CPU: reconstruction and continuation through the frozen
+SmolLM2, checkpointed so that runs resume across sessions.
+
+Data: chunks of `chunk_tokens` SmolLM2 tokens cut from ../shared/corpora/text (WikiText-2
+*valid* articles, Pride and Prejudice, the KJV) and the SQuAD v1 training contexts; the held-out
+split is WikiText-2 *test* (never trained on). Each step takes one K from the config's list
+(4x, 8x, 16x: chunk tokens / K) for the whole batch; 3 of 4 examples are reconstruction
+("Repeat the text above.", target = the chunk), 1 of 4 continuation (target = the next 32
+tokens). Loss: cross-entropy on the target tokens only; the decoder and MiniLM stay frozen.
+
+A run folder holds `adapter.safetensors` (the trainable tensors only, < 4 MB: committable),
+`state.json` (step, config, data seed), `curve.jsonl` (one line per step: loss, K, seconds) and
+`eval.jsonl` (held-out reconstruction precision and token exact match per K, every
+`eval_every` steps); `optimizer.pt` is a local convenience (if it is missing the optimizer
+starts fresh from the saved weights and step, so committed files alone resume a run).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from pathlib import Path
+
+import torch
+
+from .model import CONTINUE, HEAD, REPEAT, LatentConfig, build, load_bases
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "corpora"
+TRAIN_FILES = ("text/wikitext2_valid_articles.jsonl", "text/pride_and_prejudice_chapters.jsonl",
+               "text/kjv_chapters.jsonl", "qa/squad_v1_train.jsonl")
+EVAL_FILE = "text/wikitext2_test_articles.jsonl"
+NEXT_TOKENS = 32
+
+
+def clean(text: str) -> str:
+    """Undo WikiText's tokenization (" @-@ ", " , ") so chunks read like ordinary prose."""
+    text = re.sub(r" @(.)@ ", r"\1", text)
+    text = re.sub(r" ([,.;:!?)'])", r"\1", text)
+    text = re.sub(r"([(]) ", r"\1", text)
+    return re.sub(r"[ \t]+", " ", text)
+
+
+def read_texts(rel: str, limit: int | None = None) -> list[str]:
+    out, seen = [], set()
+    with open(SHARED / rel, encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            text = rec.get("text") or rec.get("context") or ""
+            if text and text not in seen:
+                seen.add(text)
+                out.append(clean(text))
+            if limit and len(out) >= limit:
+                break
+    return out
+
+
+def chunk_ids(ltok, texts: list[str], n: int, with_next: bool = True) -> list[tuple[list[int], list[int]]]:
+    """(chunk of n tokens, the next NEXT_TOKENS tokens) cut from each text."""
+    out = []
+    for text in texts:
+        ids = ltok(text, add_special_tokens=False)["input_ids"]
+        for lo in range(0, len(ids) - n + 1, n):
+            nxt = ids[lo + n: lo + n + NEXT_TOKENS]
+            if with_next and len(nxt) < 8:
+                nxt = []
+            out.append((ids[lo:lo + n], nxt))
+    return out
+
+
+class Batcher:
+    """Builds encoder and decoder tensors for a list of (chunk, next) pairs."""
+
+    def __init__(self, btok, ltok, lm, cfg: LatentConfig) -> None:
+        self.btok, self.ltok, self.lm, self.cfg = btok, ltok, lm, cfg
+        self.emb = lm.get_input_embeddings()
+        self.head = ltok(HEAD, add_special_tokens=False)["input_ids"]
+        self.repeat = ltok(REPEAT, add_special_tokens=False)["input_ids"]
+        self.cont = ltok(CONTINUE, add_special_tokens=False)["input_ids"]
+        self.end = ltok("<|im_end|>", add_special_tokens=False)["input_ids"]
+
+    def encoder_inputs(self, chunks: list[list[int]]):
+        texts = [self.ltok.decode(c) for c in chunks]
+        enc = self.btok(texts, padding=True, truncation=True, max_length=self.cfg.max_subwords, return_tensors="pt")
+        return enc["input_ids"], enc["attention_mask"]
+
+    def prefix(self, latents: torch.Tensor, tail: list[int]) -> torch.Tensor:
+        """HEAD + latents + tail as input embeddings: (B, len, 576)."""
+        b = latents.shape[0]
+        h = self.emb(torch.tensor(self.head)).unsqueeze(0).expand(b, -1, -1)
+        t = self.emb(torch.tensor(tail)).unsqueeze(0).expand(b, -1, -1)
+        return torch.cat([h, latents, t], dim=1)
+
+    def loss(self, enc, samples: list[tuple[list[int], list[int]]], k: int, cont_mask: list[bool]) -> torch.Tensor:
+        ids, mask = self.encoder_inputs([c for c, _ in samples])
+        latents = enc(ids, mask, k)
+        rows, labels = [], []
+        for i, ((chunk, nxt), cont) in enumerate(zip(samples, cont_mask, strict=True)):
+            tail, target = (self.cont, nxt) if cont and nxt else (self.repeat, chunk)
+            pre = self.prefix(latents[i:i + 1], tail)[0]
+            tgt = torch.tensor(target + self.end)
+            rows.append(torch.cat([pre, self.emb(tgt)], dim=0))
+            labels.append(torch.cat([torch.full((pre.shape[0],), -100), tgt]))
+        width = max(r.shape[0] for r in rows)
+        x = torch.zeros(len(rows), width, rows[0].shape[1])
+        y = torch.full((len(rows), width), -100, dtype=torch.long)
+        m = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, (r, lab) in enumerate(zip(rows, labels, strict=True)):
+            x[i, :r.shape[0]] = r
+            y[i, :r.shape[0]] = lab
+            m[i, :r.shape[0]] = 1
+        return self.lm(inputs_embeds=x, attention_mask=m, labels=y).loss
+
+    @torch.inference_mode()
+    def reconstruct(self, enc, chunks: list[list[int]], k: int, max_new: int | None = None) -> list[list[int]]:
+        """Greedy decoding from the latents with the repeat instruction."""
+        ids, mask = self.encoder_inputs(chunks)
+        latents = enc(ids, mask, k)
+        x = self.prefix(latents, self.repeat)
+        out = self.lm.generate(inputs_embeds=x, attention_mask=torch.ones(x.shape[:2], dtype=torch.long),
+                               max_new_tokens=max_new or self.cfg.chunk_tokens + 8, do_sample=False,
+                               eos_token_id=self.end[0], pad_token_id=self.end[0])
+        return [[t for t in row.tolist() if t != self.end[0]] for row in out]
+
+
+def precision(a: str, b: str) -> float:
+    """1 - normalized character edit distance (C3's decoding precision)."""
+    if not a and not b:
+        return 1.0
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return 1.0 - prev[-1] / max(len(a), len(b))
+
+
+def token_match(ref: list[int], got: list[int]) -> float:
+    return sum(1 for i, t in enumerate(ref) if i < len(got) and got[i] == t) / max(len(ref), 1)
+
+
+def evaluate(batcher: Batcher, enc, chunks: list[list[int]], k: int) -> dict:
+    enc.eval()
+    prec, em = [], []
+    for lo in range(0, len(chunks), 8):
+        part = chunks[lo:lo + 8]
+        for ref, got in zip(part, batcher.reconstruct(enc, part, k), strict=True):
+            prec.append(precision(batcher.ltok.decode(ref), batcher.ltok.decode(got)))
+            em.append(token_match(ref, got))
+    enc.train()
+    return {"k": k, "ratio": batcher.cfg.chunk_tokens / k, "n": len(chunks),
+            "precision": sum(prec) / len(prec), "token_em": sum(em) / len(em)}
+
+
+def save(run: Path, enc, opt, step: int, cfg: LatentConfig, extra: dict) -> None:
+    from safetensors.torch import save_file
+
+    run.mkdir(parents=True, exist_ok=True)
+    tensors = {n: p.detach().contiguous() for n, p in enc.trainable().items()}
+    save_file(tensors, str(run / "adapter.safetensors.tmp"), metadata={"step": str(step)})
+    (run / "adapter.safetensors.tmp").replace(run / "adapter.safetensors")
+    torch.save(opt.state_dict(), run / "optimizer.pt.tmp")
+    (run / "optimizer.pt.tmp").replace(run / "optimizer.pt")
+    state = {"step": step, "config": cfg.to_dict(), **extra}
+    (run / "state.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+
+
+def load_adapter(enc, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    params = enc.trainable()
+    missing = set(params) - set(tensors)
+    if missing:
+        raise ValueError(f"{path} lacks {sorted(missing)[:3]}")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(tensors[n])
+
+
+def fit(run: Path, steps: int, cfg: LatentConfig | None = None, batch: int = 8, lr: float = 1e-3,
+        eval_every: int = 200, save_every: int = 50, eval_chunks: int = 16, threads: int | None = None,
+        seed: int = 0, train_limit: int | None = None, log=print) -> Path:
+    if threads:
+        torch.set_num_threads(threads)
+    run.mkdir(parents=True, exist_ok=True)
+    state_file = run / "state.json"
+    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    if state:
+        c = state["config"]
+        cfg = LatentConfig(**{**c, "ks": tuple(c["ks"])})
+    cfg = cfg or LatentConfig()
+    bert, btok, lm, ltok = load_bases()
+    enc = build(cfg, bert, lm)
+    start = int(state.get("step", 0))
+    opt = torch.optim.AdamW(list(enc.trainable().values()), lr=lr, weight_decay=0.0)
+    if start:
+        load_adapter(enc, run / "adapter.safetensors")
+        if (run / "optimizer.pt").is_file():
+            opt.load_state_dict(torch.load(run / "optimizer.pt", weights_only=True))
+        log(f"resuming {run} at step {start}")
+    texts = [t for rel in TRAIN_FILES for t in read_texts(rel, train_limit)]
+    data = chunk_ids(ltok, texts, cfg.chunk_tokens)
+    held = [c for c, _ in chunk_ids(ltok, read_texts(EVAL_FILE), cfg.chunk_tokens, with_next=False)]
+    random.Random(1).shuffle(held)
+    held = held[:eval_chunks]
+    log(f"{len(data)} training chunks of {cfg.chunk_tokens} tokens, {len(held)} held-out; "
+        f"{sum(p.numel() for p in enc.trainable().values())} trainable parameters")
+    batcher = Batcher(btok, ltok, lm, cfg)
+    enc.train()
+    curve = open(run / "curve.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+    evals = open(run / "eval.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+    seconds = float(state.get("seconds", 0.0))
+    warm = 50
+    for step in range(start, start + steps):
+        rng = random.Random(seed * 1_000_003 + step)
+        k = cfg.ks[step % len(cfg.ks)]
+        samples = [data[rng.randrange(len(data))] for _ in range(batch)]
+        cont = [rng.random() < 0.25 for _ in samples]
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, (step + 1) / warm)
+        t0 = time.perf_counter()
+        loss = batcher.loss(enc, samples, k, cont)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(enc.trainable().values()), 1.0)
+        opt.step()
+        dt = time.perf_counter() - t0
+        seconds += dt
+        curve.write(json.dumps({"step": step + 1, "k": k, "loss": round(float(loss), 4), "seconds": round(dt, 2)}) + "\n")
+        curve.flush()
+        if (step + 1) % 10 == 0:
+            log(f"step {step + 1} k={k} loss {float(loss):.3f} ({dt:.1f} s)")
+        if (step + 1) % save_every == 0 or step + 1 == start + steps:
+            save(run, enc, opt, step + 1, cfg, {"seconds": seconds, "lr": lr, "batch": batch})
+        if (step + 1) % eval_every == 0 or step + 1 == start + steps:
+            for kk in cfg.ks:
+                res = {"step": step + 1, "cpu_hours": round(seconds / 3600, 3), **evaluate(batcher, enc, held, kk)}
+                evals.write(json.dumps(res) + "\n")
+                evals.flush()
+                log(f"eval step {step + 1}: {kk} latents ({res['ratio']:.0f}x) precision {res['precision']:.3f} "
+                    f"token EM {res['token_em']:.3f}")
+    curve.close()
+    evals.close()
+    return run
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Train the latent encoder (resumes a run folder).")
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--readout", default="pool", choices=("pool", "query"))
+    ap.add_argument("--ks", default="16,8,4")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--eval-every", type=int, default=200)
+    ap.add_argument("--eval-chunks", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--train-limit", type=int, default=None)
+    a = ap.parse_args(argv)
+    cfg = LatentConfig(readout=a.readout, ks=tuple(int(x) for x in a.ks.split(",")))
+    fit(a.run, a.steps, cfg, a.batch, a.lr, a.eval_every, eval_chunks=a.eval_chunks, threads=a.threads,
+        train_limit=a.train_limit)
+
+
+if __name__ == "__main__":
+    main()
