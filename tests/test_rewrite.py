@@ -202,3 +202,46 @@ def test_rewrite_through_a_real_llama_cpp_server(llama_server, tmp_path):
     out = res.stdout if hasattr(res, "stdout") else res.output
     assert set(numbers_in(out)) <= set(numbers_in(TEXT))
     assert re.search(r"ratio 0\.\d+", res.output)
+
+
+def test_endpoint_client_retries_429_and_fails_fast_on_404():
+    """The retry policy, against a loopback HTTP server scripted to refuse first."""
+    import http.server
+    import threading
+
+    from promptzip.runtime.endpoint import EndpointError, EndpointGenerator
+
+    answers = [(429, {"error": "slow down"}), (200, {"choices": [{"message": {"content": " short "}}],
+                                                     "usage": {"completion_tokens": 1}}), (404, {"error": "no model"})]
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.path, body["model"], self.headers.get("Authorization")))
+            code, data = answers.pop(0)
+            payload = json.dumps(data).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        os.environ["PZ_TEST_KEY"] = "sekrit"
+        gen = EndpointGenerator(f"http://127.0.0.1:{server.server_port}", "m1", "PZ_TEST_KEY", backoff=0.01)
+        assert gen.complete([{"role": "user", "content": "x"}], 8) == "short"
+        assert gen.retried == 1 and gen.requests == 1
+        assert seen[0] == ("/v1/chat/completions", "m1", "Bearer sekrit")
+        with pytest.raises(EndpointError, match="HTTP 404"):
+            gen.complete([{"role": "user", "content": "x"}], 8)
+        assert len(seen) == 3  # the 404 was not retried
+    finally:
+        os.environ.pop("PZ_TEST_KEY", None)
+        server.shutdown()
