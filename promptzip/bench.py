@@ -376,8 +376,8 @@ def bench_rag(work: Path) -> str:
         *speed])
 
 
-REWRITE_SETS = (("squad", "qa/squad_v2_half_dev.jsonl", 40, "0.5,0.33", []),
-                ("qmsum", "meetings/qmsum_val.jsonl", 4, "0.33", ["--max-chars", "20000"]))
+REWRITE_SETS = (("squad", "qa/squad_v2_half_dev.jsonl", 16, "0.5,0.33", []),
+                ("qmsum", "meetings/qmsum_val.jsonl", 2, "0.33", ["--max-chars", "20000"]))
 SPEED_PROMPT_CHARS = 1200
 
 

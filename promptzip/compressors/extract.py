@@ -139,6 +139,8 @@ class Extract(Compressor):
               "(off = every word on its own)", ("on", "off")),
         Param("bridge", float, 0.9, "a word between two well-scored ones scores this times the lesser "
               "of theirs (0 = off)"),
+        Param("keep_names", str, "off", "keep every name and date word (as the rewrite guard finds them) "
+              "even past the budget", ("on", "off")),
     )
 
     def model_id(self) -> str | None:
@@ -158,6 +160,8 @@ class Extract(Compressor):
             ctx.emit_words(np.zeros(0, dtype=bool), w.word_start)
             return
         p = scorer.probs(w.words, ctx.request.query)
+        if self.settings["keep_names"] == "on":
+            w.must = w.must | name_words(w)
         on = self.settings["phrases"] == "on"
         s = bridge_scores(p, self.settings["bridge"]) if self.settings["bridge"] > 0 else p
         phrases = phrases_of(w) if on else []
@@ -171,6 +175,19 @@ class Extract(Compressor):
             ctx.word_scores = [(word, round(float(x), 4), bool(k))
                                for word, x, k in zip(w.words, p, keep, strict=True)]
         ctx.emit_words(keep, w.word_start)
+
+
+def name_words(w) -> np.ndarray:
+    """Per word: does it hold a name or a date word (the faithfulness guard's required items)?"""
+    import re
+
+    from ..guard import DATE, names_of
+
+    names = set(names_of(w.text))
+    for m in DATE.finditer(w.text):
+        names.update(m.group().replace(",", " ").split())
+    strip = re.compile(r"^[^\w]+|[^\w]+$")
+    return np.fromiter((strip.sub("", word) in names for word in w.words), dtype=bool, count=len(w.words))
 
 
 @lru_cache(maxsize=8)

@@ -71,7 +71,7 @@ class Rewrite(Compressor):
     description = ("Semantic chunks rewritten by a small LM (local SmolLM2 or an OpenAI-compatible "
                    "endpoint) under a faithfulness guard; extractive fallback.")
     query_aware = True
-    version = PROMPT_VERSION
+    version = PROMPT_VERSION + ".2"  # .2: extracted chunks keep names and dates
     params = (
         Param("endpoint", str, "", "OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1); "
               "empty = the local SmolLM2"),
@@ -83,6 +83,8 @@ class Rewrite(Compressor):
         Param("constrain", str, "on", "local model: only tokens of the chunk's own words", ("on", "off")),
         Param("chunk_tokens", int, 160, "largest chunk, in target tokens"),
         Param("min_chunk", int, 24, "smaller chunks join a neighbour"),
+        Param("keep_names", str, "on", "extracted chunks keep every name and date, even past their share "
+              "(off: a strict budget, names may go)", ("on", "off")),
     )
 
     def model_id(self) -> str | None:
@@ -148,18 +150,21 @@ class Rewrite(Compressor):
 
             raise EndpointError(records[todo[0]].reason.removeprefix("endpoint: "),
                                 "Check that the server is running and --endpoint is right.")
+        final: dict[int, str] = {}
+        extracted = []
+        for c, r in zip(chunks, records, strict=True):
+            if r.path == "copy":
+                final[r.index] = c.text
+            elif r.path != "drop" and outputs.get(r.index) is not None:
+                final[r.index] = outputs[r.index]
+            elif r.path != "drop":
+                extracted.append(r.index)
+                if r.path != "block":
+                    r.path = "extract"
+        self._extract_all(ctx, chunks, records, extracted, final)
         pieces = []
         for c, r in zip(chunks, records, strict=True):
-            if r.path == "drop":
-                continue
-            if r.path == "copy":
-                text = c.text
-            elif outputs.get(r.index) is not None:
-                text = outputs[r.index]
-            else:
-                text = _extract(c.text, r.budget, ctx)
-                if r.path not in ("block",):
-                    r.path = "extract"
+            text = final.get(r.index, "")
             r.output_tokens = ctx.counter.count(text) if text else 0
             if text:
                 pieces.append((c, text))
@@ -170,6 +175,24 @@ class Rewrite(Compressor):
             ctx.sink.write(b"\n")
         ctx.kept = np.zeros(len(t), dtype=bool)
         ctx.chunks = [asdict(r) for r in records]
+
+    def _extract_all(self, ctx: Context, chunks: list[Chunk], records: list[ChunkRecord], todo: list[int],
+                     final: dict[int, str]) -> None:
+        """Extract the chunks in `todo` at their shares. Kept names can take a chunk past its
+        share; when they take the document past its budget, the shares of the extracted chunks
+        are scaled down (at most three passes) so the words around the names pay for them."""
+        fixed = sum(ctx.counter.count(t) for t in final.values())
+        scale = 1.0
+        for _ in range(3):
+            texts = {i: _extract(chunks[i].text, scale * records[i].budget / max(chunks[i].tokens, 1), ctx,
+                                 self.settings["keep_names"])
+                     for i in todo}
+            used = sum(ctx.counter.count(t) for t in texts.values())
+            room = ctx.budget - fixed
+            if not todo or used <= 1.02 * room or room <= 0:
+                break
+            scale *= max(0.1, room / used)
+        final.update(texts if todo else {})
 
     def _budgets(self, ctx: Context, chunks: list[Chunk], emb) -> np.ndarray:
         """Share the budget by size x density (extract keep probability) x relevance. Blocks
@@ -259,11 +282,13 @@ def _judge(facts: Facts, text: str, budget: int, count: Callable[[str], int]) ->
     return None
 
 
-def _extract(text: str, budget: int, ctx: Context) -> str:
+def _extract(text: str, ratio: float, ctx: Context, keep_names: str = "on") -> str:
+    """The chunk by extraction at its share of the budget, every name and date word kept (the
+    guard's required items; they may take a chunk past its share, a hard cap would drop them)."""
     from ..pipeline import compress
 
-    res = compress(text, "extract", target_tokens=budget, query=ctx.request.query,
-                   force=ctx.request.force, tokenizer=ctx.counter)
+    res = compress(text, "extract", ratio=min(1.0, max(ratio, 1e-3)), query=ctx.request.query,
+                   force=ctx.request.force, tokenizer=ctx.counter, keep_names=keep_names)
     return res.text.strip()
 
 
