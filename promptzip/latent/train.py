@@ -221,15 +221,16 @@ def fit(run: Path, steps: int, cfg: LatentConfig | None = None, batch: int = 8, 
         cont = [rng.random() < 0.25 for _ in samples]
         for g in opt.param_groups:
             g["lr"] = lr * min(1.0, (step + 1) / warm)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss = batcher.loss(enc, samples, k, cont)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(enc.trainable().values()), 1.0)
         opt.step()
-        dt = time.perf_counter() - t0
-        seconds += dt
-        curve.write(json.dumps({"step": step + 1, "k": k, "loss": round(float(loss), 4), "seconds": round(dt, 2)}) + "\n")
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        seconds += cpu / max(1, torch.get_num_threads())  # core-seconds / threads: pauses do not count
+        curve.write(json.dumps({"step": step + 1, "k": k, "loss": round(float(loss.detach()), 4), "seconds": round(dt, 2),
+                                "cpu_seconds": round(cpu, 2), "threads": torch.get_num_threads()}) + "\n")
         curve.flush()
         if (step + 1) % 10 == 0:
             log(f"step {step + 1} k={k} loss {float(loss):.3f} ({dt:.1f} s)")
