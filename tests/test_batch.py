@@ -144,8 +144,11 @@ def test_ctrl_c_leaves_valid_outputs_and_resumes(tmp_path, jobs):
     expected = outputs(ref)
 
     out = tmp_path / "out"
+    # a test run started in the background by a non-interactive shell inherits SIGINT ignored
+    # (and Python then installs no Ctrl-C handler): give the child the default disposition
     proc = subprocess.Popen([sys.executable, "-m", "promptzip", "batch", str(src), "-o", str(out), *args],
-                            stderr=subprocess.PIPE, start_new_session=True)
+                            stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     journal = out / REPORT_NAME
     deadline = time.time() + 300
     while time.time() < deadline and not (journal.exists() and journal.read_bytes().count(b"\n") >= 40):
