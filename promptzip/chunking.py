@@ -44,7 +44,6 @@ def chunk_units(texts: Sequence[str], seps: Sequence[str], kinds: Sequence[int],
     sims = np.ones(max(n - 1, 0))
     idx = [i for i in range(n) if prose[i]]
     if embed is not None and len(idx) > 1:
-        vecs = np.zeros((n, 1), dtype=np.float32)
         got = embed([texts[i] for i in idx])
         vecs = np.zeros((n, got.shape[1]), dtype=np.float32)
         vecs[idx] = got

@@ -81,14 +81,11 @@ def names_of(text: str) -> list[str]:
     name; "Normans ... the Normans" is)."""
     from .fidelity import NAME, NOT_NAMES
 
-    inside, at_start = [], []
+    mid = set()
     for m in NAME.finditer(text):
-        word = m.group()
-        if word in NOT_NAMES:
-            continue
         head = text[max(0, m.start() - 12):m.start()]
-        (at_start if _STARTS.search(head) or m.start() == 0 else inside).append(word)
-    mid = set(inside)
+        if m.start() and not _STARTS.search(head) and m.group() not in NOT_NAMES:
+            mid.add(m.group())
     return [w for w in names_in(text) if w in mid]
 
 
