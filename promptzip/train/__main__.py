@@ -5,6 +5,8 @@ Steps (each resumable; files under --work, default $PROMPTZIP_HOME/train):
             paragraphs), text (SmolLM2 on plain text, GSM8K and meetings)
   fit       fine-tune MiniLM on one or more label files (comma-separated), checkpointed
   export    ONNX fp32 + int8 from a run
+  from-onnx a training state dequantized from a shipped int8 model (to go on training it where
+            its fp32 state is gone)
   validate  answer retention / ratio / int8-fp32 agreement on the held-out SQuAD 1.1 articles
   all       the shipped recipe, ending in models/extract-minilm (what `make models` runs)
 """
@@ -86,6 +88,13 @@ def cmd_export(args) -> None:
 
     paths = export(Path(args.run) / "state.pt", Path(args.out))
     _log(f"export: {paths['fp32']} and {paths['int8']}")
+
+
+def cmd_from_onnx(args) -> None:
+    from .export import state_from_int8
+
+    out = state_from_int8(Path(args.model) / "model.int8.onnx", Path(args.out))
+    _log(f"from-onnx: {out} (dequantized from {args.model}; `fit --init {out}` goes on from it)")
 
 
 def cmd_validate(args) -> None:
@@ -183,6 +192,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--run", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("from-onnx", help="a training state dequantized from a shipped int8 model")
+    p.add_argument("--model", default=str(Path(__file__).resolve().parents[2] / "models" / "extract-minilm"))
+    p.add_argument("--out", required=True, help="state.pt to write")
+    p.set_defaults(func=cmd_from_onnx)
     p = sub.add_parser("validate")
     p.add_argument("--model", required=True)
     p.add_argument("--limit", type=int, default=300)

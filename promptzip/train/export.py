@@ -79,3 +79,54 @@ def export_embedder(out_dir: Path, opset: int = 17) -> Path:
     fp32, int8 = _to_onnx(Pooled(), out_dir, "embeddings", {0: "batch"}, opset)
     fp32.unlink()
     return int8
+
+
+def state_from_int8(int8_path: Path, out: Path) -> Path:
+    """A training state (`{"model": state_dict}`, what `fit --init` reads) rebuilt from a
+    shipped int8 export: every weight dequantized ((q - zero_point) * scale). For going on
+    training the shipped model on a machine where its fp32 training state is gone.
+
+    The quantized graph names most weights `onnx::MatMul_N`; which parameter each one is comes
+    from a fresh fp32 export of the same architecture, whose initializers are the base weights
+    (transposed) under the same names."""
+    import tempfile
+
+    import numpy as np
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    model = build_model(dropout=0.0)
+    base = model.state_dict()
+    with tempfile.TemporaryDirectory() as d:
+        st = Path(d) / "state.pt"
+        torch.save({"model": base}, st)
+        fp32 = export(st, Path(d) / "onnx")["fp32"]
+        fresh = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(fp32)).graph.initializer}
+    shipped = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(int8_path)).graph.initializer}
+    state = {}
+    for name, arr in fresh.items():
+        key, transposed = name.removeprefix("inner."), False
+        if key not in base:
+            hits = [k for k, v in base.items()
+                    if v.ndim == 2 and v.shape[::-1] == arr.shape and np.array_equal(v.numpy().T, arr)]
+            if len(hits) != 1:
+                raise RuntimeError(f"{name}: no single parameter matches it ({hits[:3]})")
+            key, transposed = hits[0], True
+        if name in shipped:
+            value = shipped[name]
+        elif name + "_quantized" in shipped:
+            q = shipped[name + "_quantized"].astype(np.float32)
+            value = (q - shipped[name + "_zero_point"].astype(np.float32)) * shipped[name + "_scale"]
+        else:
+            raise RuntimeError(f"{int8_path} has no weight {name}: not an export of this architecture")
+        value = np.ascontiguousarray(value.T if transposed else value, dtype=np.float32)
+        if tuple(value.shape) != tuple(base[key].shape):
+            raise RuntimeError(f"{name}: shape {value.shape} where {key} is {tuple(base[key].shape)}")
+        state[key] = torch.from_numpy(value)
+    missing = sorted(set(base) - set(state))
+    if missing:
+        raise RuntimeError(f"{int8_path} does not give {missing[:3]}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": state}, out)
+    return out
