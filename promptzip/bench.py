@@ -8,6 +8,8 @@ Sections (each replaced in BENCHMARKS.md only when it runs)
   documents of ../shared/corpora/text (skipped when the shared corpora are absent);
 * extract: the `extract` method on a 100k-token document, end to end, next to the raw
   onnxruntime forward pass of the same model and the LLMLingua peer (tokens/s, peak RSS);
+* structure: numbers and prompt structure kept by `extract` on the GSM8K and BBH
+  chain-of-thought prompts;
 * rag: `promptzip rag` on multi-passage SQuAD (gold + 9 distractors) next to lexical, truncate
   and the LongLLMLingua peer, and its queries/s on 10 passages of 150 words;
 * fidelity: `promptzip eval` on SQuAD, QMSum and the GSM8K CoT prompt with every method and
@@ -453,6 +455,45 @@ def bench_rewrite(work: Path, measured_only: bool = False) -> str:
     return "\n".join(parts)
 
 
+def bench_structure() -> str:
+    """Few-shot chain-of-thought prompts (GSM8K 8-shot and the 27 BBH task prompts): after
+    `extract` (and `lexical` for contrast), does every number survive, and every separator,
+    step marker, answer statement and example label (`eval.metrics.structure_kept`)?"""
+    if not SHARED.is_dir():
+        return "Skipped: ../shared/corpora is not beside this checkout."
+    from .eval.metrics import structure_kept
+    from .fidelity import FidelityTracker
+    from .pipeline import compress
+
+    prompts = SHARED / "prompts"
+    files = [prompts / "gsm8k_cot_prompt_hardest.txt", *sorted((prompts / "bbh_cot").glob("*.txt"))]
+    texts = [(f.stem, f.read_text(encoding="utf-8")) for f in files]
+    lines = [f"{len(texts)} prompts: ../shared/corpora/prompts/gsm8k_cot_prompt_hardest.txt and the "
+             f"{len(texts) - 1} files of prompts/bbh_cot/. *Numbers kept*: share of the prompt's numbers in the "
+             "output; *structure kept*: separators and step markers as whole lines, answer statements whole "
+             "at a line end, example labels still opening a line. Achieved ratios above the request are "
+             "prompts whose protected content (numbers, structure) alone exceeds the budget.", "",
+             "| method | requested | mean achieved | numbers kept (mean / worst) | structure kept (mean / worst) "
+             "| prompts with everything kept |", "|---|---:|---:|---:|---:|---:|"]
+    for method in ("extract", "lexical"):
+        for ratio in RATIOS:
+            nums, structs, ratios = [], [], []
+            for _, text in texts:
+                res = compress(text, method, ratio=ratio)
+                tracker = FidelityTracker()
+                tracker.input(text)
+                tracker.output(res.text)
+                nums.append(tracker.result().numbers_kept)
+                structs.append(structure_kept(text, res.text))
+                ratios.append(res.report.ratio)
+            n = [x for x in nums if x is not None]
+            st = [x for x in structs if x is not None]
+            whole = sum((a is None or a == 1.0) and (b is None or b == 1.0) for a, b in zip(nums, structs, strict=True))
+            lines.append(f"| {method} | {ratio} | {statistics.fmean(ratios):.3f} | {statistics.fmean(n):.3f} / "
+                         f"{min(n):.3f} | {statistics.fmean(st):.3f} / {min(st):.3f} | {whole} of {len(texts)} |")
+    return "\n".join(lines)
+
+
 def bench_latent() -> str:
     """The shipped latent encoder: its held-out learning curve (from models/latent-minilm) and
     encoding / decoding speed on the demo document."""
@@ -537,6 +578,9 @@ def main(argv: list[str] | None = None) -> None:
         print("bench: rewrite (chunk-summarize with the guard) ...", file=sys.stderr)
         existing["Rewrite: chunk-summarize with a faithfulness guard"] = (
             f"\n{stamp}\n\n{bench_rewrite(args.work, args.measured_only)}\n\n")
+    if "structure" in sections:
+        print("bench: structure of chain-of-thought prompts ...", file=sys.stderr)
+        existing["Structure: chain-of-thought prompts"] = f"\n{stamp}\n\n{bench_structure()}\n\n"
     if "latent" in sections:
         print("bench: latent encoder ...", file=sys.stderr)
         existing["Latent: reconstruction and speed"] = f"\n{stamp}\n\n{bench_latent()}\n\n"

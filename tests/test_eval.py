@@ -86,6 +86,16 @@ def test_structure_metric():
     assert structure_kept(prompt, prompt) == 1.0
     assert structure_kept(prompt, "Question: 2+2?\nThe answer is 4.") == 0.5
     assert structure_kept("no structure here", "x") is None
+    # a labelled line counts by its label: thinning the question keeps the structure
+    assert structure_kept(prompt, "Question: 2+?\nLet's think step by step\nThe answer is 4.\nQuestion: 3?") == 1.0
+    # separators and answer lines count verbatim: a thinned answer line is lost
+    assert structure_kept(prompt, "Question: 2+?\nLet's think step by step\nanswer 4.\nQuestion: 3?") == 0.75
+    bbh = "-----\nQ: Is it?\nOptions:\n(A) yes\nA: Let's think step by step.\nSo the answer is (A).\n"
+    assert structure_kept(bbh, "-----\nQ: it?\nOptions:\n(A) yes\nA: Let's think step.\nSo the answer is (A).") == 0.8
+    # BBH states the answer after the last reasoning step on the same line: the statement counts
+    step = "Q: Does Ann lie?\nA: Let's think step by step.\nAnn says 3. Bob lies. So the answer is No.\n"
+    assert structure_kept(step, "Q: Ann lie?\nA: Let's think step by step.\nAnn 3. So the answer is No.") == 1.0
+    assert structure_kept(step, "Q: Ann lie?\nA: Let's think step by step.\nAnn 3. the answer No.") == 2 / 3
 
 
 def test_eval_checkpoint_reuses_rows(tmp_path):

@@ -42,19 +42,59 @@ def f1(prediction: str, answers: Sequence[str]) -> float:
     return best
 
 
-# Lines that carry a prompt's structure: example separators, step markers, answer lines.
+# Lines that carry a prompt's structure: example separators, step markers, answer lines, and
+# the labels that open an example's parts.
 _STRUCTURAL = re.compile(
-    r"^\s*(?:#{1,6}\s|Question:|Q:|A:|Answer:|Let's think step by step|Options?:|.*\bThe answer is\b)"
+    r"^\s*(?:#{1,6}\s|Question:|Q:|A:|Answer:|Let's think step by step|Options?:|.*\b(?i:the answer is)\b"
+    r"|[-=*_]{3,}\s*$)"
 )
+_LABEL = re.compile(r"^\s*(Question:|Q:|A:|Answer:|Options?:)")
+_ANSWER = re.compile(r"\b(?i:the answer is)\b")
+_SEPARATOR = re.compile(r"Let's think step by step|^\s*#{1,6}\s|^\s*[-=*_]{3,}\s*$")
+_SENTENCE_END = re.compile(r"[.!?]\s")
+
+
+def _structure_items(text: str) -> Counter:
+    """A prompt's structural items: `answer <sentence>` for an answer statement (from the start
+    of the sentence holding `the answer is` to the end of its line: BBH puts it after the last
+    reasoning step on the same line), `line <text>` for separators and step markers, `label <L>`
+    for a line opened by an example label whose text may be thinned."""
+    found: Counter = Counter()
+    for ln in text.splitlines():
+        if not _STRUCTURAL.match(ln):
+            continue
+        answer = _ANSWER.search(ln)
+        label = _LABEL.match(ln)
+        if answer:
+            starts = [m.end() for m in _SENTENCE_END.finditer(ln, 0, answer.start())]
+            tail = ln[max(starts, default=label.end() if label else 0):].strip()
+            found["answer " + tail] += 1
+        elif label and not _SEPARATOR.search(ln[label.end():]):
+            found["label " + label.group(1)] += 1
+        else:
+            found["line " + ln.strip()] += 1
+    return found
 
 
 def structure_kept(original: str, compressed: str) -> float | None:
-    """Share of the original's structural lines found verbatim among the compressed lines."""
-    wanted = [ln.strip() for ln in original.splitlines() if _STRUCTURAL.match(ln)]
+    """Share of the original's structural items (`_structure_items`) still there: answer
+    statements whole at the end of a line, separators and step markers as whole lines, labels
+    still opening a line. Counted as multisets: dropping one of eight `Question:` lines costs
+    one item."""
+    wanted = _structure_items(original)
     if not wanted:
         return None
-    have = {ln.strip() for ln in compressed.splitlines()}
-    return sum(ln in have for ln in wanted) / len(wanted)
+    lines = [ln.strip() for ln in compressed.splitlines()]
+
+    def have(key: str) -> int:
+        kind, rest = key.split(" ", 1)
+        if kind == "answer":
+            return sum(ln == rest or ln.endswith(" " + rest) for ln in lines)
+        if kind == "label":
+            return sum(ln.startswith(rest) for ln in lines)
+        return lines.count(rest)
+
+    return sum(min(n, have(k)) for k, n in wanted.items()) / sum(wanted.values())
 
 
 def bootstrap_ci(values: Sequence[float], n: int = 1000, seed: int = 0,
