@@ -1,7 +1,8 @@
 """Training pipeline of the extract model: `python -m promptzip.train STEP ...`.
 
 Steps (each resumable; files under --work, default $PROMPTZIP_HOME/train):
-  labels    teacher labels: qa (SQuAD 1.1 train answers/evidence), selfinfo (SmolLM2 on the same
+  labels    teacher labels: qa / qa-soft / qa-agnostic (SQuAD 1.1 train answers/evidence; the
+            last without question-paired examples), selfinfo (SmolLM2 on the same
             paragraphs), text (SmolLM2 on plain text, GSM8K and meetings)
   fit       fine-tune MiniLM on one or more label files (comma-separated), checkpointed
   export    ONNX fp32 + int8 from a run
@@ -58,9 +59,11 @@ def cmd_labels(args) -> None:
     done = _done_ids(out)
     groups = list(itertools.islice(((t, c, r) for t, c, r in squad_groups(SQUAD_TRAIN, train)),
                                    args.offset, args.offset + args.limit))
-    if args.source in ("qa", "qa-soft"):
+    if args.source in ("qa", "qa-soft", "qa-agnostic"):
         evidence = 1.0 if args.source == "qa" else 0.5
-        exs = (ex for t, c, r in groups for ex in qa_examples(t, c, r, evidence=evidence) if ex.id not in done)
+        asked = args.source != "qa-agnostic"
+        exs = (ex for t, c, r in groups for ex in qa_examples(t, c, r, with_queries=asked, evidence=evidence)
+               if ex.id not in done)
         n = write_examples(out, exs)
     elif args.source == "selfinfo":
         docs = ((f"{t}:{r[0]['id']}:all", c) for t, c, r in groups if f"{t}:{r[0]['id']}:all" not in done)
@@ -108,10 +111,15 @@ def cmd_validate(args) -> None:
 
 RECIPE = {  # the shipped model: `qa` labels won the comparison (MODEL_CARD.md); stage 2 goes on
     # from stage 1's weights over every training paragraph, with the question words of the
-    # evidence at 0.5 (`qa-soft`) so answers rank above what the reader already has
-    "labels": {"qa.jsonl": ("qa", 3000), "qa-soft.jsonl": ("qa-soft", 30000)},  # file -> (source, paragraphs)
+    # evidence at 0.5 (`qa-soft`) so answers rank above what the reader already has; stage 3 goes
+    # on longer over the same paragraphs with the query-agnostic examples drawn three times as
+    # often (18% of stage 2's examples, 39% of stage 3's)
+    "labels": {"qa.jsonl": ("qa", 3000), "qa-soft.jsonl": ("qa-soft", 30000),  # file -> (source, paragraphs)
+               "qa-agnostic.jsonl": ("qa-agnostic", 30000)},
     "stages": [{"run": "stage1", "data": ["qa.jsonl"], "steps": 1000, "lr": 1e-4},
-               {"run": "stage2", "data": ["qa-soft.jsonl"], "steps": 1500, "lr": 5e-5, "init": "stage1"}],
+               {"run": "stage2", "data": ["qa-soft.jsonl"], "steps": 1500, "lr": 5e-5, "init": "stage1"},
+               {"run": "stage3", "data": ["qa-soft.jsonl", "qa-agnostic.jsonl", "qa-agnostic.jsonl"],
+                "steps": 2000, "lr": 5e-5, "init": "stage2"}],
     "batch": 8, "max_len": 256, "seed": 0,
 }
 
@@ -171,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work", type=Path, default=None)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("labels")
-    p.add_argument("--source", choices=("qa", "qa-soft", "selfinfo", "text"), required=True)
+    p.add_argument("--source", choices=("qa", "qa-soft", "qa-agnostic", "selfinfo", "text"), required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--limit", type=int, default=2000, help="paragraphs (qa/selfinfo) or documents (text)")
     p.add_argument("--offset", type=int, default=0)

@@ -16,11 +16,33 @@ from .validate import validate
 DATA = [
     ("SQuAD 1.1 train (../shared/corpora/qa/squad_v1_train.jsonl), articles not held out (every 20th "
      "article, by title, is held out for validation): stage 1 the first 3,000 paragraphs (`qa` labels), "
-     "stage 2 all of them (`qa-soft` labels)", "CC BY-SA 4.0"),
+     "stage 2 all of them (`qa-soft` labels), stage 3 all of them again (`qa-soft`, with the query-agnostic "
+     "examples drawn three times as often)", "CC BY-SA 4.0"),
 ]
 
 
-def ship(export_dir: Path, runs: list[Path], out: Path, recipe: dict, compare: Path | None = None) -> dict:
+HISTORY = "## What moved the numbers"
+COMPARED = "## Label sources compared"
+
+
+def _sections(text: str) -> dict[str, str]:
+    """`## ` sections of a card: title line -> body (without the title line)."""
+    out: dict[str, str] = {}
+    title = None
+    for line in text.splitlines(keepends=True):
+        if line.startswith("## "):
+            title = line.rstrip("\n")
+            out[title] = ""
+        elif title is not None:
+            out[title] += line
+    return out
+
+
+def ship(export_dir: Path, runs: list[Path], out: Path, recipe: dict, compare: Path | None = None,
+         earlier: list[dict] = ()) -> dict:
+    """Validate the export and write it, its manifest and model card into `out`. `earlier`: the
+    training records of stages run on another machine (from the manifest being replaced), for
+    a model that went on from the shipped one (`python -m promptzip.train from-onnx`)."""
     results = validate(export_dir, limit=300, precision="int8")
     results_fp32 = validate(export_dir, limit=300, precision="fp32")
     for res in (results, results_fp32):
@@ -29,7 +51,7 @@ def ship(export_dir: Path, runs: list[Path], out: Path, recipe: dict, compare: P
     for name in ("model.int8.onnx", "tokenizer.json"):
         shutil.copy(export_dir / name, out / name)
     base = get_spec(BASE)
-    train = [json.loads((run / "train.json").read_text(encoding="utf-8")) for run in runs]
+    train = [*earlier, *(json.loads((run / "train.json").read_text(encoding="utf-8")) for run in runs)]
     manifest = {
         "name": "extract-minilm",
         "files": {n: {"sha256": sha256_file(out / n), "bytes": (out / n).stat().st_size}
@@ -48,7 +70,15 @@ def ship(export_dir: Path, runs: list[Path], out: Path, recipe: dict, compare: P
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     comparison = json.loads(compare.read_text(encoding="utf-8")) if compare and compare.is_file() else None
-    (out / "MODEL_CARD.md").write_text(card(manifest, comparison), encoding="utf-8")
+    path = out / "MODEL_CARD.md"
+    old = _sections(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    compared = next((t for t in old if t.startswith(COMPARED)), None)
+    if comparison is None and compared:  # measured on another machine: carried over
+        comparison = {"text": old[compared]}
+    # the last section is written by hand (what each change did) and kept as it was
+    hist = next((t for t in old if t.startswith(HISTORY)), None)
+    history = f"{hist}\n{old[hist]}" if hist else ""
+    path.write_text(card(manifest, comparison) + history, encoding="utf-8")
     return manifest
 
 
@@ -96,8 +126,10 @@ def card(m: dict, comparison: dict | None) -> str:
         _row("int8 (shipped)", v8),
         _row("fp32", v32), "",
     ]
-    if comparison:
-        lines += ["## Label sources compared", "",
+    if comparison and "text" in comparison:
+        lines += [COMPARED, comparison["text"].rstrip("\n"), ""]
+    elif comparison:
+        lines += [COMPARED, "",
                   "Same base, same steps and settings, validated as above (`python -m promptzip.train compare`):",
                   "", "| labels | answer kept @0.33 | achieved | answer kept @0.2 + question | achieved | "
                   "int8 = fp32 |", "|---|---:|---:|---:|---:|---:|"]
