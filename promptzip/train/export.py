@@ -123,7 +123,7 @@ def state_from_int8(int8_path: Path, out: Path) -> Path:
         value = np.ascontiguousarray(value.T if transposed else value, dtype=np.float32)
         if tuple(value.shape) != tuple(base[key].shape):
             raise RuntimeError(f"{name}: shape {value.shape} where {key} is {tuple(base[key].shape)}")
-        state[key] = torch.from_numpy(value)
+        state[key] = torch.from_numpy(value.copy())  # the onnx arrays are read-only views
     missing = sorted(set(base) - set(state))
     if missing:
         raise RuntimeError(f"{int8_path} does not give {missing[:3]}")
