@@ -13,7 +13,7 @@ from promptzip.cli import app
 from promptzip.errors import InputError, ModelError
 from promptzip.latent import codec
 
-from .conftest import needs_models
+from .conftest import needs_models, needs_shared
 
 HEADER = {"encoder": "latent-minilm", "encoder_sha256": "a" * 64, "decoder": "smollm2-135m-instruct",
           "decoder_sha256": "b" * 64, "k": "16", "rate": "4", "chunk_tokens": "64",
@@ -73,3 +73,20 @@ def test_cli_compress_decode_ask_and_mismatch(tmp_path):
                                   "encoder_sha256": "0" * 64})
     res = runner.invoke(app, ["decode", str(bad)])
     assert res.exit_code == 3 and "encoder_sha256" in res.output
+
+
+@needs_models
+@needs_shared
+def test_probe_optimizes_vectors_through_the_frozen_decoder():
+    """The capacity probe: a few Adam steps on the input vectors alone lower the decoder's
+    reconstruction loss (the decoder itself is frozen), and the greedy output is scored."""
+    pytest.importorskip("torch")
+    from promptzip.latent.probe import probe
+
+    res = probe(k=16, steps=4, n_chunks=1, lr=0.05, log=lambda _: None)
+    losses = [c["loss"] for c in res["curve"]]
+    assert losses[-1] < losses[0]
+    assert 0.0 <= res["precision"] <= 1.0 and 0.0 <= res["token_em"] <= 1.0
+    assert res["ratio"] == 4.0
+    with pytest.raises(ValueError):
+        probe(k=5, steps=1)
