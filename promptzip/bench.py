@@ -530,8 +530,9 @@ def bench_latent() -> str:
         "### Speed on the demo document (2 cores)", "", *speed])
 
 
-def _sections(text: str) -> dict[str, str]:
-    """'## Title' sections of an existing BENCHMARKS.md (so a partial run keeps the others)."""
+def md_sections(text: str) -> dict[str, str]:
+    """'## Title' sections of a Markdown file: title -> body (an existing BENCHMARKS.md, so a partial
+    run keeps the others; a model card's hand-written sections)."""
     found: dict[str, str] = {}
     title = None
     for line in text.splitlines():
@@ -560,33 +561,27 @@ def main(argv: list[str] | None = None) -> None:
         return
     sections = args.sections.split(",")
     stamp = f"Machine: {machine()}. Date: {dt.date.today().isoformat()}."
-    existing = _sections(args.out.read_text(encoding="utf-8")) if args.out.exists() else {}
-    if "pipeline" in sections:
-        print("bench: pipeline throughput and memory ...", file=sys.stderr)
-        existing[f"Pipeline throughput and memory ({args.size_mb} MB input)"] = (
-            f"\n{stamp}\n\n{bench_pipeline(args.work, args.size_mb)}\n\n")
-    if "ratio" in sections:
-        print("bench: achieved vs requested ratio ...", file=sys.stderr)
-        existing["Achieved vs requested ratio"] = f"\n{stamp}\n\n{bench_ratio()}\n\n"
-    if "extract" in sections:
-        print("bench: extract speed on a 100k-token document ...", file=sys.stderr)
-        existing["Extract speed (100k-token document)"] = f"\n{stamp}\n\n{bench_extract(args.work)}\n\n"
-    if "rag" in sections:
-        print("bench: rag (multi-passage SQuAD) ...", file=sys.stderr)
-        existing["RAG: multi-passage SQuAD"] = f"\n{stamp}\n\n{bench_rag(args.work)}\n\n"
-    if "rewrite" in sections:
-        print("bench: rewrite (chunk-summarize with the guard) ...", file=sys.stderr)
-        existing["Rewrite: chunk-summarize with a faithfulness guard"] = (
-            f"\n{stamp}\n\n{bench_rewrite(args.work, args.measured_only)}\n\n")
-    if "structure" in sections:
-        print("bench: structure of chain-of-thought prompts ...", file=sys.stderr)
-        existing["Structure: chain-of-thought prompts"] = f"\n{stamp}\n\n{bench_structure()}\n\n"
-    if "latent" in sections:
-        print("bench: latent encoder ...", file=sys.stderr)
-        existing["Latent: reconstruction and speed"] = f"\n{stamp}\n\n{bench_latent()}\n\n"
-    if "fidelity" in sections:
-        only = [d for d in args.datasets.split(",") if d]
-        existing["Fidelity"] = f"\n{stamp}\n\n{bench_fidelity(args.work, args.methods, only, args.measured_only)}\n\n"
+    existing = md_sections(args.out.read_text(encoding="utf-8")) if args.out.exists() else {}
+    only = [d for d in args.datasets.split(",") if d]
+    jobs = [  # (section, title in BENCHMARKS.md, what it measures, the measurement)
+        ("pipeline", f"Pipeline throughput and memory ({args.size_mb} MB input)", "pipeline throughput and memory",
+         lambda: bench_pipeline(args.work, args.size_mb)),
+        ("ratio", "Achieved vs requested ratio", "achieved vs requested ratio", bench_ratio),
+        ("extract", "Extract speed (100k-token document)", "extract speed on a 100k-token document",
+         lambda: bench_extract(args.work)),
+        ("structure", "Structure: chain-of-thought prompts", "structure of chain-of-thought prompts",
+         bench_structure),
+        ("rag", "RAG: multi-passage SQuAD", "rag (multi-passage SQuAD)", lambda: bench_rag(args.work)),
+        ("rewrite", "Rewrite: chunk-summarize with a faithfulness guard",
+         "rewrite (chunk-summarize with the guard)", lambda: bench_rewrite(args.work, args.measured_only)),
+        ("latent", "Latent: reconstruction and speed", "latent encoder", bench_latent),
+        ("fidelity", "Fidelity", "fidelity (promptzip eval)",
+         lambda: bench_fidelity(args.work, args.methods, only, args.measured_only)),
+    ]
+    for name, title, what, measure in jobs:
+        if name in sections:
+            print(f"bench: {what} ...", file=sys.stderr)
+            existing[title] = f"\n{stamp}\n\n{measure()}\n\n"
     head = ["# Benchmarks", "",
             "Written by `make bench` (`python -m promptzip.bench`); numbers are measured, never edited.",
             "Each section names the machine and date it was measured on.", ""]

@@ -32,6 +32,20 @@ def test_percentile_ranks():
     assert r.tolist() == [1.0, 0.0, 0.5, 0.5]
 
 
+def _both_probs(model, sc, words):
+    """The first window of `words`: (ids, types, the torch model's keep probabilities, the
+    scorer's ONNX session's)."""
+    import torch
+
+    ids, types, _, _ = sc.plan(words, None)[0]
+    with torch.inference_mode():
+        ref = torch.sigmoid(model(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long),
+                                  torch.tensor([types])))[0].numpy()
+    got = sc.sess.run(["probs"], {"input_ids": np.array([ids]), "attention_mask": np.ones((1, len(ids)), dtype=np.int64),
+                                  "token_type_ids": np.array([types])})[0][0]
+    return ids, types, ref, got
+
+
 @needs_models
 def test_fit_resumes_and_export_matches_torch(tmp_path):
     torch = pytest.importorskip("torch")
@@ -57,12 +71,7 @@ def test_fit_resumes_and_export_matches_torch(tmp_path):
     model.load_state_dict(state["model"])
     model.eval()
     sc = Scorer(tmp_path / "onnx", "fp32", max_len=64, overlap=0)
-    ids, types, owner, _ = sc.plan(words, None)[0]
-    with torch.inference_mode():
-        ref = torch.sigmoid(model(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long),
-                                  torch.tensor([types])))[0].numpy()
-    got = sc.sess.run(["probs"], {"input_ids": np.array([ids]), "attention_mask": np.ones((1, len(ids)), dtype=np.int64),
-                                  "token_type_ids": np.array([types])})[0][0]
+    ids, _, ref, got = _both_probs(model, sc, words)
     assert np.abs(ref - got).max() < 1e-4
     int8 = Scorer(tmp_path / "onnx", "int8", max_len=64, overlap=0).probs(words)
     assert out["int8"].stat().st_size < out["fp32"].stat().st_size / 3
@@ -96,12 +105,7 @@ def test_state_from_int8_continues_the_shipped_model(tmp_path):
     model.eval()
     words, _ = words_of(PARA)
     sc = Scorer(shipped, "int8", max_len=64, overlap=0)
-    ids, types, _, _ = sc.plan(words, None)[0]
-    with torch.inference_mode():
-        mine = torch.sigmoid(model(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long),
-                                   torch.tensor([types])))[0].numpy()
-    theirs = sc.sess.run(["probs"], {"input_ids": np.array([ids]), "attention_mask": np.ones((1, len(ids)), dtype=np.int64),
-                                     "token_type_ids": np.array([types])})[0][0]
+    _, _, mine, theirs = _both_probs(model, sc, words)
     # int8 matmuls quantize activations too, so not equal; a fresh head would be near 0.5 everywhere
     assert np.corrcoef(mine, theirs)[0, 1] > 0.95
     assert np.abs(mine - theirs).mean() < 0.05

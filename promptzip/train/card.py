@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+from ..bench import md_sections
 from ..fileutil import sha256_file
 from ..runtime.store import get_spec
 from .finetune import BASE
@@ -21,21 +22,8 @@ DATA = [
 ]
 
 
-HISTORY = "## What moved the numbers"
-COMPARED = "## Label sources compared"
-
-
-def _sections(text: str) -> dict[str, str]:
-    """`## ` sections of a card: title line -> body (without the title line)."""
-    out: dict[str, str] = {}
-    title = None
-    for line in text.splitlines(keepends=True):
-        if line.startswith("## "):
-            title = line.rstrip("\n")
-            out[title] = ""
-        elif title is not None:
-            out[title] += line
-    return out
+HISTORY = "What moved the numbers"
+COMPARED = "Label sources compared"
 
 
 def ship(export_dir: Path, runs: list[Path], out: Path, recipe: dict, compare: Path | None = None,
@@ -71,13 +59,13 @@ def ship(export_dir: Path, runs: list[Path], out: Path, recipe: dict, compare: P
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     comparison = json.loads(compare.read_text(encoding="utf-8")) if compare and compare.is_file() else None
     path = out / "MODEL_CARD.md"
-    old = _sections(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    old = md_sections(path.read_text(encoding="utf-8")) if path.is_file() else {}
     compared = next((t for t in old if t.startswith(COMPARED)), None)
     if comparison is None and compared:  # measured on another machine: carried over
         comparison = {"text": old[compared]}
     # the last section is written by hand (what each change did) and kept as it was
     hist = next((t for t in old if t.startswith(HISTORY)), None)
-    history = f"{hist}\n{old[hist]}" if hist else ""
+    history = f"## {hist}\n{old[hist]}" if hist else ""
     path.write_text(card(manifest, comparison) + history, encoding="utf-8")
     return manifest
 
@@ -127,9 +115,9 @@ def card(m: dict, comparison: dict | None) -> str:
         _row("fp32", v32), "",
     ]
     if comparison and "text" in comparison:
-        lines += [COMPARED, comparison["text"].rstrip("\n"), ""]
+        lines += [f"## {COMPARED}", comparison["text"].rstrip("\n"), ""]
     elif comparison:
-        lines += [COMPARED, "",
+        lines += [f"## {COMPARED}", "",
                   "Same base, same steps and settings, validated as above (`python -m promptzip.train compare`):",
                   "", "| labels | answer kept @0.33 | achieved | answer kept @0.2 + question | achieved | "
                   "int8 = fp32 |", "|---|---:|---:|---:|---:|---:|"]
