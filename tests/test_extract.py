@@ -176,3 +176,26 @@ def test_phrases_are_kept_or_dropped_whole():
             assert len(set(free)) <= 1, (words[a:b], kept[a:b])
         off = compress(PASSAGE, method="extract", ratio=0.33, query=query, word_scores=True, phrases="off")
         assert abs(off.report.ratio - res.report.ratio) <= 0.03
+
+
+NUMBER_DENSE = ("The 2008 survey counted 4,312 households in 17 villages, 2,905 of them within 12 km of the "
+                "river; 61% had lost a house, 38% a harvest and 9% both. Relief arrived after 6 days, "
+                "when 1,200 tents, 340 tonnes of rice and 85 doctors reached the valley. The mayor of the "
+                "district, Elena Brankovic, asked the province for a second bridge.")
+
+
+def test_with_a_question_numbers_compete_for_the_budget():
+    """Without a question every number is kept (here past the budget); with one, numbers are
+    scored like other words, so the ratio holds and the words the question needs have room;
+    `-p numbers=keep` restores the protection."""
+    numbers = re.findall(r"\d[\d,.]*%?", NUMBER_DENSE)
+    q = "Who asked the province for a second bridge?"
+    plain = compress(NUMBER_DENSE, method="extract", ratio=0.2)
+    assert all(n in plain.text for n in numbers)
+    assert plain.report.ratio > 0.3
+    asked = compress(NUMBER_DENSE, method="extract", ratio=0.2, query=q)
+    assert abs(asked.report.ratio - 0.2) <= 0.03, asked.report.ratio
+    assert "Brankovic" in asked.text
+    assert sum(n in asked.text for n in numbers) < len(numbers)
+    kept = compress(NUMBER_DENSE, method="extract", ratio=0.2, query=q, numbers="keep")
+    assert all(n in kept.text for n in numbers)

@@ -13,7 +13,10 @@ list markers, structural lines and `--force` units are always kept; blocks (code
 JSON, headings) are single items scored by their mean probability.
 
 With `--query`, the question is read before each window (`[CLS] question [SEP] words [SEP]`),
-which the model was trained for.
+which the model was trained for, and numbers compete for the budget by score (kept or dropped
+whole) instead of being always kept: the question says which numbers matter, and in a
+number-dense passage the protected numbers alone would fill a small budget (`-p numbers=keep`
+keeps them all the same).
 """
 
 from __future__ import annotations
@@ -125,7 +128,7 @@ class Extract(Compressor):
     name = "extract"
     description = "Learned word keep/drop classifier (fine-tuned MiniLM-L6, ONNX int8); fast, query-aware."
     query_aware = True
-    version = "2"  # 2: phrase-aware scores
+    version = "3"  # 2: phrase-aware scores; 3: numbers scored with a query
     params = (
         Param("model", str, "", "model folder (default: the shipped models/extract-minilm)"),
         Param("precision", str, "int8", "which ONNX file to run", ("int8", "fp32")),
@@ -139,6 +142,9 @@ class Extract(Compressor):
               "(off = every word on its own)", ("on", "off")),
         Param("bridge", float, 0.9, "a word between two well-scored ones scores this times the lesser "
               "of theirs (0 = off)"),
+        Param("numbers", str, "auto", "numbers: always kept (keep), or kept or dropped whole by score "
+              "like other words (score; a question says which numbers matter); auto = keep without "
+              "--query, score with it", ("auto", "keep", "score")),
         Param("keep_names", str, "off", "keep every name and date word (as the rewrite guard finds them) "
               "even past the budget", ("on", "off")),
     )
@@ -160,6 +166,9 @@ class Extract(Compressor):
             ctx.emit_words(np.zeros(0, dtype=bool), w.word_start)
             return
         p = scorer.probs(w.words, ctx.request.query)
+        numbers = self.settings["numbers"]
+        if numbers == "score" or (numbers == "auto" and ctx.request.query):
+            w.score_numbers()
         if self.settings["keep_names"] == "on":
             w.must = w.must | name_words(w)
         on = self.settings["phrases"] == "on"

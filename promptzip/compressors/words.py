@@ -32,6 +32,12 @@ class Words:
     unit_of: np.ndarray  # unit index per word
     word_start: np.ndarray  # first word of each unit, plus the end
     block: np.ndarray  # bool per word: the item is a whole block
+    number: np.ndarray  # bool per word: must be kept only because it holds a number
+
+    def score_numbers(self) -> None:
+        """Let numbers compete for the budget by score like other words (still kept or dropped
+        whole): for query-aware compression, where the question says which numbers matter."""
+        self.must = self.must & ~self.number
 
     def costs(self, ctx: Context) -> np.ndarray:
         """Target-tokenizer cost of each item: a word counted with its leading space, a block
@@ -55,6 +61,7 @@ def collect_words(ctx: Context) -> Words:
     unit_of: list[int] = []
     block: list[bool] = []
     spans: list[tuple[int, int]] = []
+    number: list[bool] = []
     word_start = [0]
     parts: list[str] = []
     pos = 0
@@ -76,7 +83,10 @@ def collect_words(ctx: Context) -> Words:
             spans.append((pos + s, pos + e))
             marker = n == 0 and (kinds[i] == Kind.LINE or bool(_LEAD_LABEL.match(text[s:e])))
             again = recurring is not None and recurring[text.count("\n", 0, s)]
-            must.append(forced or protected or marker or structural or again)
+            other = forced or marker or structural or again
+            numeric = protected and not other and _only_number(text[s:e])
+            must.append(other or protected)
+            number.append(numeric)
             forced_words.append(forced)
             unit_of.append(i)
             block.append(not thin)
@@ -85,7 +95,13 @@ def collect_words(ctx: Context) -> Words:
     return Words("".join(parts), words, np.asarray(spans, dtype=np.int64).reshape(-1, 2),
                  np.asarray(must, dtype=bool), np.asarray(forced_words, dtype=bool),
                  np.asarray(unit_of, dtype=np.int64),
-                 np.asarray(word_start, dtype=np.int64), np.asarray(block, dtype=bool))
+                 np.asarray(word_start, dtype=np.int64), np.asarray(block, dtype=bool),
+                 np.asarray(number, dtype=bool))
+
+
+def _only_number(piece: str) -> bool:
+    """A protected piece whose protection is a number (not inline code, a URL or an e-mail)."""
+    return not ("`" in piece or "://" in piece or "www." in piece or "@" in piece)
 
 
 def _recurring_lines(text: str, seen: Counter) -> list[bool] | None:
