@@ -59,10 +59,12 @@ def test_cli_compress_decode_ask_and_mismatch(tmp_path):
     src.write_text("The river Alder runs through the town of Aldermoor. The bridge was built in 1820 "
                    "and rebuilt after the flood of 1911.", encoding="utf-8")
     out = tmp_path / "in.safetensors"
-    res = runner.invoke(app, ["compress", str(src), "-m", "latent", "-o", str(out), "-p", "rate=8"])
+    res = runner.invoke(app, ["compress", str(src), "-m", "latent", "-o", str(out), "-p", "rate=8",
+                              "-p", "refine=2"])
     assert res.exit_code == 0, res.output
     lf = codec.read(out)
     assert lf.header["rate"] == "8" and int(lf.header["original_tokens"]) > 0
+    assert lf.header["refine_steps"] == "2" and len(json.loads(lf.header["refine_loss"])) == len(lf.latents)
     assert sum(len(x) for x in lf.latents) * 8 >= int(lf.header["original_tokens"])
     res = runner.invoke(app, ["decode", str(out)])
     assert res.exit_code == 0 and res.output.strip()
@@ -90,3 +92,58 @@ def test_probe_optimizes_vectors_through_the_frozen_decoder():
     assert res["ratio"] == 4.0
     with pytest.raises(ValueError):
         probe(k=5, steps=1)
+
+
+SENTENCE = "The stone bridge over the river Alder was built in 1820 and rebuilt after the flood of 1911."
+
+
+@needs_models
+def test_refinement_makes_the_frozen_decoder_reproduce_the_text():
+    """Refinement moves the latents (4x) until the decoder repeats the sentence: the
+    reconstruction from the refined latents is (nearly) exact and far better than from the
+    starting point; the decoder's weights are untouched and left as they were."""
+    pytest.importorskip("torch")
+    from promptzip.eval.metrics import precision
+    from promptzip.latent.runtime import runtime
+
+    rt = runtime()
+    _, model = rt.lm
+    before = [p.detach().clone() for p in list(model.parameters())[:3]]
+    flags = [p.requires_grad for p in model.parameters()]
+    start, _ = rt.encode(SENTENCE, 4, refine=0)
+    latents, header = rt.encode(SENTENCE, 4, refine=150)
+    assert len(latents) == 1 and len(latents[0]) * 4 >= int(header["original_tokens"])
+    p0 = precision(SENTENCE, rt.decode(start).strip())
+    p1 = precision(SENTENCE, rt.decode(latents).strip())
+    assert p1 >= 0.9 and p1 > p0 + 0.3, (p0, p1)
+    assert json.loads(header["refine_loss"])[0] < 0.05  # it stopped early, under the loss threshold
+    assert all(torch_equal(a, b) for a, b in zip(before, list(model.parameters())[:3], strict=True))
+    assert flags == [p.requires_grad for p in model.parameters()]
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+@needs_models
+def test_eval_reports_reconstruction_precision_and_ask_for_latent(tmp_path):
+    from promptzip.cli import app
+
+    data = tmp_path / "qa.jsonl"
+    data.write_text(json.dumps({"id": "a", "context": SENTENCE, "question": "When was the bridge built?",
+                                "answers": ["1820"]}) + "\n", encoding="utf-8")
+    runner = CliRunner()
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["eval", str(data), "--methods", "latent", "--ratios", "0.25", "--no-embed",
+                              "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = {r["method"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    lat = rows["latent"]
+    assert lat["precision"] >= 0.9 and lat["answer_retained"] == 1.0
+    assert 0.2 <= lat["achieved_ratio"] <= 0.25 and lat["output_tokens"] * 4 >= 20
+    assert lat["em"] is not None and lat["ll_answer"] is not None
+    bad = runner.invoke(app, ["eval", str(data), "--methods", "latent", "--ratios", "0.3", "--no-reader",
+                              "--no-embed", "--out", str(tmp_path / "o")])
+    assert bad.exit_code == 2 and "0.25" in bad.output

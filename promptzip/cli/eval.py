@@ -34,7 +34,9 @@ def register(app: typer.Typer) -> None:
         methods: Annotated[str, typer.Option("--methods", help="Comma-separated methods; `random` is "
                                              "the word-dropping floor; NAME:noquery runs a query-aware "
                                              "method without the question.")] = "truncate,lexical,random",
-        ratios: Annotated[str, typer.Option("--ratios", help="Comma-separated target ratios.")] = "0.5,0.33,0.2",
+        ratios: Annotated[str, typer.Option("--ratios", help="Comma-separated target ratios (`latent`: "
+                                            "0.25,0.125,0.0625 = 4x, 8x, 16x; its rows add the "
+                                            "reconstruction's precision, and EM/F1 come from `ask`).")] = "0.5,0.33,0.2",
         limit: Annotated[int | None, typer.Option("--limit", help="First N usable rows.")] = None,
         max_chars: Annotated[int | None, typer.Option("--max-chars", help="Skip rows whose context is "
                                                       "longer than N characters.")] = None,

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
-from .common import err, handle_errors
+from .common import err, handle_errors, progress_bar
 
 
 def compress_latent(path: str | None, output: Path | None, params: dict[str, str], quiet: bool,
@@ -24,11 +24,15 @@ def compress_latent(path: str | None, output: Path | None, params: dict[str, str
     if output is None and sys.stdout.isatty():
         raise UsageError("-m latent writes binary (.safetensors); it will not go to a terminal",
                          "Give -o FILE.safetensors.")
-    rate = Latent(**params).settings["rate"]
+    settings = Latent(**params).settings
+    rate, refine = settings["rate"], settings["refine"]
+    if refine < 0:
+        raise UsageError(f"-p refine must be 0 or more, got {refine}")
     with open_document(path, errors) as doc:
         text = doc.file.read().decode("utf-8", errors="replace" if errors == "replace" else "strict")
     rt = runtime()
-    latents, header = rt.encode(text, rate)
+    with progress_bar(not quiet and refine > 0, "latent: refining (chunk-steps)") as update:
+        latents, header = rt.encode(text, rate, refine, settings["init"], update)
     if output is not None:
         codec.write(output, latents, header)
     else:  # a pipe or a file: binary is fine there
@@ -37,12 +41,14 @@ def compress_latent(path: str | None, output: Path | None, params: dict[str, str
     summary = {"method": "latent", "rate": rate, "original_tokens": int(header["original_tokens"]),
                "latents": sum(len(x) for x in latents), "chunks": len(latents), "ratio": float(header["ratio"]),
                "encode_seconds": float(header["encode_seconds"]), "encoder_sha256": header["encoder_sha256"],
-               "decoder_sha256": header["decoder_sha256"]}
+               "decoder_sha256": header["decoder_sha256"], "init": header["init"], "refine_steps": refine,
+               "refine_loss": json.loads(header["refine_loss"])}
     if report_file is not None:
         report_file.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if not quiet:
         err(f"latent: {summary['original_tokens']:,} decoder tokens -> {summary['latents']:,} vectors "
-            f"in {summary['chunks']} chunks · {summary['ratio']:.1f}x · {summary['encode_seconds'] * 1000:,.0f} ms")
+            f"in {summary['chunks']} chunks · {summary['ratio']:.1f}x · {summary['encode_seconds'] * 1000:,.0f} ms"
+            + (f" · refined: worst chunk loss {max(summary['refine_loss']):.3f}" if summary["refine_loss"] else ""))
 
 
 FileArg = Annotated[Path, typer.Argument(metavar="FILE", help="A .safetensors file from `compress -m latent -o`.")]

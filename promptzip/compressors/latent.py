@@ -9,12 +9,22 @@ from ..errors import UsageError
 from ..pipeline import Context
 from .base import Compressor, Param
 
+REFINE_DEFAULT = 200
+
 
 class Latent(Compressor):
     name = "latent"
-    description = ("Latent vectors a frozen SmolLM2 reads instead of the text (MiniLM encoder); writes a "
-                   ".safetensors file: compress -m latent -o FILE, then decode / ask.")
-    params = (Param("rate", int, 4, "decoder tokens per latent vector (compression rate)", (4, 8, 16)),)
+    description = ("Latent vectors a frozen SmolLM2 reads instead of the text (MiniLM encoder, then refined "
+                   "through the decoder: slow); writes a .safetensors file: compress -m latent -o FILE, then "
+                   "decode / ask.")
+    params = (
+        Param("rate", int, 4, "decoder tokens per latent vector (compression rate)", (4, 8, 16)),
+        Param("refine", int, REFINE_DEFAULT, "refinement steps at most per chunk: the latents are moved "
+              "through the frozen decoder until it reproduces the chunk (slow: about 0.5 s per chunk "
+              "and step on 2 cores; 0 = the encoder's latents alone)"),
+        Param("init", str, "encoder", "where refinement starts: the MiniLM encoder's latents (encoder) or "
+              "the mean of the decoder's token embeddings per latent (mean)", ("encoder", "mean")),
+    )
 
     def compress(self, ctx: Context) -> None:
         raise UsageError("-m latent writes a .safetensors file, not text",

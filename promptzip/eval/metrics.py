@@ -42,6 +42,23 @@ def f1(prediction: str, answers: Sequence[str]) -> float:
     return best
 
 
+def precision(a: str, b: str) -> float:
+    """1 - normalized character edit distance (C3's decoding precision)."""
+    if not a and not b:
+        return 1.0
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return 1.0 - prev[-1] / max(len(a), len(b))
+
+
+def token_match(ref: list[int], got: list[int]) -> float:
+    return sum(1 for i, t in enumerate(ref) if i < len(got) and got[i] == t) / max(len(ref), 1)
+
+
 # Lines that carry a prompt's structure: example separators, step markers, answer lines, and
 # the labels that open an example's parts.
 _STRUCTURAL = re.compile(

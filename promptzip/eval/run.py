@@ -24,12 +24,12 @@ from ..pipeline import compress
 from ..tokens import TokenCounter, load_tokenizer
 from .baselines import random_drop
 from .data import EvalItem
-from .metrics import answer_retained, bootstrap_ci, exact_match, f1, structure_kept
+from .metrics import answer_retained, bootstrap_ci, exact_match, f1, precision, structure_kept
 from .peers import PEERS, run_peers
 
 NO_QUERY = "noquery"  # `NAME:noquery` runs a query-aware method without the question
 EVAL_ONLY = {"random": "random word dropping at the requested ratio (a floor)", **PEERS}
-METRICS = ("achieved_ratio", "answer_retained", "numbers_kept", "names_kept", "entities_kept",
+METRICS = ("achieved_ratio", "precision", "answer_retained", "numbers_kept", "names_kept", "entities_kept",
            "invented_numbers", "structure_kept", "embed_sim", "ll_answer", "ll_delta", "em", "f1", "tokens_per_s")
 
 
@@ -54,6 +54,7 @@ class Row:
     structure_kept: float | None = None  # documents: share of structural lines kept verbatim
     entities_kept: float | None = None  # names as the rewrite guard sees them (not sentence starts)
     invented_numbers: int | None = None  # distinct numbers in the output that the input lacks
+    precision: float | None = None  # `latent`: 1 - character edit distance of the reconstruction
 
 
 def _fidelity(original: str, compressed: str) -> tuple[float | None, float | None]:
@@ -62,6 +63,28 @@ def _fidelity(original: str, compressed: str) -> tuple[float | None, float | Non
     tracker.output(compressed)
     res = tracker.result()
     return res.numbers_kept, res.names_kept
+
+
+LATENT_RATES = {0.25: 4, 0.125: 8, 0.0625: 16}
+
+
+def latent_rate(ratio: float) -> int:
+    for r, rate in LATENT_RATES.items():
+        if abs(ratio - r) < 1e-3:
+            return rate
+    raise UsageError(f"latent runs at 4x, 8x or 16x, i.e. --ratios from 0.25,0.125,0.0625 (got {ratio})")
+
+
+def latent_with(item: EvalItem, ratio: float, ask: bool) -> tuple[str, int, int, str | None]:
+    """`latent` in the loop: (reconstruction, latent vectors, decoder tokens, the decoder's
+    answer read from the latents with `ask`, when asked)."""
+    from ..compressors.latent import REFINE_DEFAULT
+    from ..latent.runtime import runtime
+
+    rt = runtime()
+    latents, header = rt.encode(item.context, latent_rate(ratio), REFINE_DEFAULT, "encoder")
+    answer = rt.ask(latents, item.question) if ask and item.question else None
+    return rt.decode(latents), sum(len(x) for x in latents), int(header["original_tokens"]), answer
 
 
 def compress_with(method: str, item: EvalItem, ratio: float, counter: TokenCounter,
@@ -141,6 +164,9 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
             get_method(name)  # unknown names fail before any work
             if mode not in ("", NO_QUERY):
                 raise UsageError(f"unknown method mode {m!r}", f"Use NAME or NAME:{NO_QUERY}.")
+    if "latent" in methods:
+        for r in ratios:
+            latent_rate(r)  # 4x, 8x, 16x only: fail before any work
     ckpt = checkpoint or Checkpoint(None, {})
     precomputed = {}
     for m in methods:
@@ -186,11 +212,20 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
                     failed[method] = failed.get(method, 0) + 1  # the peer failed on this item
                     continue
                 t0 = time.perf_counter()
-                text, measured = compress_with(method, item, ratio, counter, precomputed)
-                secs = measured if measured is not None else time.perf_counter() - t0
-                n_out = counter.count(text)
-                row = Row(item.id, method, ratio, n_out / n_in if n_in else 1.0, n_in, n_out, secs,
-                          n_in / secs if secs > 0 else 0.0)
+                answer = None
+                if method == "latent":  # the compressed form is vectors; its text is the reconstruction
+                    text, vectors, dec_tokens, answer = latent_with(item, ratio, bool(generate and item.kind == "qa"))
+                    secs = time.perf_counter() - t0
+                    row = Row(item.id, method, ratio, vectors / max(dec_tokens, 1), n_in, vectors, secs,
+                              n_in / secs if secs > 0 else 0.0, precision=precision(item.context, text))
+                    if answer is not None:
+                        row.em, row.f1 = exact_match(answer, item.answers), f1(answer, item.answers)
+                else:
+                    text, measured = compress_with(method, item, ratio, counter, precomputed)
+                    secs = measured if measured is not None else time.perf_counter() - t0
+                    n_out = counter.count(text)
+                    row = Row(item.id, method, ratio, n_out / n_in if n_in else 1.0, n_in, n_out, secs,
+                              n_in / secs if secs > 0 else 0.0)
                 row.numbers_kept, row.names_kept = _fidelity(item.context, text)
                 guard = retention([facts_of(item.context)], [text])
                 row.entities_kept, row.invented_numbers = guard["names_kept"], guard["invented_numbers"]
@@ -200,15 +235,16 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
                     row.embed_sim = embedder.similarity(item.context, text)
                 if item.kind == "document":
                     row.structure_kept = structure_kept(item.context, text)
-                fresh.append((row, text))
+                fresh.append((row, text, answer is not None))
         if reader and gold and fresh:  # the reader reads an item's new rows in one batch
-            texts = [t for _, t in fresh]
-            for (row, _), ll in zip(fresh, reader.answer_logprobs(texts, item.question, gold), strict=True):
+            texts = [t for _, t, _ in fresh]
+            for (row, _, _), ll in zip(fresh, reader.answer_logprobs(texts, item.question, gold), strict=True):
                 row.ll_answer, row.ll_delta = ll, ll - base_ll
-            if generate and item.kind == "qa":
-                for (row, _), pred in zip(fresh, reader.generate_many(texts, item.question), strict=True):
+            todo = [(row, t) for row, t, answered in fresh if not answered]  # latent rows answered with `ask`
+            if generate and item.kind == "qa" and todo:
+                for (row, _), pred in zip(todo, reader.generate_many([t for _, t in todo], item.question), strict=True):
                     row.em, row.f1 = exact_match(pred, item.answers), f1(pred, item.answers)
-        for row, _ in fresh:
+        for row, _, _ in fresh:
             ckpt.add(row)
             rows.append(row)
             done += 1

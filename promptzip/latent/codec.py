@@ -5,7 +5,9 @@ Tensors: `latents.{i}` (K x 576 float32) per chunk. Header (safetensors `__metad
 strings): `format` ("promptzip-latent"), `version` ("1"), `encoder` and `encoder_sha256` (the
 adapter file), `decoder` and `decoder_sha256` (SmolLM2's weights), `k`, `chunk_tokens`,
 `chunks` (JSON list of [start, end] character offsets of each chunk in the source),
-`original_tokens` (decoder tokens of the source), `ratio` (original tokens / latent vectors).
+`original_tokens` (decoder tokens of the source), `ratio` (original tokens / latent vectors),
+`init` and `refine_steps` (how the latents were made) and `refine_loss` (JSON list: each chunk's
+teacher-forced loss after refinement, empty without it).
 
 Reading checks the header against the installed models before anything is decoded: another
 encoder or decoder, a missing field or another format version is a `ModelError` (exit 3), never

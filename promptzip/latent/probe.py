@@ -19,8 +19,9 @@ import time
 
 import torch
 
+from ..eval.metrics import precision, token_match
 from .model import HEAD, REPEAT, LatentConfig, load_bases
-from .train import EVAL_FILE, chunk_ids, precision, read_texts, token_match
+from .train import EVAL_FILE, chunk_ids, read_texts
 
 
 def probe(k: int, steps: int, n_chunks: int = 4, lr: float = 0.05, log=print) -> dict:

@@ -3,8 +3,9 @@
 Encoder path: MiniLM with the adapter's LoRA merged, exported once to ONNX (fp32) into the
 model store from the base weights and `models/latent-minilm/adapter.safetensors` (the base is
 not ours to commit, the adapter is small); the pooled readout, projector, norm and scale run in
-numpy. Decoder path: the frozen SmolLM2 in torch, fed the latents through `inputs_embeds`,
-greedy. The text is cut into chunks of `chunk_tokens` SmolLM2 tokens; each chunk becomes
+numpy. Refinement (`promptzip.latent.refine`, optional, on by default in the CLI) then moves
+each chunk's latents through the frozen decoder until it repeats the chunk. Decoder path: the
+frozen SmolLM2 in torch, fed the latents through `inputs_embeds`, greedy. The text is cut into chunks of `chunk_tokens` SmolLM2 tokens; each chunk becomes
 `ceil(tokens / rate)` latents (the pooled readout serves any count).
 """
 
@@ -92,31 +93,70 @@ class LatentRuntime:
         x = (x - mu) / np.sqrt(var + 1e-5) * w["norm.weight"] + w["norm.bias"]
         return (x * w["scale"]).astype(np.float32)
 
-    def encode(self, text: str, rate: int = 4) -> tuple[list[np.ndarray], dict]:
+    def encode(self, text: str, rate: int = 4, refine: int = 0, init: str = "encoder",
+               progress=None) -> tuple[list[np.ndarray], dict]:
+        """The text cut into chunks of `chunk_tokens` decoder tokens, each encoded by
+        `encode_ids`; returns the latents and the file header."""
         tok, _ = self.lm
         enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
         ids, offsets = enc["input_ids"], enc["offset_mapping"]
-        latents, spans = [], []
         t0 = time.perf_counter()
-        for lo in range(0, len(ids), self.chunk_tokens):
-            part = ids[lo:lo + self.chunk_tokens]
-            start, end = offsets[lo][0], offsets[lo + len(part) - 1][1]
-            piece = tok.decode(part)
-            sub = self.tok.encode(piece)
+        los = range(0, len(ids), self.chunk_tokens)
+        parts = [ids[lo:lo + self.chunk_tokens] for lo in los]
+        spans = [[offsets[lo][0], offsets[lo + len(p) - 1][1]] for lo, p in zip(los, parts, strict=True)]
+        latents, losses, _ = self.encode_ids(parts, rate, refine, init, progress)
+        header = {**self.expect(), "k": str(max(1, self.chunk_tokens // rate)), "rate": str(rate),
+                  "chunk_tokens": str(self.chunk_tokens), "chunks": json.dumps(spans),
+                  "original_tokens": str(len(ids)),
+                  "ratio": f"{len(ids) / max(1, sum(len(x) for x in latents)):.3f}",
+                  "init": init, "refine_steps": str(refine),
+                  "refine_loss": json.dumps([round(x, 4) for x in losses]),
+                  "encode_seconds": f"{time.perf_counter() - t0:.3f}"}
+        return latents, header
+
+    def encode_ids(self, parts: list[list[int]], rate: int = 4, refine: int = 0, init: str = "encoder",
+                   progress=None) -> tuple[list[np.ndarray], list[float], list[int]]:
+        """Latents per chunk of decoder token ids, `ceil(len / rate)` each: the encoder's
+        (`init="encoder"`) or the mean of the decoder's own token embeddings over each latent's
+        run of tokens (`init="mean"`), then up to `refine` steps of refinement through the
+        decoder (`promptzip.latent.refine`; `progress(done, total)` counts chunk-steps). Returns the
+        latents, each chunk's final teacher-forced loss and its refinement steps (both empty
+        without refinement)."""
+        if init not in ("encoder", "mean"):
+            raise ValueError(f"init must be 'encoder' or 'mean', not {init!r}")
+        tok, model = self.lm
+        latents = []
+        for part in parts:
+            k = max(1, math.ceil(len(part) / rate))
+            if init == "mean":
+                latents.append(self.mean_init(model, part, k))
+                continue
+            sub = self.tok.encode(tok.decode(part))
             sub_ids = sub.ids[:self.max_subwords - 1] + [sub.ids[-1]] if len(sub.ids) > self.max_subwords else sub.ids
             arr = np.asarray([sub_ids], dtype=np.int64)
             mask = np.ones_like(arr)
             states = self.sess.run(["last_hidden_state"], {"input_ids": arr, "attention_mask": mask,
                                                            "token_type_ids": np.zeros_like(arr)})[0][0]
-            k = max(1, math.ceil(len(part) / rate))
             latents.append(self.head(states, mask[0], k))
-            spans.append([start, end])
-        header = {**self.expect(), "k": str(max(1, self.chunk_tokens // rate)), "rate": str(rate),
-                  "chunk_tokens": str(self.chunk_tokens), "chunks": json.dumps(spans),
-                  "original_tokens": str(len(ids)),
-                  "ratio": f"{len(ids) / max(1, sum(len(x) for x in latents)):.3f}",
-                  "encode_seconds": f"{time.perf_counter() - t0:.3f}"}
-        return latents, header
+        if refine <= 0 or not parts:
+            return latents, [], []
+        from .model import HEAD, REPEAT
+        from .refine import refine as run_refine
+
+        done = run_refine(model, tok(HEAD, add_special_tokens=False)["input_ids"],
+                          tok(REPEAT, add_special_tokens=False)["input_ids"],
+                          tok.convert_tokens_to_ids("<|im_end|>"), latents, parts, refine, progress=progress)
+        return done.latents, done.losses, done.steps
+
+    @staticmethod
+    def mean_init(model, part: list[int], k: int) -> np.ndarray:
+        """Mean of the decoder's token embeddings over each of k contiguous runs of the chunk."""
+        import torch
+
+        with torch.inference_mode():
+            e = model.get_input_embeddings()(torch.tensor(part)).float().numpy()
+        runs = (np.arange(len(part)) * k) // len(part)
+        return np.stack([e[runs == j].mean(axis=0) for j in range(k)]).astype(np.float32)
 
     def _generate(self, prefix_ids: list[int], latents: np.ndarray, tail_ids: list[int], max_new: int) -> str:
         import torch

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from ..eval.metrics import precision, token_match
 from .model import CONTINUE, HEAD, REPEAT, LatentConfig, build, load_bases
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "corpora"
@@ -122,23 +123,6 @@ class Batcher:
                                max_new_tokens=max_new or self.cfg.chunk_tokens + 8, do_sample=False,
                                eos_token_id=self.end[0], pad_token_id=self.end[0])
         return [[t for t in row.tolist() if t != self.end[0]] for row in out]
-
-
-def precision(a: str, b: str) -> float:
-    """1 - normalized character edit distance (C3's decoding precision)."""
-    if not a and not b:
-        return 1.0
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return 1.0 - prev[-1] / max(len(a), len(b))
-
-
-def token_match(ref: list[int], got: list[int]) -> float:
-    return sum(1 for i, t in enumerate(ref) if i < len(got) and got[i] == t) / max(len(ref), 1)
 
 
 def evaluate(batcher: Batcher, enc, chunks: list[list[int]], k: int) -> dict:
