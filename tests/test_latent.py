@@ -68,8 +68,9 @@ def test_cli_compress_decode_ask_and_mismatch(tmp_path):
     assert sum(len(x) for x in lf.latents) * 8 >= int(lf.header["original_tokens"])
     res = runner.invoke(app, ["decode", str(out)])
     assert res.exit_code == 0 and res.output.strip()
-    res = runner.invoke(app, ["ask", str(out), "--question", "When was the bridge built?"])
-    assert res.exit_code == 0 and res.output.strip()
+    for extra in ([], ["--direct"]):
+        res = runner.invoke(app, ["ask", str(out), "--question", "When was the bridge built?", *extra])
+        assert res.exit_code == 0 and res.output.strip()
     bad = tmp_path / "bad.safetensors"
     codec.write(bad, lf.latents, {**{k: v for k, v in lf.header.items() if k not in ("format", "version")},
                                   "encoder_sha256": "0" * 64})

@@ -71,8 +71,13 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def ask(file: FileArg,
-            question: Annotated[str, typer.Option("--question", "-Q", help="What to ask about the text.")]) -> None:
-        """Answer a question from a latent file with the decoder LM."""
+            question: Annotated[str, typer.Option("--question", "-Q", help="What to ask about the text.")],
+            direct: Annotated[bool, typer.Option("--direct", help="Put the latents themselves before the "
+                                                 "question instead of the text reconstructed from them "
+                                                 "(faster, but the refined latents answer poorly).")] = False,
+            ) -> None:
+        """Answer a question from a latent file with the decoder LM (by default it reconstructs
+        the text from the latents first and answers from that)."""
         from ..latent import codec
         from ..latent.runtime import runtime
 
@@ -80,5 +85,5 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--question is empty")
         rt = runtime()
         lf = codec.read(file, rt.expect())
-        sys.stdout.write(rt.ask(lf.latents, question) + "\n")
+        sys.stdout.write(rt.ask(lf.latents, question, direct=direct) + "\n")
         sys.stdout.flush()

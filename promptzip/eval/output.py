@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 LABELS = {
-    "achieved_ratio": "kept ratio", "answer_retained": "answer kept", "numbers_kept": "numbers kept",
+    "achieved_ratio": "kept ratio", "precision": "reconstruction precision", "answer_retained": "answer kept", "numbers_kept": "numbers kept",
     "names_kept": "names kept", "structure_kept": "structure kept",
     "entities_kept": "entities kept", "invented_numbers": "invented numbers", "embed_sim": "MiniLM cos", "ll_answer": "answer log-lik",
     "ll_delta": "Δ log-lik vs original", "em": "reader EM", "f1": "reader F1", "tokens_per_s": "tokens/s",

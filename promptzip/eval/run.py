@@ -83,8 +83,9 @@ def latent_with(item: EvalItem, ratio: float, ask: bool) -> tuple[str, int, int,
 
     rt = runtime()
     latents, header = rt.encode(item.context, latent_rate(ratio), REFINE_DEFAULT, "encoder")
-    answer = rt.ask(latents, item.question) if ask and item.question else None
-    return rt.decode(latents), sum(len(x) for x in latents), int(header["original_tokens"]), answer
+    text = rt.decode(latents)
+    answer = rt.answer(text, item.question) if ask and item.question else None  # = rt.ask(latents, q)
+    return text, sum(len(x) for x in latents), int(header["original_tokens"]), answer
 
 
 def compress_with(method: str, item: EvalItem, ratio: float, counter: TokenCounter,
