@@ -5,8 +5,9 @@ model store from the base weights and `models/latent-minilm/adapter.safetensors`
 not ours to commit, the adapter is small); the pooled readout, projector, norm and scale run in
 numpy. Refinement (`promptzip.latent.refine`, optional, on by default in the CLI) then moves
 each chunk's latents through the frozen decoder until it repeats the chunk. Decoder path: the
-frozen SmolLM2 in torch, fed the latents through `inputs_embeds`, greedy. The text is cut into chunks of `chunk_tokens` SmolLM2 tokens; each chunk becomes
-`ceil(tokens / rate)` latents (the pooled readout serves any count).
+frozen SmolLM2 in torch, fed the latents through `inputs_embeds`, greedy. The text is cut into
+chunks of `chunk_tokens` SmolLM2 tokens; each chunk becomes `ceil(tokens / rate)` latents (the
+pooled readout serves any count).
 """
 
 from __future__ import annotations
