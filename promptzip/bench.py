@@ -494,16 +494,14 @@ def bench_structure() -> str:
     return "\n".join(lines)
 
 
-LATENT_REFINE_CAP = 200  # refinement steps at most per chunk in the fidelity table
-
-
 def bench_latent() -> str:
     """The shipped latent path: its held-out learning curve (from models/latent-minilm), the
     held-out reconstruction with refinement at 4x, 8x and 16x (needs ../shared), and encoding /
     decoding speed on the demo document."""
-    from .latent.fidelity import held_out, measure
+    from .compressors.latent import REFINE_DEFAULT
+    from .latent.fidelity import measure
     from .latent.runtime import LatentRuntime, latent_dir
-    from .latent.train import SHARED
+    from .latent.train import SHARED, held_out
 
     folder = latent_dir()
     evals = [json.loads(line) for line in open(folder / "eval.jsonl", encoding="utf-8")]
@@ -521,7 +519,7 @@ def bench_latent() -> str:
         chunks = held_out(rt.lm[0], rt.chunk_tokens, 8)
         for rate in (4, 8, 16):
             for init in ("encoder", "mean") if rate == 4 else ("encoder",):
-                r = measure(rt, chunks, rate, LATENT_REFINE_CAP, init)
+                r = measure(rt, chunks, rate, REFINE_DEFAULT, init)
                 label = f"{rate}x" + (" (init: mean)" if init == "mean" else "")
                 refined.append(f"| {label} | {r['chunks']} | {r['precision']:.3f} | {r['token_em']:.3f} | "
                                f"{r['exact_chunks']} of {r['chunks']} | {r['final_loss_median']:.3f} | "
@@ -545,7 +543,7 @@ def bench_latent() -> str:
         "Held-out reconstruction (WikiText-2 test chunks of 64 SmolLM2 tokens, never trained on): precision = "
         "1 - character edit distance / length (C3's decoding precision); token exact match = share of "
         "positions where the greedy reconstruction has the original token.", "",
-        f"### With refinement (what `compress -m latent` does; at most {LATENT_REFINE_CAP} steps per chunk, "
+        f"### With refinement (what `compress -m latent` does; at most {REFINE_DEFAULT} steps per chunk, "
         "stopping at loss 0.05)", "",
         "`python -m promptzip.latent.fidelity`: the encoder's latents refined through the frozen decoder, "
         "then `promptzip decode`'s greedy path. Encode tokens/s include the refinement.", "", *refined, "",

@@ -76,12 +76,12 @@ _NUMBER = (
     rf"(?:\s?(?:{_UNITS})(?![\w]))?"
 )
 _HAS_DIGIT = re.compile(r"\d").search
-_PROTECTED = (  # (a test that must pass for the pattern to match anything, pattern)
+_PROTECTED_TEXT = (  # (a test that must pass for the pattern to match anything, pattern)
     (lambda t: "`" in t, re.compile(_INLINE_CODE)),
     (lambda t: "://" in t or "www." in t, re.compile(_URL)),
     (lambda t: "@" in t, re.compile(_EMAIL)),
-    (_HAS_DIGIT, re.compile(_NUMBER)),
 )
+_PROTECTED = (*_PROTECTED_TEXT, (_HAS_DIGIT, re.compile(_NUMBER)))
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _HEADING = re.compile(r"^ {0,3}#{1,6}(?:\s|$)")
@@ -140,6 +140,11 @@ def protected_spans(text: str) -> list[tuple[int, int]]:
         else:
             merged.append((s, e))
     return merged
+
+
+def protected_besides_numbers(text: str) -> bool:
+    """Whether `text` holds a protected span other than a number (inline code, URL, e-mail)."""
+    return any(may_match(text) and pattern.search(text) for may_match, pattern in _PROTECTED_TEXT)
 
 
 def _inside(pos: int, spans: list[tuple[int, int]], starts: list[int]) -> bool:

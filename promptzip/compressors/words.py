@@ -18,7 +18,7 @@ import numpy as np
 
 from ..fidelity import NOT_NAMES
 from ..pipeline import WORD_KINDS, Context, select_by_score, word_pieces_flagged
-from ..segment import FORCED, GAP_TEXT, STRUCTURE, Gap, Kind
+from ..segment import FORCED, GAP_TEXT, STRUCTURE, Gap, Kind, protected_besides_numbers
 from .lexical import STOPWORDS
 
 
@@ -84,7 +84,7 @@ def collect_words(ctx: Context) -> Words:
             marker = n == 0 and (kinds[i] == Kind.LINE or bool(_LEAD_LABEL.match(text[s:e])))
             again = recurring is not None and recurring[text.count("\n", 0, s)]
             other = forced or marker or structural or again
-            numeric = protected and not other and _only_number(text[s:e])
+            numeric = protected and not other and not protected_besides_numbers(text[s:e])
             must.append(other or protected)
             number.append(numeric)
             forced_words.append(forced)
@@ -98,10 +98,6 @@ def collect_words(ctx: Context) -> Words:
                  np.asarray(word_start, dtype=np.int64), np.asarray(block, dtype=bool),
                  np.asarray(number, dtype=bool))
 
-
-def _only_number(piece: str) -> bool:
-    """A protected piece whose protection is a number (not inline code, a URL or an e-mail)."""
-    return not ("`" in piece or "://" in piece or "www." in piece or "@" in piece)
 
 
 def _recurring_lines(text: str, seen: Counter) -> list[bool] | None:

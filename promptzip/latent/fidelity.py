@@ -13,19 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import sys
 import time
 
 from ..eval.metrics import precision, token_match
-from .train import EVAL_FILE, chunk_ids, read_texts
-
-
-def held_out(ltok, chunk_tokens: int, n: int) -> list[list[int]]:
-    chunks = [c for c, _ in chunk_ids(ltok, read_texts(EVAL_FILE), chunk_tokens, with_next=False)]
-    random.Random(1).shuffle(chunks)
-    return chunks[:n]
+from .train import held_out
 
 
 def measure(rt, chunks: list[list[int]], rate: int, refine: int, init: str, log=lambda _m: None) -> dict:

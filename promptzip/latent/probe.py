@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 
 import torch
 
 from ..eval.metrics import precision, token_match
 from .model import HEAD, REPEAT, LatentConfig, load_bases
-from .train import EVAL_FILE, chunk_ids, read_texts
+from .train import held_out
 
 
 def probe(k: int, steps: int, n_chunks: int = 4, lr: float = 0.05, log=print) -> dict:
@@ -30,9 +29,7 @@ def probe(k: int, steps: int, n_chunks: int = 4, lr: float = 0.05, log=print) ->
         raise ValueError(f"k must divide {chunk_tokens}")
     _, _, lm, ltok = load_bases()
     emb = lm.get_input_embeddings()
-    held = [c for c, _ in chunk_ids(ltok, read_texts(EVAL_FILE), chunk_tokens, with_next=False)]
-    random.Random(1).shuffle(held)
-    chunks = held[:n_chunks]
+    chunks = held_out(ltok, chunk_tokens, n_chunks)
     with torch.no_grad():
         head = emb(torch.tensor(ltok(HEAD, add_special_tokens=False)["input_ids"]))
         repeat = emb(torch.tensor(ltok(REPEAT, add_special_tokens=False)["input_ids"]))

@@ -70,6 +70,14 @@ def chunk_ids(ltok, texts: list[str], n: int, with_next: bool = True) -> list[tu
     return out
 
 
+def held_out(ltok, chunk_tokens: int, n: int) -> list[list[int]]:
+    """The first `n` held-out chunks (WikiText-2 test) in a fixed seeded order: what training
+    evaluates on, and what the probe and `promptzip.latent.fidelity` measure."""
+    chunks = [c for c, _ in chunk_ids(ltok, read_texts(EVAL_FILE), chunk_tokens, with_next=False)]
+    random.Random(1).shuffle(chunks)
+    return chunks[:n]
+
+
 class Batcher:
     """Builds encoder and decoder tensors for a list of (chunk, next) pairs."""
 
@@ -187,9 +195,7 @@ def fit(run: Path, steps: int, cfg: LatentConfig | None = None, batch: int = 8, 
         log(f"resuming {run} at step {start}")
     texts = [t for rel in TRAIN_FILES for t in read_texts(rel, train_limit)]
     data = chunk_ids(ltok, texts, cfg.chunk_tokens)
-    held = [c for c, _ in chunk_ids(ltok, read_texts(EVAL_FILE), cfg.chunk_tokens, with_next=False)]
-    random.Random(1).shuffle(held)
-    held = held[:eval_chunks]
+    held = held_out(ltok, cfg.chunk_tokens, eval_chunks)
     log(f"{len(data)} training chunks of {cfg.chunk_tokens} tokens, {len(held)} held-out; "
         f"{sum(p.numel() for p in enc.trainable().values())} trainable parameters")
     batcher = Batcher(btok, ltok, lm, cfg)
