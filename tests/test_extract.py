@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from promptzip import compress
 from promptzip.cli import app
 from promptzip.compressors.extract import DEFAULT_MODEL, Scorer
+from promptzip.errors import UsageError
 from tests.conftest import needs_shared
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL / "model.int8.onnx").is_file(),
@@ -199,3 +200,24 @@ def test_with_a_question_numbers_compete_for_the_budget():
     assert sum(n in asked.text for n in numbers) < len(numbers)
     kept = compress(NUMBER_DENSE, method="extract", ratio=0.2, query=q, numbers="keep")
     assert all(n in kept.text for n in numbers)
+
+
+def test_question_words_give_their_budget_to_what_the_reader_lacks():
+    """With a question, its own words score a quarter of their probability: fewer of them are
+    kept than with the damping off (`-p question_words=1`), the answer still is, the ratio holds,
+    and a factor outside [0, 1] is a usage error."""
+    q = "Who stayed in lunar orbit aboard Columbia?"
+    asked = {"stayed", "lunar", "orbit", "aboard", "columbia"}
+
+    def kept_question_words(res):
+        return sum(re.sub(r"\W", "", w.lower()) in asked for w, _, k in res.report.words if k)
+
+    damped = compress(PASSAGE, method="extract", ratio=0.2, query=q, word_scores=True)
+    plain = compress(PASSAGE, method="extract", ratio=0.2, query=q, word_scores=True, question_words=1)
+    assert kept_question_words(damped) < kept_question_words(plain)
+    assert "Collins" in damped.text
+    assert abs(damped.report.ratio - 0.2) <= 0.03
+    # the probabilities reported are the model's, undamped
+    assert [s for _, s, _ in damped.report.words] == [s for _, s, _ in plain.report.words]
+    with pytest.raises(UsageError):
+        compress(PASSAGE, method="extract", ratio=0.2, query=q, question_words=2)

@@ -16,7 +16,8 @@ With `--query`, the question is read before each window (`[CLS] question [SEP] w
 which the model was trained for, and numbers compete for the budget by score (kept or dropped
 whole) instead of being always kept: the question says which numbers matter, and in a
 number-dense passage the protected numbers alone would fill a small budget (`-p numbers=keep`
-keeps them all the same).
+keeps them all the same). The words of the question itself score a quarter of their probability
+(`-p question_words`): the reader is given the question, so the budget goes to what it lacks.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelError, UsageError
 from ..pipeline import Context
 from .base import Compressor, Param
-from .words import bridge_scores, collect_words, phrase_groups, phrases_of, select_words
+from .words import bridge_scores, collect_words, phrase_groups, phrases_of, question_words, select_words
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "models" / "extract-minilm"
@@ -128,7 +129,7 @@ class Extract(Compressor):
     name = "extract"
     description = "Learned word keep/drop classifier (fine-tuned MiniLM-L6, ONNX int8); fast, query-aware."
     query_aware = True
-    version = "3"  # 2: phrase-aware scores; 3: numbers scored with a query
+    version = "4"  # 2: phrase-aware scores; 3: numbers scored with a query; 4: question words damped
     params = (
         Param("model", str, "", "model folder (default: the shipped models/extract-minilm)"),
         Param("precision", str, "int8", "which ONNX file to run", ("int8", "fp32")),
@@ -145,6 +146,8 @@ class Extract(Compressor):
         Param("numbers", str, "auto", "numbers: always kept (keep), or kept or dropped whole by score "
               "like other words (score; a question says which numbers matter); auto = keep without "
               "--query, score with it", ("auto", "keep", "score")),
+        Param("question_words", float, 0.25, "with --query, a word of the question scores this times "
+              "its probability (the reader has the question already; 1 = off)"),
         Param("keep_names", str, "off", "keep every name and date word (as the rewrite guard finds them) "
               "even past the budget", ("on", "off")),
     )
@@ -153,6 +156,8 @@ class Extract(Compressor):
         return _sha(model_dir(self.settings["model"]), self.settings["precision"])
 
     def compress(self, ctx: Context) -> None:
+        if not 0 <= self.settings["question_words"] <= 1:
+            raise UsageError(f"parameter question_words must be between 0 and 1, not {self.settings['question_words']}")
         folder = model_dir(self.settings["model"])
         scorer = Scorer(folder, self.settings["precision"], self.settings["max_len"],
                         self.settings["overlap"], self.settings["batch"])
@@ -169,10 +174,13 @@ class Extract(Compressor):
         numbers = self.settings["numbers"]
         if numbers == "score" or (numbers == "auto" and ctx.request.query):
             w.score_numbers()
+        s = p
+        if ctx.request.query and self.settings["question_words"] != 1:
+            s = np.where(question_words(w.words, ctx.request.query), p * self.settings["question_words"], p)
         if self.settings["keep_names"] == "on":
             w.must = w.must | name_words(w)
         on = self.settings["phrases"] == "on"
-        s = bridge_scores(p, self.settings["bridge"]) if self.settings["bridge"] > 0 else p
+        s = bridge_scores(s, self.settings["bridge"]) if self.settings["bridge"] > 0 else s
         phrases = phrases_of(w) if on else []
         if self.settings["threshold"] > 0:
             group, item_scores = phrase_groups(w, s, phrases)

@@ -178,6 +178,16 @@ def phrase_groups(w: Words, scores: np.ndarray, phrases: list[tuple[int, int]]
     return group, best[uniq]
 
 
+_FOLD = re.compile(r"[^\w]+")
+
+
+def question_words(words: list[str], query: str) -> np.ndarray:
+    """Per word: is it a content word of the question (case and punctuation folded; stopwords
+    never match)?"""
+    asked = {_FOLD.sub("", x.lower()) for x in query.split()} - STOPWORDS - {""}
+    return np.fromiter((_FOLD.sub("", x.lower()) in asked for x in words), dtype=bool, count=len(words))
+
+
 def bridge_scores(scores: np.ndarray, bridge: float = 0.9) -> np.ndarray:
     """A word between two well-scored neighbours gets `bridge` times the lesser of their scores
     (`border of the Tibetan Plateau` keeps its `of the`)."""
