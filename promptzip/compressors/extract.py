@@ -32,7 +32,14 @@ import numpy as np
 from ..errors import ModelError, UsageError
 from ..pipeline import Context
 from .base import Compressor, Param
-from .words import bridge_scores, collect_words, phrase_groups, phrases_of, question_words, select_words
+from .words import (
+    bridge_scores,
+    collect_words,
+    phrase_groups,
+    phrases_of,
+    question_words,
+    select_words,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "models" / "extract-minilm"
