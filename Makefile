@@ -28,7 +28,8 @@ models: install
 		from promptzip.train.export import export_embedder; export_embedder(Path("models/embed-minilm"))'
 
 # Rebuild the shipped extract model from scratch-resumable steps under ~/.promptzip/train
-# (about an hour on 2 cores; see models/extract-minilm/MODEL_CARD.md).
+# (4,500 steps in three stages: 2 to 3 hours on 2 cores at 0.4-0.65 steps/s; see
+# models/extract-minilm/MODEL_CARD.md).
 train: install
 	$(BIN)/promptzip models prepare
 	$(BIN)/python -m promptzip.train all
