@@ -221,3 +221,12 @@ def test_question_words_give_their_budget_to_what_the_reader_lacks():
     assert [s for _, s, _ in damped.report.words] == [s for _, s, _ in plain.report.words]
     with pytest.raises(UsageError):
         compress(PASSAGE, method="extract", ratio=0.2, query=q, question_words=2)
+
+
+def test_threshold_mode_ignores_the_question_damping():
+    """--threshold compares the model's own probability: the damping (a budget matter) does not
+    apply there."""
+    q = "Who stayed in lunar orbit aboard Columbia?"
+    damped = compress(PASSAGE, method="extract", threshold=0.3, query=q)
+    plain = compress(PASSAGE, method="extract", threshold=0.3, query=q, question_words=1)
+    assert damped.text == plain.text

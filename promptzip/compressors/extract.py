@@ -16,8 +16,9 @@ With `--query`, the question is read before each window (`[CLS] question [SEP] w
 which the model was trained for, and numbers compete for the budget by score (kept or dropped
 whole) instead of being always kept: the question says which numbers matter, and in a
 number-dense passage the protected numbers alone would fill a small budget (`-p numbers=keep`
-keeps them all the same). The words of the question itself score a quarter of their probability
-(`-p question_words`): the reader is given the question, so the budget goes to what it lacks.
+keeps them all the same). Under a budget, the words of the question itself score a quarter of
+their probability (`-p question_words`): the reader is given the question, so the budget goes to
+what it lacks.
 """
 
 from __future__ import annotations
@@ -153,8 +154,9 @@ class Extract(Compressor):
         Param("numbers", str, "auto", "numbers: always kept (keep), or kept or dropped whole by score "
               "like other words (score; a question says which numbers matter); auto = keep without "
               "--query, score with it", ("auto", "keep", "score")),
-        Param("question_words", float, 0.25, "with --query, a word of the question scores this times "
-              "its probability (the reader has the question already; 1 = off)"),
+        Param("question_words", float, 0.25, "with --query and a budget, a word of the question scores "
+              "this times its probability (the reader has the question already; 1 = off; a --threshold "
+              "compares the model's own probability)"),
         Param("keep_names", str, "off", "keep every name and date word (as the rewrite guard finds them) "
               "even past the budget", ("on", "off")),
     )
@@ -182,7 +184,7 @@ class Extract(Compressor):
         if numbers == "score" or (numbers == "auto" and ctx.request.query):
             w.score_numbers()
         s = p
-        if ctx.request.query and self.settings["question_words"] != 1:
+        if ctx.request.query and self.settings["question_words"] != 1 and self.settings["threshold"] <= 0:
             s = np.where(question_words(w.words, ctx.request.query), p * self.settings["question_words"], p)
         if self.settings["keep_names"] == "on":
             w.must = w.must | name_words(w)
