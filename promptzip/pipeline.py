@@ -198,44 +198,46 @@ class Context:
         self._write(wanted, body)
         self.kept = keep.copy()  # units written whole (a partial unit is not counted)
 
-    def emit_words(self, word_keep: np.ndarray, word_start: np.ndarray) -> None:
+    def emit_words(self, word_keep: np.ndarray, word_start: np.ndarray,
+                   pieces: np.ndarray | None = None) -> None:
         """Word-level output: unit i owns words word_start[i]:word_start[i + 1] of the flat
-        `word_keep` (its words as `word_pieces_flagged` cuts them; blocks are one word)."""
+        `word_keep` (its words as `word_pieces_flagged` cuts them; blocks are one word).
+        `pieces`, when the caller has them, are those words' (start, end) characters inside
+        their unit's text (saves cutting each unit again)."""
+        word_keep = np.asarray(word_keep, dtype=bool)
         bounds = word_start.tolist()
-        unit_keep = np.add.reduceat(word_keep.astype(np.int64), word_start[:-1]) > 0 \
-            if len(word_start) > 1 else np.zeros(0, dtype=bool)
-        unit_keep &= np.diff(word_start) > 0
+        n_units = len(word_start) - 1
+        unit_of = np.repeat(np.arange(n_units), np.diff(word_start))
+        kept_words = np.bincount(unit_of[word_keep], minlength=n_units)
+        unit_keep = kept_words > 0
+        whole = kept_words == np.diff(word_start)
         kinds = self.table.kind
 
         def body(i: int, raw: bytes, sep: bytes) -> bytes:
+            if whole[i] or kinds[i] not in WORD_KINDS:
+                return raw
             lo, hi = bounds[i], bounds[i + 1]
-            flags = word_keep[lo:hi]
-            if flags.all():
-                return raw
             text = raw.decode("utf-8")
-            if kinds[i] not in WORD_KINDS:
-                return raw
+            cuts = pieces[lo:hi] if pieces is not None else np.asarray(word_pieces(text)).reshape(-1, 2)
             out, prev_end = [], None
-            for (s, e), k in zip(word_pieces(text), flags.tolist(), strict=True):
-                if k:
-                    if prev_end is not None:
-                        gap = text[prev_end:s]
-                        ws = _LAST_WS.search(gap)
-                        out.append("\n" if ws and "\n" in ws.group() else " ")
-                    out.append(text[s:e])
-                    prev_end = e
+            for s, e in cuts[word_keep[lo:hi]].tolist():
+                if prev_end is not None:
+                    ws = _LAST_WS.search(text, prev_end, s)
+                    out.append("\n" if ws and "\n" in ws.group() else " ")
+                out.append(text[s:e])
+                prev_end = e
             return "".join(out).encode("utf-8")
 
         self._write(unit_keep, body)
-        self.kept = unit_keep & np.array([word_keep[bounds[i]:bounds[i + 1]].all()
-                                          for i in range(len(unit_keep))], dtype=bool)
+        self.kept = unit_keep & whole
 
-    def measure_words(self, word_keep: np.ndarray, word_start: np.ndarray) -> int:
-        """Tokens that `emit_words(word_keep, word_start)` would write, writing nothing."""
+    def measure_words(self, word_keep: np.ndarray, word_start: np.ndarray,
+                      pieces: np.ndarray | None = None) -> int:
+        """Tokens that `emit_words(word_keep, word_start, pieces)` would write, writing nothing."""
         real, kept = self.sink, self.kept
         self.sink = OutputSink(_NullStream(), self.counter, FidelityTracker())
         try:
-            self.emit_words(word_keep, word_start)
+            self.emit_words(word_keep, word_start, pieces)
             self.sink.close()
             return self.sink.tokens
         finally:

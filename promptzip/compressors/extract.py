@@ -73,39 +73,41 @@ class Scorer:
 
     def plan(self, words: list[str], query: str | None):
         """Windows as (subword ids, token types, per-subword word index or -1, core word range)."""
-        subs = [e.ids or [self.unk] for e in self.tok.encode_batch(words, add_special_tokens=False)]
+        subs = self.subwords(words)
         q = self.tok.encode(query, add_special_tokens=False).ids[: self.max_query] if query else []
-        head = [self.cls, *q, self.sep] if q else [self.cls]
+        head = np.asarray([self.cls, *q, self.sep] if q else [self.cls], dtype=np.int64)
         room = self.max_len - len(head) - 1
         ov = min(self.overlap, room // 4)
         core_room = room - 2 * ov
         subs = [s[:core_room] for s in subs]
-        lens = [len(s) for s in subs]
+        lens = np.fromiter(map(len, subs), dtype=np.int64, count=len(subs))
+        flat = np.fromiter((i for s in subs for i in s), dtype=np.int64, count=int(lens.sum()))
+        owner_of = np.repeat(np.arange(len(words), dtype=np.int64), lens)
+        cum = np.concatenate(([0], np.cumsum(lens)))  # strictly increasing: no word is empty
+        type_q = 1 if q else 0
         out = []
         a = 0
         while a < len(words):
-            b, used = a, 0
-            while b < len(words) and used + lens[b] <= core_room:
-                used += lens[b]
-                b += 1
-            lo, left = a, 0
-            while lo > 0 and left + lens[lo - 1] <= ov:
-                lo -= 1
-                left += lens[lo]
-            hi, right = b, 0
-            while hi < len(words) and right + lens[hi] <= ov + (ov - left):
-                right += lens[hi]
-                hi += 1
-            ids, owner = list(head), [-1] * len(head)
-            for w in range(lo, hi):
-                ids += subs[w]
-                owner += [w] * lens[w]
-            ids.append(self.sep)
-            owner.append(-1)
-            types = [0] * len(head) + [1 if q else 0] * (len(ids) - len(head))
+            b = int(np.searchsorted(cum, cum[a] + core_room, side="right")) - 1  # core: whole words
+            lo = int(np.searchsorted(cum, cum[a] - ov, side="left"))  # context before, whole words
+            left = int(cum[a] - cum[lo])
+            hi = int(np.searchsorted(cum, cum[b] + 2 * ov - left, side="right")) - 1  # and after
+            body = slice(int(cum[lo]), int(cum[hi]))
+            ids = np.concatenate((head, flat[body], [self.sep]))
+            owner = np.concatenate((np.full(len(head), -1), owner_of[body], [-1]))
+            types = np.zeros(len(ids), dtype=np.int64)
+            types[len(head):] = type_q
             out.append((ids, types, owner, (a, b)))
             a = b
         return out
+
+    def subwords(self, words: list[str]) -> list[list[int]]:
+        """Subword ids of each word (an empty one reads as [UNK]); each distinct word is encoded
+        once (a document repeats its words: 80k words hold ~9k distinct ones)."""
+        uniq = list(dict.fromkeys(words))
+        table = {u: e.ids or [self.unk]
+                 for u, e in zip(uniq, self.tok.encode_batch(uniq, add_special_tokens=False), strict=True)}
+        return [table[w] for w in words]
 
     def probs(self, words: list[str], query: str | None = None) -> np.ndarray:
         if not words:
@@ -125,10 +127,9 @@ class Scorer:
                 mask[r, :len(i)] = 1
                 types[r, :len(t)] = t
             p = self.sess.run(["probs"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
-            for r, (_, _, owner, (a, b)) in enumerate(batch):
-                own = np.asarray(owner)
+            for r, (_, _, own, (a, b)) in enumerate(batch):
                 sel = (own >= a) & (own < b)
-                np.add.at(sums, own[sel], p[r, :len(owner)][sel])
+                np.add.at(sums, own[sel], p[r, :len(own)][sel])
                 np.add.at(counts, own[sel], 1)
         return sums / np.maximum(counts, 1)
 
@@ -200,7 +201,7 @@ class Extract(Compressor):
         if ctx.request.word_scores:
             ctx.word_scores = [(word, round(float(x), 4), bool(k))
                                for word, x, k in zip(w.words, p, keep, strict=True)]
-        ctx.emit_words(keep, w.word_start)
+        ctx.emit_words(keep, w.word_start, w.local)
 
 
 def name_words(w) -> np.ndarray:

@@ -53,7 +53,7 @@ class SelfInfo(Compressor):
         if ctx.request.word_scores:  # bits of self-information per target token
             ctx.word_scores = [(word, round(float(x) / np.log(2), 3), bool(k))
                                for word, x, k in zip(w.words, score, keep, strict=True)]
-        ctx.emit_words(keep, w.word_start)
+        ctx.emit_words(keep, w.word_start, w.local)
 
 
 def word_surprisal(text: str, spans: np.ndarray, tok, model, window: int = 512, context: int = 128) -> np.ndarray:

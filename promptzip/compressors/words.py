@@ -27,6 +27,7 @@ class Words:
     text: str  # the document as a model reads it: units joined by their separators
     words: list[str]
     spans: np.ndarray  # (n, 2) character span of each word in `text`
+    local: np.ndarray  # (n, 2) the same span inside the word's unit (`Context.emit_words` pieces)
     must: np.ndarray  # bool per word
     forced: np.ndarray  # bool per word: in a unit holding a --force string (never dropped)
     unit_of: np.ndarray  # unit index per word
@@ -42,7 +43,9 @@ class Words:
     def costs(self, ctx: Context) -> np.ndarray:
         """Target-tokenizer cost of each item: a word counted with its leading space, a block
         its whole unit."""
-        costs = np.asarray(ctx.counter.count_many([" " + w for w in self.words]), dtype=np.int64)
+        distinct = list(dict.fromkeys(self.words))  # a document repeats its words: count each once
+        count = dict(zip(distinct, ctx.counter.count_many([" " + w for w in distinct]), strict=True))
+        costs = np.fromiter((count[w] for w in self.words), dtype=np.int64, count=len(self.words))
         costs[self.block] = ctx.table.tokens[self.unit_of[self.block]]
         return costs
 
@@ -61,6 +64,7 @@ def collect_words(ctx: Context) -> Words:
     unit_of: list[int] = []
     block: list[bool] = []
     spans: list[tuple[int, int]] = []
+    local: list[tuple[int, int]] = []
     number: list[bool] = []
     word_start = [0]
     parts: list[str] = []
@@ -81,6 +85,7 @@ def collect_words(ctx: Context) -> Words:
         for n, (s, e, protected) in enumerate(pieces):
             words.append(text[s:e])
             spans.append((pos + s, pos + e))
+            local.append((s, e))
             marker = n == 0 and (kinds[i] == Kind.LINE or bool(_LEAD_LABEL.match(text[s:e])))
             again = recurring is not None and recurring[text.count("\n", 0, s)]
             other = forced or marker or structural or again
@@ -93,6 +98,7 @@ def collect_words(ctx: Context) -> Words:
         pos += len(text)
         word_start.append(len(words))
     return Words("".join(parts), words, np.asarray(spans, dtype=np.int64).reshape(-1, 2),
+                 np.asarray(local, dtype=np.int64).reshape(-1, 2),
                  np.asarray(must, dtype=bool), np.asarray(forced_words, dtype=bool),
                  np.asarray(unit_of, dtype=np.int64),
                  np.asarray(word_start, dtype=np.int64), np.asarray(block, dtype=bool),
@@ -142,7 +148,7 @@ def select_words(ctx: Context, w: Words, scores: np.ndarray, rounds: int = 3,
     for _ in range(rounds):
         keep = select_by_score(item_costs, item_scores, max(0, budget), must)
         keep = keep if group is None else keep[group]
-        miss = ctx.measure_words(keep, w.word_start) - ctx.budget
+        miss = ctx.measure_words(keep, w.word_start, w.local) - ctx.budget
         if best_miss is None or abs(miss) < abs(best_miss) or (miss <= 0 < best_miss):
             best, best_miss = keep, miss
         if abs(miss) <= tolerance:
