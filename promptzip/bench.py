@@ -195,7 +195,7 @@ def forward_only(doc: Path, max_len: int = 256, batch: int = 4) -> dict:
     return {"seconds": seconds, "subwords": len(ids), "windows": len(rows)}
 
 
-def bench_extract(work: Path) -> str:
+def bench_extract(work: Path, repeats: int = 3) -> str:
     from .tokens import load_tokenizer
 
     work.mkdir(parents=True, exist_ok=True)
@@ -204,15 +204,23 @@ def bench_extract(work: Path) -> str:
     tokens = load_tokenizer("cl100k_base").count(doc.read_text(encoding="utf-8"))
     exe = [sys.executable, "-m", "promptzip"]
     report = work / "report-extract.json"
-    wall, rss, _ = run_measured([*exe, "compress", str(doc), "-m", "extract", "-r", "0.33", "-q",
-                                 "--report", str(report)])
-    rep = json.loads(report.read_text())
-    _, fwd_rss, out = run_measured([sys.executable, "-m", "promptzip.bench", "--forward-only", str(doc)])
-    fwd = json.loads(out)
-    e2e = rep["input_tokens"] / (rep["elapsed_ms"] / 1000)
-    raw = tokens / fwd["seconds"]
+    # end to end and forward only alternate, each run `repeats` times in a fresh process; the
+    # fastest of each is kept (a shared machine only ever adds time), so both rows see the same
+    # conditions and their ratio does not hinge on one noisy run
+    e2e_runs, wall_runs, fwd_runs, rss, fwd_rss = [], [], [], 0, 0
+    for _ in range(repeats):
+        wall, mem, _ = run_measured([*exe, "compress", str(doc), "-m", "extract", "-r", "0.33", "-q",
+                                     "--report", str(report)])
+        rep = json.loads(report.read_text())
+        e2e_runs.append(rep["input_tokens"] / (rep["elapsed_ms"] / 1000))
+        wall_runs.append(tokens / wall)
+        _, mem_f, out = run_measured([sys.executable, "-m", "promptzip.bench", "--forward-only", str(doc)])
+        fwd = json.loads(out)
+        fwd_runs.append(tokens / fwd["seconds"])
+        rss, fwd_rss = max(rss, mem), max(fwd_rss, mem_f)
+    e2e, raw = max(e2e_runs), max(fwd_runs)
     rows = [("`extract` int8 end to end (library time)", e2e, rss),
-            ("`extract` int8 end to end (process wall, with start-up)", tokens / wall, rss),
+            ("`extract` int8 end to end (process wall, with start-up)", max(wall_runs), rss),
             (f"onnxruntime forward only ({fwd['windows']} full windows of 256, batch 4)", raw, fwd_rss)]
     peer_note = ""
     from .eval.peers import peer_python, run_peers
@@ -231,8 +239,12 @@ def bench_extract(work: Path) -> str:
                      n_piece / secs, None))
     else:
         peer_note = "LLMLingua peer skipped: `make peers` has not been run."
+    spread = ", ".join(f"{name} {min(r):,.0f}-{max(r):,.0f}" for name, r in
+                       (("end to end", e2e_runs), ("forward only", fwd_runs)))
     lines = [f"Input: {tokens:,} cl100k_base tokens from {origin}; ratio 0.33; achieved "
-             f"{rep['ratio']:.4f}. Fresh process per row; the ratios compare rows of this run.", "",
+             f"{rep['ratio']:.4f}. A fresh process per run; end to end and forward only alternate, "
+             f"{repeats} runs each, the fastest shown (all runs, tokens/s: {spread}); the ratios "
+             "compare rows of this run.", "",
              "| run | cl100k tokens/s | vs forward only | peak RSS MiB |", "|---|---:|---:|---:|"]
     for name, tps, mem in rows:
         lines.append(f"| {name} | {tps:,.0f} | {tps / raw:.2f} | {mem if mem is not None else '-'} |")

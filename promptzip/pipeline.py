@@ -312,6 +312,8 @@ def word_pieces(text: str) -> list[tuple[int, int]]:
 def word_pieces_flagged(text: str) -> list[tuple[int, int, bool]]:
     """`word_pieces` plus whether each piece holds a protected span."""
     spans = protected_spans(text)
+    if not spans:  # most sentences: the whitespace-separated words as they are
+        return [(*m.span(), False) for m in _NONSPACE.finditer(text)]
     pieces: list[list] = []
     j = 0
     for m in _NONSPACE.finditer(text):

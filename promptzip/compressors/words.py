@@ -82,19 +82,23 @@ def collect_words(ctx: Context) -> Words:
         forced = bool(flags[i] & FORCED)
         structural = bool(flags[i] & STRUCTURE) or bool(_ANSWER_LINE.search(text))
         recurring = _recurring_lines(text, seen) if thin else None
-        for n, (s, e, protected) in enumerate(pieces):
-            words.append(text[s:e])
-            spans.append((pos + s, pos + e))
-            local.append((s, e))
-            marker = n == 0 and (kinds[i] == Kind.LINE or bool(_LEAD_LABEL.match(text[s:e])))
-            again = recurring is not None and recurring[text.count("\n", 0, s)]
-            other = forced or marker or structural or again
-            numeric = protected and not other and not protected_besides_numbers(text[s:e])
-            must.append(other or protected)
-            number.append(numeric)
-            forced_words.append(forced)
-            unit_of.append(i)
-            block.append(not thin)
+        unit_words = [text[s:e] for s, e, _ in pieces]
+        n = len(unit_words)
+        protected = [p for _, _, p in pieces]
+        other = [forced or structural] * n
+        if n and (kinds[i] == Kind.LINE or _LEAD_LABEL.match(unit_words[0])):
+            other[0] = True  # a list marker or a leading label
+        if recurring is not None:
+            other = [o or recurring[text.count("\n", 0, s)] for o, (s, _, _) in zip(other, pieces, strict=True)]
+        words += unit_words
+        spans += [(pos + s, pos + e) for s, e, _ in pieces]
+        local += [(s, e) for s, e, _ in pieces]
+        must += [o or p for o, p in zip(other, protected, strict=True)]
+        number += [p and not o and not protected_besides_numbers(x)
+                   for x, o, p in zip(unit_words, other, protected, strict=True)]
+        forced_words += [forced] * n
+        unit_of += [i] * n
+        block += [not thin] * n
         pos += len(text)
         word_start.append(len(words))
     return Words("".join(parts), words, np.asarray(spans, dtype=np.int64).reshape(-1, 2),
@@ -214,7 +218,7 @@ def _phrases(words: list[str], unit_of: np.ndarray) -> list[tuple[int, int]]:
     """[start, end) word ranges of names, dates and quantities inside one unit."""
     cores = [x.strip(_EDGE) for x in words]
     name = [bool(c) and c[0].isupper() and c not in NOT_NAMES for c in cores]
-    number = [any(ch.isdigit() for ch in c) for c in cores]
+    number = [any(map(str.isdigit, c)) for c in cores]
     month = [c.lower() in _MONTHS for c in cores]
     n, found, i = len(words), [], 0
     while i < n:
