@@ -68,6 +68,9 @@ def test_output_file_atomic(tmp_path):
     (["--tokenizer", "nope_base"], 2, "cannot load tokenizer"),
     (["-p", "side"], 2, "KEY=VALUE"),
     (["--errors", "ignore"], 2, "--errors must be strict or replace"),
+    (["-p", "batch=0"], 2, "parameter batch must be at least 1, not '0'"),
+    (["-p", "max_len=4096"], 2, "parameter max_len must be between 8 and 512"),
+    (["-m", "truncate", "-p", "side=both", "-p", "head_share=1.5"], 2, "head_share must be between 0 and 1"),
 ])
 def test_usage_errors(args, code, needle):
     res = run("compress", str(DEMO), *args)

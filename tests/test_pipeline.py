@@ -169,3 +169,17 @@ def test_word_level_emission_is_a_subsequence(demo_text):
     assert "```python\nfrom payments_client" in out and "| p99 latency | 310 ms | 2.4 s |" in out
     assert "4.12.0" in out and "https://git.example.internal/platform/loadtest" in out
     assert 0.4 < len(out) / len(demo_text) < 0.85
+
+
+def test_every_bounded_parameter_rejects_values_outside_its_range():
+    from promptzip.compressors import methods
+    from promptzip.errors import UsageError
+
+    bounded = [(cls, p) for cls in methods().values() for p in cls.params if p.bounds != (None, None)]
+    assert len(bounded) >= 10
+    for cls, p in bounded:
+        assert cls(**{p.name: p.default}).settings[p.name] == p.default
+        lo, hi = p.bounds
+        for bad in ([lo - 1] if lo is not None else []) + ([hi + 1] if hi is not None else []):
+            with pytest.raises(UsageError, match=f"parameter {p.name} must be"):
+                cls(**{p.name: bad})

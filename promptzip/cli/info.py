@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
                 "description": cls.description,
                 "query_aware": cls.query_aware,
                 "params": [{"name": p.name, "type": p.type.__name__, "default": p.default,
-                            "choices": list(p.choices), "help": p.help} for p in cls.params],
+                            "choices": list(p.choices), "bounds": list(p.bounds), "help": p.help}
+                           for p in cls.params],
             })
         if fmt is Format.json:
             typer.echo(json.dumps(rows, indent=2))
@@ -37,6 +38,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{row['name']:<10} {row['description']}{flag}")
             for p in row["params"]:
                 choices = f" {{{', '.join(map(str, p['choices']))}}}" if p["choices"] else ""
+                lo, hi = p["bounds"]
+                if lo is not None or hi is not None:
+                    choices = f" [{'' if lo is None else lo}..{'' if hi is None else hi}]"
                 typer.echo(f"{'':<12}-p {p['name']}={p['default']}{choices}  {p['help']}")
 
     @app.command()

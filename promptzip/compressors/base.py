@@ -28,6 +28,7 @@ class Param:
     default: Any
     help: str
     choices: tuple[Any, ...] = ()
+    bounds: tuple[float | None, float | None] = (None, None)  # inclusive; None = open
 
     def parse(self, raw: Any) -> Any:
         try:
@@ -38,7 +39,19 @@ class Param:
             raise UsageError(
                 f"parameter {self.name} must be one of {', '.join(map(str, self.choices))}, not {raw!r}"
             )
+        lo, hi = self.bounds
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise UsageError(f"parameter {self.name} must be {self.range_text()}, not {raw!r}")
         return value
+
+    def range_text(self) -> str:
+        """`between 0 and 1`, `at least 1`, `at most 9`, or "" without bounds."""
+        lo, hi = self.bounds
+        if lo is not None and hi is not None:
+            return f"between {lo} and {hi}"
+        if lo is not None:
+            return f"at least {lo}"
+        return f"at most {hi}" if hi is not None else ""
 
 
 class Compressor(ABC):

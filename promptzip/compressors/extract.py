@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError, UsageError
+from ..errors import ModelError
 from ..pipeline import Context
 from .base import Compressor, Param
 from .words import (
@@ -74,7 +74,9 @@ class Scorer:
     def plan(self, words: list[str], query: str | None):
         """Windows as (subword ids, token types, per-subword word index or -1, core word range)."""
         subs = self.subwords(words)
-        q = self.tok.encode(query, add_special_tokens=False).ids[: self.max_query] if query else []
+        # the question takes at most half a window, so every window has room for words
+        q_room = min(self.max_query, (self.max_len - 3) // 2)
+        q = self.tok.encode(query, add_special_tokens=False).ids[:q_room] if query else []
         head = np.asarray([self.cls, *q, self.sep] if q else [self.cls], dtype=np.int64)
         room = self.max_len - len(head) - 1
         ov = min(self.overlap, room // 4)
@@ -143,21 +145,21 @@ class Extract(Compressor):
         Param("model", str, "", "model folder (default: the shipped models/extract-minilm)"),
         Param("precision", str, "int8", "which ONNX file to run", ("int8", "fp32")),
         Param("threshold", float, 0.0, "keep every word with probability >= this instead of "
-              "meeting a ratio (0 = off)"),
+              "meeting a ratio (0 = off)", bounds=(0, 1)),
         Param("max_len", int, 256, "subwords per window (as in training; 512 is slower: attention grows "
-              "with the square)"),
-        Param("overlap", int, 8, "context subwords added on each side of a window"),
-        Param("batch", int, 4, "windows per onnxruntime call"),
+              "with the square)", bounds=(8, 512)),
+        Param("overlap", int, 8, "context subwords added on each side of a window", bounds=(0, None)),
+        Param("batch", int, 4, "windows per onnxruntime call", bounds=(1, None)),
         Param("phrases", str, "on", "the words of a name, date or quantity kept or dropped together "
               "(off = every word on its own)", ("on", "off")),
         Param("bridge", float, 0.9, "a word between two well-scored ones scores this times the lesser "
-              "of theirs (0 = off)"),
+              "of theirs (0 = off)", bounds=(0, 1)),
         Param("numbers", str, "auto", "numbers: always kept (keep), or kept or dropped whole by score "
               "like other words (score; a question says which numbers matter); auto = keep without "
               "--query, score with it", ("auto", "keep", "score")),
         Param("question_words", float, 0.25, "with --query and a budget, a word of the question scores "
               "this times its probability (the reader has the question already; 1 = off; a --threshold "
-              "compares the model's own probability)"),
+              "compares the model's own probability)", bounds=(0, 1)),
         Param("keep_names", str, "off", "keep every name and date word (as the rewrite guard finds them) "
               "even past the budget", ("on", "off")),
     )
@@ -166,8 +168,6 @@ class Extract(Compressor):
         return _sha(model_dir(self.settings["model"]), self.settings["precision"])
 
     def compress(self, ctx: Context) -> None:
-        if not 0 <= self.settings["question_words"] <= 1:
-            raise UsageError(f"parameter question_words must be between 0 and 1, not {self.settings['question_words']}")
         folder = model_dir(self.settings["model"])
         scorer = Scorer(folder, self.settings["precision"], self.settings["max_len"],
                         self.settings["overlap"], self.settings["batch"])

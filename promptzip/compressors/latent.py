@@ -21,7 +21,7 @@ class Latent(Compressor):
         Param("rate", int, 4, "decoder tokens per latent vector (compression rate)", (4, 8, 16)),
         Param("refine", int, REFINE_DEFAULT, "refinement steps at most per chunk: the latents are moved "
               "through the frozen decoder until it reproduces the chunk (slow: about 0.5 s per chunk "
-              "and step on 2 cores; 0 = the encoder's latents alone)"),
+              "and step on 2 cores; 0 = the encoder's latents alone)", bounds=(0, None)),
         Param("init", str, "encoder", "where refinement starts: the MiniLM encoder's latents (encoder) or "
               "the mean of the decoder's token embeddings per latent (mean)", ("encoder", "mean")),
     )

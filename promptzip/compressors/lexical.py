@@ -72,8 +72,8 @@ class Lexical(Compressor):
     description = "Sentence selection: BM25 against --query, or TF-IDF centrality without one."
     query_aware = True
     params = (
-        Param("k1", float, 1.2, "BM25 term-frequency saturation"),
-        Param("b", float, 0.75, "BM25 length normalization"),
+        Param("k1", float, 1.2, "BM25 term-frequency saturation", bounds=(0, None)),
+        Param("b", float, 0.75, "BM25 length normalization", bounds=(0, 1)),
         Param("keep_headings", int, 1, "1: always keep Markdown headings; 0: score them", (0, 1)),
     )
 

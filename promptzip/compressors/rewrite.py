@@ -77,12 +77,12 @@ class Rewrite(Compressor):
               "empty = the local SmolLM2"),
         Param("model", str, "", "model name at the endpoint"),
         Param("key_env", str, "PROMPTZIP_API_KEY", "environment variable holding the endpoint's API key"),
-        Param("concurrency", int, 4, "parallel requests to the endpoint"),
-        Param("timeout", float, 120.0, "seconds per endpoint request"),
-        Param("retries", int, 3, "retries per endpoint request (connection errors, 429, 5xx)"),
+        Param("concurrency", int, 4, "parallel requests to the endpoint", bounds=(1, 64)),
+        Param("timeout", float, 120.0, "seconds per endpoint request", bounds=(1, None)),
+        Param("retries", int, 3, "retries per endpoint request (connection errors, 429, 5xx)", bounds=(0, 20)),
         Param("constrain", str, "on", "local model: only tokens of the chunk's own words", ("on", "off")),
-        Param("chunk_tokens", int, 160, "largest chunk, in target tokens"),
-        Param("min_chunk", int, 24, "smaller chunks join a neighbour"),
+        Param("chunk_tokens", int, 160, "largest chunk, in target tokens", bounds=(16, None)),
+        Param("min_chunk", int, 24, "smaller chunks join a neighbour", bounds=(0, None)),
         Param("keep_names", str, "on", "extracted chunks keep every name and date, even past their share "
               "(off: a strict budget, names may go)", ("on", "off")),
     )

@@ -26,8 +26,8 @@ class SelfInfo(Compressor):
     name = "selfinfo"
     description = "Word deletion by self-information under the local SmolLM2-135M (slow, LM-scored)."
     params = (
-        Param("window", int, 512, "LM tokens scored per forward pass"),
-        Param("context", int, 128, "LM tokens of preceding text seen but not scored"),
+        Param("window", int, 512, "LM tokens scored per forward pass", bounds=(16, 8192)),
+        Param("context", int, 128, "LM tokens of preceding text seen but not scored", bounds=(0, 4096)),
         Param("dtype", str, "bfloat16", "torch dtype of the LM", ("bfloat16", "float32")),
     )
 

@@ -19,7 +19,7 @@ class Truncate(Compressor):
     description = "Keep the first and/or last tokens of the document (baseline)."
     params = (
         Param("side", str, "head", "which end to keep", ("head", "tail", "both")),
-        Param("head_share", float, 0.5, "with side=both: share of the budget for the head"),
+        Param("head_share", float, 0.5, "with side=both: share of the budget for the head", bounds=(0, 1)),
     )
 
     def compress(self, ctx: Context) -> None:
