@@ -8,6 +8,8 @@ Sections (each replaced in BENCHMARKS.md only when it runs)
   documents of ../shared/corpora/text (skipped when the shared corpora are absent);
 * extract: the `extract` method on a 100k-token document, end to end, next to the raw
   onnxruntime forward pass of the same model and the LLMLingua peer (tokens/s, peak RSS);
+* extract-fidelity: the fidelity section's SQuAD table for the shipped `extract` alone, reader
+  log-likelihood without generated answers (the whole fidelity section takes hours);
 * structure: numbers and prompt structure kept by `extract` on the GSM8K and BBH
   chain-of-thought prompts;
 * rag: `promptzip rag` on multi-passage SQuAD (gold + 9 distractors) next to lexical, truncate
@@ -304,32 +306,57 @@ def bench_fidelity(work: Path, methods: str, only: list[str], measured_only: boo
     for name, rel, limit, reader, title in FIDELITY:
         if only and name not in only:
             continue
-        out = work / f"eval-{name}"
-        if measured_only and not (out / "rows.jsonl").is_file():
-            parts += ["", f"### {title}", "", "Not measured yet (`make bench BENCH_SECTIONS=fidelity` measures it)."]
-            continue
-        cmd = [sys.executable, "-m", "promptzip", "eval", str(SHARED / rel), "--methods", ",".join(wanted),
-               "--ratios", ",".join(map(str, RATIOS)), "--out", str(out), "--title", title]
-        if limit:
-            cmd += ["--limit", str(limit)]
-        if name == "qmsum":
-            cmd += ["--max-chars", "20000"]  # ~5k tokens: peers and reader stay affordable on 2 cores
-        if measured_only:
-            cmd += ["--measured-only"]
-        if reader is None:
-            cmd += ["--no-reader"]
-        elif reader == "loglik":
-            cmd += ["--no-generate"]
-        print(f"bench: eval {name} ...", file=sys.stderr)
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        plots = ROOT / "docs" / "bench" / name
-        plots.mkdir(parents=True, exist_ok=True)
-        for png in sorted(out.glob("*.png")):
-            (plots / png.name).write_bytes(png.read_bytes())
-        table = (out / "results.md").read_text(encoding="utf-8").replace("### ", "### ", 1)
-        links = " · ".join(f"[{p.stem}](docs/bench/{name}/{p.name})" for p in sorted(plots.glob("*.png")))
-        parts += ["", table.rstrip(), "", f"Plots: {links}"]
+        parts += _eval_table(work, name, rel, limit, reader, title, wanted, measured_only)
     return "\n".join(parts)
+
+
+def bench_extract_fidelity(work: Path) -> str:
+    """The SQuAD table again for the shipped `extract` only: the full fidelity run (all
+    methods, readers and peers) takes hours, and a retrained model should not wait for it."""
+    if not SHARED.is_dir():
+        return "Skipped: ../shared/corpora is not beside this checkout."
+    from .compressors.extract import Extract
+
+    name, rel, limit, _, title = FIDELITY[0]
+    sha = Extract().model_id() or "?"
+    parts = [f"`extract` version {Extract.version}, models/extract-minilm/model.int8.onnx sha256 "
+             f"{sha[:12]}…, measured as in the Fidelity section (same rows, reader and metrics) but "
+             "without the reader's own answers (EM/F1: generation takes hours on 2 cores); where "
+             "that section's date is older, its `extract` rows are an earlier model's and these "
+             "supersede them."]
+    parts += _eval_table(work, f"{name}-extract", rel, limit, "loglik", title,
+                         ["extract", "extract:noquery"], measured_only=False, dataset=name)
+    return "\n".join(parts)
+
+
+def _eval_table(work: Path, name: str, rel: str, limit: int | None, reader: str | None, title: str,
+                methods: list[str], measured_only: bool, dataset: str | None = None) -> list[str]:
+    """`promptzip eval` of `methods` on one shared dataset (rows kept in bench-work/eval-NAME):
+    its table and links to its plots (copied to docs/bench/NAME)."""
+    out = work / f"eval-{name}"
+    if measured_only and not (out / "rows.jsonl").is_file():
+        return ["", f"### {title}", "", "Not measured yet (`make bench BENCH_SECTIONS=fidelity` measures it)."]
+    cmd = [sys.executable, "-m", "promptzip", "eval", str(SHARED / rel), "--methods", ",".join(methods),
+           "--ratios", ",".join(map(str, RATIOS)), "--out", str(out), "--title", title]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    if (dataset or name) == "qmsum":
+        cmd += ["--max-chars", "20000"]  # ~5k tokens: peers and reader stay affordable on 2 cores
+    if measured_only:
+        cmd += ["--measured-only"]
+    if reader is None:
+        cmd += ["--no-reader"]
+    elif reader == "loglik":
+        cmd += ["--no-generate"]
+    print(f"bench: eval {name} ...", file=sys.stderr)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    plots = ROOT / "docs" / "bench" / name
+    plots.mkdir(parents=True, exist_ok=True)
+    for png in sorted(out.glob("*.png")):
+        (plots / png.name).write_bytes(png.read_bytes())
+    table = (out / "results.md").read_text(encoding="utf-8")
+    links = " · ".join(f"[{p.stem}](docs/bench/{name}/{p.name})" for p in sorted(plots.glob("*.png")))
+    return ["", table.rstrip(), "", f"Plots: {links}"]
 
 
 RAG_N, RAG_PEER_N, RAG_HARD_N, RAG_SPEED_N = 300, 40, 200, 100
@@ -609,6 +636,8 @@ def main(argv: list[str] | None = None) -> None:
         ("rewrite", "Rewrite: chunk-summarize with a faithfulness guard",
          "rewrite (chunk-summarize with the guard)", lambda: bench_rewrite(args.work, args.measured_only)),
         ("latent", "Latent: reconstruction and speed", "latent encoder", bench_latent),
+        ("extract-fidelity", "Fidelity of the shipped extract model (SQuAD)",
+         "fidelity of the shipped extract model (SQuAD)", lambda: bench_extract_fidelity(args.work)),
         ("fidelity", "Fidelity", "fidelity (promptzip eval)",
          lambda: bench_fidelity(args.work, args.methods, only, args.measured_only)),
     ]
