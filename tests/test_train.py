@@ -109,3 +109,24 @@ def test_state_from_int8_continues_the_shipped_model(tmp_path):
     # int8 matmuls quantize activations too, so not equal; a fresh head would be near 0.5 everywhere
     assert np.corrcoef(mine, theirs)[0, 1] > 0.95
     assert np.abs(mine - theirs).mean() < 0.05
+
+
+@needs_models
+@pytest.mark.parametrize("fuse", [False, True])
+def test_state_from_int8_reads_fused_and_unfused_exports(tmp_path, fuse):
+    """Each weight comes back from either int8 graph within a quantization step: the fused
+    graph's concatenated query/key/value are split back to the right parameters."""
+    torch = pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    from promptzip.train.export import export, state_from_int8
+    from promptzip.train.finetune import build_model
+
+    state = build_model(dropout=0.0).state_dict()
+    torch.save({"model": state}, tmp_path / "state.pt")
+    out = export(tmp_path / "state.pt", tmp_path / "onnx", fuse=fuse)
+    ops = {n.op_type for n in onnx.load(str(out["int8"])).graph.node}
+    assert ("QAttention" in ops) == fuse
+    back = torch.load(state_from_int8(out["int8"], tmp_path / "back.pt"), weights_only=False)["model"]
+    assert set(back) == set(state)
+    for key, value in state.items():
+        assert (back[key] - value).abs().max() <= 0.05 * value.abs().max() + 1e-6, key
