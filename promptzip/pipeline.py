@@ -111,7 +111,7 @@ class _TableBuilder:
 class OutputSink:
     """Writes output bytes; counts their tokens piece by piece and tallies fidelity."""
 
-    def __init__(self, out: BinaryIO, counter: TokenCounter, fidelity: FidelityTracker) -> None:
+    def __init__(self, out: BinaryIO, counter: TokenCounter, fidelity: FidelityTracker | None) -> None:
         self._out = out
         self._counter = counter
         self._fidelity = fidelity
@@ -135,7 +135,8 @@ class OutputSink:
     def _count(self, piece: bytes) -> None:
         text = piece.decode("utf-8", errors="replace")
         self.tokens += self._counter.count(text)
-        self._fidelity.output(text)
+        if self._fidelity is not None:  # None: only counting (a budget round's trial output)
+            self._fidelity.output(text)
 
 
 class _NullStream:
@@ -235,7 +236,7 @@ class Context:
                       pieces: np.ndarray | None = None) -> int:
         """Tokens that `emit_words(word_keep, word_start, pieces)` would write, writing nothing."""
         real, kept = self.sink, self.kept
-        self.sink = OutputSink(_NullStream(), self.counter, FidelityTracker())
+        self.sink = OutputSink(_NullStream(), self.counter, None)
         try:
             self.emit_words(word_keep, word_start, pieces)
             self.sink.close()
