@@ -144,7 +144,9 @@ def card(m: dict, comparison: dict | None) -> str:
                   f"`{again['from_sha256'][:12]}…`), dequantized by `python -m promptzip.train from-onnx` "
                   f"and exported again (`{again['command']}`): {again['graph']}. Its int8 = fp32 column "
                   "compares it with that dequantized fp32 export; the other rows compare with the fp32 "
-                  "training state.", ""]
+                  "training state. Each row was measured with the inference of its day (the selection "
+                  "changed between; the history below has the files side by side under the same "
+                  "inference).", ""]
     else:
         lines += [_row("int8 (shipped)", v8), _row("fp32", v32), ""]
     if comparison and "text" in comparison:
