@@ -230,3 +230,12 @@ def test_threshold_mode_ignores_the_question_damping():
     damped = compress(PASSAGE, method="extract", threshold=0.3, query=q)
     plain = compress(PASSAGE, method="extract", threshold=0.3, query=q, question_words=1)
     assert damped.text == plain.text
+
+
+def test_a_long_question_leaves_room_for_words_in_small_windows():
+    q = " ".join(["Which astronaut stayed behind in lunar orbit while the others walked"] * 6)
+    sc = Scorer(DEFAULT_MODEL, max_len=16, overlap=4)
+    plan = sc.plan(PASSAGE.split(), q)
+    assert plan and all(len(ids) <= 16 and b > a for ids, _, _, (a, b) in plan)
+    res = compress(PASSAGE, method="extract", ratio=0.5, query=q, max_len=16)
+    assert 0 < res.report.output_tokens < res.report.input_tokens
