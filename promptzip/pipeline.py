@@ -199,12 +199,11 @@ class Context:
         self._write(wanted, body)
         self.kept = keep.copy()  # units written whole (a partial unit is not counted)
 
-    def emit_words(self, word_keep: np.ndarray, word_start: np.ndarray,
-                   pieces: np.ndarray | None = None) -> None:
+    def emit_words(self, word_keep: np.ndarray, word_start: np.ndarray, pieces: np.ndarray) -> None:
         """Word-level output: unit i owns words word_start[i]:word_start[i + 1] of the flat
-        `word_keep` (its words as `word_pieces_flagged` cuts them; blocks are one word).
-        `pieces`, when the caller has them, are those words' (start, end) characters inside
-        their unit's text (saves cutting each unit again)."""
+        `word_keep` (its words as `word_pieces_flagged` cuts them; blocks are one word), and
+        `pieces` holds each word's (start, end) characters inside its unit's text
+        (`Words.local`)."""
         word_keep = np.asarray(word_keep, dtype=bool)
         bounds = word_start.tolist()
         n_units = len(word_start) - 1
@@ -219,9 +218,8 @@ class Context:
                 return raw
             lo, hi = bounds[i], bounds[i + 1]
             text = raw.decode("utf-8")
-            cuts = pieces[lo:hi] if pieces is not None else np.asarray(word_pieces(text)).reshape(-1, 2)
             out, prev_end = [], None
-            for s, e in cuts[word_keep[lo:hi]].tolist():
+            for s, e in pieces[lo:hi][word_keep[lo:hi]].tolist():
                 if prev_end is not None:
                     ws = _LAST_WS.search(text, prev_end, s)
                     out.append("\n" if ws and "\n" in ws.group() else " ")
@@ -232,8 +230,7 @@ class Context:
         self._write(unit_keep, body)
         self.kept = unit_keep & whole
 
-    def measure_words(self, word_keep: np.ndarray, word_start: np.ndarray,
-                      pieces: np.ndarray | None = None) -> int:
+    def measure_words(self, word_keep: np.ndarray, word_start: np.ndarray, pieces: np.ndarray) -> int:
         """Tokens that `emit_words(word_keep, word_start, pieces)` would write, writing nothing."""
         real, kept = self.sink, self.kept
         self.sink = OutputSink(_NullStream(), self.counter, None)

@@ -151,12 +151,13 @@ def test_word_level_emission_is_a_subsequence(demo_text):
         description = "test"
 
         def compress(self, ctx):
-            keep, starts = [], [0]
+            keep, starts, cuts = [], [0], []
             for i, text in enumerate(ctx.unit_texts()):
-                pieces = word_pieces_flagged(text) if ctx.table.kind[i] in WORD_KINDS else [(0, 1, True)]
+                pieces = word_pieces_flagged(text) if ctx.table.kind[i] in WORD_KINDS else [(0, len(text), True)]
                 keep += [p[2] or n % 2 == 0 for n, p in enumerate(pieces)]
+                cuts += [(s, e) for s, e, _ in pieces]
                 starts.append(len(keep))
-            ctx.emit_words(np.asarray(keep, dtype=bool), np.asarray(starts))
+            ctx.emit_words(np.asarray(keep, dtype=bool), np.asarray(starts), np.asarray(cuts).reshape(-1, 2))
 
     from promptzip.compressors import methods
 

@@ -178,7 +178,7 @@ class Extract(Compressor):
         ctx.device = scorer.device
         w = collect_words(ctx)
         if not w.words:
-            ctx.emit_words(np.zeros(0, dtype=bool), w.word_start)
+            ctx.emit_words(np.zeros(0, dtype=bool), w.word_start, w.local)
             return
         p = scorer.probs(w.words, ctx.request.query)
         numbers = self.settings["numbers"]

@@ -43,7 +43,7 @@ class SelfInfo(Compressor):
         ctx.model, ctx.model_sha256 = "smollm2-135m-instruct", lm_sha256()
         w = collect_words(ctx)
         if not w.words:
-            ctx.emit_words(np.zeros(0, dtype=bool), w.word_start)
+            ctx.emit_words(np.zeros(0, dtype=bool), w.word_start, w.local)
             return
         surprisal = word_surprisal(w.text, w.spans, tok, model, self.settings["window"],
                                    self.settings["context"])
