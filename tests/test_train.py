@@ -32,6 +32,23 @@ def test_percentile_ranks():
     assert r.tolist() == [1.0, 0.0, 0.5, 0.5]
 
 
+def test_span_rank_loss_ranks_each_answer_by_its_weakest_word():
+    torch = pytest.importorskip("torch")
+    from promptzip.train.finetune import span_rank_loss
+
+    labels = torch.tensor([0.0, 1.0, 1.0, 0.0, 0.5, 0.0, 1.0])
+    low = torch.tensor([0.0, 5.0, -1.0, 2.0, 9.0, 0.0, 4.0])  # the first answer's weak word is below a 0 word
+    high = low.clone()
+    high[2] = 3.0
+    assert span_rank_loss(high, labels) < span_rank_loss(low, labels)
+    low.requires_grad_(True)
+    span_rank_loss(low, labels).backward()
+    g = low.grad
+    assert g[4] == 0  # words labelled between 0 and 1 are neither answers nor rivals
+    assert g[2] < g[1] < 0 and g[6] < 0  # the weak word is pushed up hardest
+    assert (g[[0, 3, 5]] > 0).all() and g[3] > g[0]  # the strongest rival is pushed down hardest
+
+
 def _both_probs(model, sc, words):
     """The first window of `words`: (ids, types, the torch model's keep probabilities, the
     scorer's ONNX session's)."""
@@ -85,6 +102,29 @@ def test_fit_resumes_and_export_matches_torch(tmp_path):
     alone = sc.sess.run(["probs"], {"input_ids": np.array([short]), "attention_mask": np.ones((1, len(short)), dtype=np.int64),
                                     "token_type_ids": np.zeros((1, len(short)), dtype=np.int64)})[0]
     assert np.abs(both[1, :len(short)] - alone[0]).max() < 1e-4
+
+
+@needs_models
+def test_fit_with_ranking_loss_stops_early_and_goes_on(tmp_path):
+    import json
+
+    torch = pytest.importorskip("torch")
+    from promptzip.train.finetune import fit
+    from promptzip.train.labels import Example, words_of
+
+    words, _ = words_of(PARA)
+    labels = [1.0 if w[0].isupper() else 0.0 for w in words]
+    examples = [Example("a", "test", words, labels), Example("b", "test", words, labels, "Who landed?")]
+    run = tmp_path / "run"
+    fit(examples, run, steps=4, batch_size=2, save_every=1, listwise=0.3, ranking="spans", stop=2, log=lambda _: None)
+    state = torch.load(run / "state.pt", weights_only=False)
+    info = json.loads((run / "train.json").read_text(encoding="utf-8"))
+    assert state["step"] == 2 and info["stop"] == 2 and info["ranking"] == "spans" and info["listwise"] == 0.3
+    assert all(np.isfinite(state["losses"]))
+    lr = state["sched"]["_last_lr"][0]
+    fit(examples, run, steps=4, batch_size=2, save_every=1, listwise=0.3, ranking="spans", log=lambda _: None)
+    state = torch.load(run / "state.pt", weights_only=False)
+    assert state["step"] == 4 and state["sched"]["_last_lr"][0] < lr  # the same schedule, decayed further
 
 
 @needs_models

@@ -10,6 +10,8 @@ Steps (each resumable; files under --work, default $PROMPTZIP_HOME/train):
             its fp32 state is gone)
   reexport  the shipped weights exported again in the current format (dequantized from the
             shipped int8), replacing it; manifest and card updated
+  ship      export the last of some runs that went on from the shipped weights and replace the
+            shipped model with it; manifest (earlier training records kept) and card updated
   validate  answer retention / ratio / int8-fp32 agreement on the held-out SQuAD 1.1 articles
   all       the shipped recipe, ending in models/extract-minilm (what `make models` runs)
 """
@@ -85,7 +87,9 @@ def cmd_fit(args) -> None:
         examples += exs[: args.per_file] if args.per_file else exs
     _log(f"fit: {len(examples)} examples")
     fit(examples, Path(args.run), args.steps, args.batch, args.lr, args.max_len, args.seed, args.save_every,
-        init=Path(args.init) if getattr(args, "init", None) else None, log=_log)
+        init=Path(args.init) if getattr(args, "init", None) else None,
+        listwise=getattr(args, "listwise", 0.0), ranking=getattr(args, "ranking", "words"),
+        stop=getattr(args, "stop", 0) or None, log=_log)
 
 
 def cmd_export(args) -> None:
@@ -122,6 +126,22 @@ def cmd_reexport(args) -> None:
          f"{m['reexport']['validation']['0.2-query']['answer_retained']:.3f} @0.2 with the question")
 
 
+def cmd_ship(args) -> None:
+    """Runs that went on from the shipped weights (`from-onnx`): export the last, validate it and
+    replace the shipped model; the manifest keeps the training records it had and adds these."""
+    from .card import ship
+
+    w, model = Path(args.work), Path(args.model)
+    runs = [w / "runs" / r for r in args.runs.split(",")]
+    earlier = json.loads((model / "manifest.json").read_text(encoding="utf-8"))["training"]
+    export_dir = w / "export-ship"
+    cmd_export(argparse.Namespace(run=str(runs[-1]), out=str(export_dir)))
+    m = ship(export_dir, runs, model, RECIPE, w / "compare.json", earlier=earlier)
+    v = m["validation"]["int8"]
+    _log(f"ship: {model / 'model.int8.onnx'} sha256 {m['files']['model.int8.onnx']['sha256']}; held-out answer "
+         f"kept {v['0.33']['answer_retained']:.3f} @0.33, {v['0.2-query']['answer_retained']:.3f} @0.2 with the question")
+
+
 def cmd_validate(args) -> None:
     from .validate import validate
 
@@ -135,13 +155,19 @@ RECIPE = {  # the shipped model: `qa` labels won the comparison (MODEL_CARD.md);
     # from stage 1's weights over every training paragraph, with the question words of the
     # evidence at 0.5 (`qa-soft`) so answers rank above what the reader already has; stage 3 goes
     # on longer over the same paragraphs with the query-agnostic examples drawn three times as
-    # often (18% of stage 2's examples, 39% of stage 3's)
+    # often (18% of stage 2's examples, 39% of stage 3's); stages 5 and 6 go on over the same
+    # examples with a ranking loss added (words, then whole answers by their weakest word); the
+    # unshipped stage 4 of MODEL_CARD.md's history is not part of it
     "labels": {"qa.jsonl": ("qa", 3000), "qa-soft.jsonl": ("qa-soft", 30000),  # file -> (source, paragraphs)
                "qa-agnostic.jsonl": ("qa-agnostic", 30000)},
     "stages": [{"run": "stage1", "data": ["qa.jsonl"], "steps": 1000, "lr": 1e-4},
                {"run": "stage2", "data": ["qa-soft.jsonl"], "steps": 1500, "lr": 5e-5, "init": "stage1"},
                {"run": "stage3", "data": ["qa-soft.jsonl", "qa-agnostic.jsonl", "qa-agnostic.jsonl"],
-                "steps": 2000, "lr": 5e-5, "init": "stage2"}],
+                "steps": 2000, "lr": 5e-5, "init": "stage2"},
+               {"run": "stage5", "data": ["qa-soft.jsonl", "qa-agnostic.jsonl", "qa-agnostic.jsonl"],
+                "steps": 2000, "stop": 1000, "lr": 5e-5, "init": "stage3", "seed": 2, "listwise": 0.3},
+               {"run": "stage6", "data": ["qa-soft.jsonl", "qa-agnostic.jsonl", "qa-agnostic.jsonl"],
+                "steps": 1500, "lr": 5e-5, "init": "stage5", "seed": 3, "listwise": 0.3, "ranking": "spans"}],
     "batch": 8, "max_len": 256, "seed": 0,
 }
 
@@ -190,7 +216,9 @@ def cmd_all(args) -> None:
         init = str(w / "runs" / stage["init"] / "state.pt") if stage.get("init") else ""
         cmd_fit(argparse.Namespace(data=",".join(str(w / n) for n in stage["data"]), run=str(run),
                                    steps=stage["steps"], batch=r["batch"], lr=stage["lr"], max_len=r["max_len"],
-                                   per_file=0, seed=r["seed"], save_every=50, init=init))
+                                   per_file=0, seed=stage.get("seed", r["seed"]), save_every=50, init=init,
+                                   listwise=stage.get("listwise", 0.0), ranking=stage.get("ranking", "words"),
+                                   stop=stage.get("stop", 0)))
     export_dir = w / "export"
     cmd_export(argparse.Namespace(run=str(run), out=str(export_dir)))
     ship(export_dir, [w / "runs" / st["run"] for st in r["stages"]], Path(args.out), RECIPE, w / "compare.json")
@@ -217,6 +245,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=50)
     p.add_argument("--init", default="", help="state.pt of an earlier run to start from (warm start)")
+    p.add_argument("--listwise", type=float, default=0.0,
+                   help="weight of the ranking loss added to binary cross-entropy (0 = off)")
+    p.add_argument("--ranking", choices=("words", "spans"), default="words",
+                   help="what the ranking loss ranks: each word labelled 1, or each run of them by its weakest word")
+    p.add_argument("--stop", type=int, default=0,
+                   help="end at this step of the --steps schedule (0 = run it all)")
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("export")
     p.add_argument("--run", required=True)
@@ -230,6 +264,11 @@ def main(argv: list[str] | None = None) -> None:
                        "(dequantized from the shipped int8; replaces it, updates manifest and card)")
     p.add_argument("--model", default=str(Path(__file__).resolve().parents[2] / "models" / "extract-minilm"))
     p.set_defaults(func=cmd_reexport)
+    p = sub.add_parser("ship", help="export the last of RUNS (runs under WORK/runs that went on from the "
+                       "shipped weights) and replace the shipped model; manifest and card updated")
+    p.add_argument("--runs", required=True, help="comma-separated run names, in training order")
+    p.add_argument("--model", default=str(Path(__file__).resolve().parents[2] / "models" / "extract-minilm"))
+    p.set_defaults(func=cmd_ship)
     p = sub.add_parser("validate")
     p.add_argument("--model", required=True)
     p.add_argument("--limit", type=int, default=300)

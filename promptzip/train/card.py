@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,8 @@ DATA = [
     ("SQuAD 1.1 train (../shared/corpora/qa/squad_v1_train.jsonl), articles not held out (every 20th "
      "article, by title, is held out for validation): stage 1 the first 3,000 paragraphs (`qa` labels), "
      "stage 2 all of them (`qa-soft` labels), stage 3 all of them again (`qa-soft`, with the query-agnostic "
-     "examples drawn three times as often)", "CC BY-SA 4.0"),
+     "examples drawn three times as often), stages 5 and 6 the same examples as stage 3 with a ranking loss "
+     "added", "CC BY-SA 4.0"),
 ]
 
 
@@ -104,6 +106,22 @@ def _row(name: str, res: dict) -> str:
             f"{q['answer_retained']:.3f} | {q['achieved_ratio']:.3f} | {agree_text} |")
 
 
+def _stage_line(k: int, t: dict) -> str:
+    """One training record; records written before runs were named count stages in order."""
+    name = _stage_name(t["run"]) if t.get("run") else f"stage {k}"
+    start = (_stage_name(Path(t["init"]).parent.name) if t.get("run") else f"stage {k - 1}") if t.get("init") else ""
+    steps = f"{t['stop']} of a {t['steps']}-step schedule" if t.get("stop") else f"{t['steps']} steps"
+    loss = (f", plus {t['listwise']} x a ranking loss over {'answers' if t.get('ranking') == 'spans' else 'words'}"
+            if t.get("listwise") else "")
+    return (f"Training {name}: {steps} x batch {t['batch_size']}, lr {t['lr']}, seed {t.get('seed', 0)}, windows of "
+            f"{t['max_len']} subwords, {t['windows']} windows from {t['examples']} examples"
+            f"{', starting from ' + start if start else ''}{loss}, final loss {t['final_loss']:.4f}.")
+
+
+def _stage_name(run: str) -> str:
+    return re.sub(r"^stage(\d+)$", r"stage \1", run)
+
+
 def card(m: dict, comparison: dict | None) -> str:
     v8, v32 = m["validation"]["int8"], m["validation"]["fp32"]
     lines = [
@@ -128,10 +146,7 @@ def card(m: dict, comparison: dict | None) -> str:
         "0.5, so the answer ranks above words the reader already has); `selfinfo` is the percentile rank "
         "of each word's SmolLM2-135M self-information per LM token inside its document (soft target).", "",
         "## Command", "", f"`{m['command']}`; recipe: `{json.dumps(m['recipe'])}`.", "",
-        *[f"Training stage {k}: {t['steps']} steps x batch {t['batch_size']}, lr {t['lr']}, windows of "
-          f"{t['max_len']} subwords, {t['windows']} windows from {t['examples']} examples"
-          f"{', starting from stage ' + str(k - 1) if t.get('init') else ''}, final loss {t['final_loss']:.4f}."
-          for k, t in enumerate(m["training"], 1)], "",
+        *[_stage_line(k, t) for k, t in enumerate(m["training"], 1)], "",
         "## Measured results (held-out SQuAD 1.1 articles, one question per paragraph, "
         f"{v8['paragraphs']} paragraphs)", "",
         "| model | answer kept @0.33, no question | achieved | answer kept @0.2, with question | achieved "

@@ -135,11 +135,39 @@ def word_logits(sub_logits, word_of, n_words: int):
     return sums / counts.clamp(min=1)
 
 
+def span_rank_loss(wl, labels):
+    """Mean over the runs of words labelled 1 of -log P(run beats the window's words labelled
+    0), a run scoring the soft minimum of its word logits."""
+    import torch
+
+    pos = labels >= 1.0
+    neg = labels <= 0.0
+    edge = torch.diff(pos.to(torch.int8), prepend=torch.zeros(1, dtype=torch.int8),
+                      append=torch.zeros(1, dtype=torch.int8))
+    starts = torch.nonzero(edge == 1).flatten().tolist()
+    ends = torch.nonzero(edge == -1).flatten().tolist()
+    rest = torch.logsumexp(wl[neg], 0) if bool(neg.any()) else wl.new_tensor(-30.0)
+    out = []
+    for a, b in zip(starts, ends, strict=True):
+        weakest = -torch.logsumexp(-wl[a:b], 0)
+        out.append(torch.nn.functional.softplus(rest - weakest))
+    return torch.stack(out).mean()
+
+
 def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr: float = 5e-5,
         max_len: int = 256, seed: int = 0, save_every: int = 50, threads: int | None = None,
-        init: Path | None = None, log=print) -> Path:
+        init: Path | None = None, listwise: float = 0.0, ranking: str = "words", stop: int | None = None,
+        log=print) -> Path:
     """Train (or resume) a run; returns the path of the final state. `init`: the state of an
-    earlier run whose weights a new run starts from (a fresh optimizer and schedule)."""
+    earlier run whose weights a new run starts from (a fresh optimizer and schedule). `stop`: end
+    at that step of the `steps`-long schedule (the learning rate still decays over `steps`).
+    `listwise` > 0 adds that times a ranking loss: in each window holding words labelled 1, the
+    mean over those words of -log softmax(word logits) across the window's words, so the words a
+    reader needs must outrank the other candidates of their window (binary cross-entropy alone
+    scores each word on its own and lets a model hedge over every name in a paragraph).
+    `ranking="spans"` ranks answers instead of words: each run of words labelled 1 scores as its
+    weakest word (a soft minimum of their logits) and must outrank the words labelled 0 of its
+    window, since an answer survives only when all its words do."""
     import torch
 
     if threads:
@@ -170,8 +198,7 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
     elif init is not None:
         model.load_state_dict(torch.load(init, weights_only=False)["model"])
         log(f"{run}: weights from {init}")
-    if step >= steps:
-        return state_path
+    end = min(steps, stop) if stop else steps  # a finished run only (re)writes its train.json
 
     def save() -> None:
         tmp = run / "state.pt.tmp"
@@ -182,7 +209,7 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
 
     model.train()
     t0 = time.perf_counter()
-    while step < steps:
+    while step < end:
         if len(order) < batch_size:
             fresh = list(range(len(wins)))
             order_rng.shuffle(fresh)
@@ -193,11 +220,18 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
         logits = model(ids, mask, types)
         loss = 0.0
         n = 0
+        ranks = []
         for b in range(len(batch)):
             wl = word_logits(logits[b], word_of[b], len(labels[b]))
             loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(wl, labels[b], reduction="sum")
             n += len(labels[b])
+            pos = labels[b] >= 1.0
+            if listwise > 0 and bool(pos.any()):
+                ranks.append(span_rank_loss(wl, labels[b]) if ranking == "spans"
+                             else -torch.log_softmax(wl, 0)[pos].mean())
         loss = loss / max(n, 1)
+        if ranks:
+            loss = loss + listwise * torch.stack(ranks).mean()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -208,11 +242,13 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
         if step % 10 == 0:
             rate = step / (time.perf_counter() - t0)
             log(f"step {step}/{steps} loss {np.mean(losses[-10:]):.4f} ({rate:.2f} steps/s)")
-        if step % save_every == 0 or step == steps:
+        if step % save_every == 0 or step == end:
             save()
-    (run / "train.json").write_text(json.dumps({"init": str(init) if init else None,
+    (run / "train.json").write_text(json.dumps({"run": run.name, "init": str(init) if init else None,
                                                 "steps": steps, "batch_size": batch_size, "lr": lr,
-                                                "max_len": max_len, "seed": seed, "windows": len(wins),
+                                                "max_len": max_len, "seed": seed, "listwise": listwise,
+                                                "ranking": ranking, "stop": stop,
+                                                "windows": len(wins),
                                                 "examples": len(examples),
                                                 "final_loss": float(np.mean(losses[-50:]))}, indent=1))
     return state_path
