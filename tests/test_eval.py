@@ -120,6 +120,28 @@ def test_eval_checkpoint_reuses_rows(tmp_path):
     assert "reusing" not in fresh.stderr
 
 
+def test_eval_checkpoint_measures_again_what_other_weights_made(tmp_path):
+    data = _dataset(tmp_path)
+    out = tmp_path / "out"
+    args = ["eval", str(data), "--methods", "truncate", "--ratios", "0.5", "--out", str(out),
+            "--no-reader", "--no-embed"]
+    assert runner.invoke(app, args).exit_code == 0
+    path = out / "rows.jsonl"
+    recs = [json.loads(line) for line in path.read_text().splitlines()]
+    made = [r for r in recs if r["method"] == "truncate"]
+    assert made and all(r["method_id"] == "truncate v1" for r in made)
+    for r in recs:  # as if an older model had made one row, and an older run (no id) the other
+        if r["method"] == "truncate":
+            r["method_id"] = "truncate v0" if r is made[0] else None
+            r["achieved_ratio"] = 0.123
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    rows = [r for r in json.loads((out / "results.json").read_text())["rows"] if r["method"] == "truncate"]
+    assert sorted(r["achieved_ratio"] == 0.123 for r in rows) == [False, True]  # only the v0 row was redone
+    assert {r["method_id"] for r in rows} == {"truncate v1", None}
+
+
 def test_noquery_mode_withholds_the_question(tmp_path):
     from promptzip.eval.data import EvalItem
     from promptzip.eval.run import compress_with

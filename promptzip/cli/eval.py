@@ -54,7 +54,8 @@ def register(app: typer.Typer) -> None:
                                                     "already in OUT/rows.jsonl (tables and plots show how "
                                                     "many rows each method has); measure nothing.")] = False,
         fresh: Annotated[bool, typer.Option("--fresh", help="Ignore rows measured by an earlier run "
-                                            "in OUT (by default they are reused).")] = False,
+                                            "in OUT (by default they are reused, except rows made by another version "
+                                            "of their method or other weights).")] = False,
     ) -> None:
         """Measure compressors side by side: ratio, answer retention, reader scores, similarity."""
         from ..eval.data import load_items

@@ -55,6 +55,7 @@ class Row:
     entities_kept: float | None = None  # names as the rewrite guard sees them (not sentence starts)
     invented_numbers: int | None = None  # distinct numbers in the output that the input lacks
     precision: float | None = None  # `latent`: 1 - character edit distance of the reconstruction
+    method_id: str | None = None  # what made the row (`method_identity`); None in rows of older runs
 
 
 def _fidelity(original: str, compressed: str) -> tuple[float | None, float | None]:
@@ -98,6 +99,18 @@ def compress_with(method: str, item: EvalItem, ratio: float, counter: TokenCount
     name, _, mode = method.partition(":")
     query = item.question if get_method(name).query_aware and mode != NO_QUERY else None
     return compress(item.context, method=name, ratio=ratio, query=query, tokenizer=counter).text, None
+
+
+def method_identity(method: str) -> str | None:
+    """What makes a method's rows: its version and the sha256 of the weights it runs (None for
+    the peers and `random`, pinned elsewhere). A checkpointed row made by anything else is
+    measured again."""
+    name = method.partition(":")[0]
+    if method in EVAL_ONLY or name in EVAL_ONLY:
+        return None
+    cls = get_method(name)
+    weights = cls().model_id()
+    return f"{name} v{cls.version}" + (f" {weights}" if weights else "")
 
 
 class Checkpoint:
@@ -169,10 +182,16 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
         for r in ratios:
             latent_rate(r)  # 4x, 8x, 16x only: fail before any work
     ckpt = checkpoint or Checkpoint(None, {})
+    made_by = {m: method_identity(m) for m in methods}
+
+    def reusable(item_id: str, method: str, ratio: float) -> Row | None:
+        row = ckpt.get(item_id, method, ratio)  # rows of older runs (no method_id) are trusted
+        return row if row is None or row.method_id in (None, made_by[method]) else None
+
     precomputed = {}
     for m in methods:
         if m in PEERS and measure:
-            todo = [it for it in items if any(ckpt.get(it.id, m, r) is None for r in ratios)]
+            todo = [it for it in items if any(reusable(it.id, m, r) is None for r in ratios)]
             cache = ckpt.path.with_name(f"peer-{m}.jsonl") if ckpt.path else None
             precomputed[m] = run_peers(m, todo, ratios, cache) if todo else {}
     rows: list[Row] = []
@@ -184,7 +203,7 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
         gold = item.answers[0] if item.answers else None
         orig = ckpt.get(item.id, "original", 1.0)
         if not measure:
-            rows += [r for r in [orig] + [ckpt.get(item.id, m, r) for m in methods for r in ratios] if r]
+            rows += [r for r in [orig] + [reusable(item.id, m, r) for m in methods for r in ratios] if r]
             continue
         if orig is None:
             base_ll = reader.answer_logprob(item.context, item.question, gold) if reader and gold else None
@@ -204,7 +223,7 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
         fresh: list[tuple[Row, str]] = []
         for method in methods:
             for ratio in ratios:
-                cached = ckpt.get(item.id, method, ratio)
+                cached = reusable(item.id, method, ratio)
                 if cached is not None:
                     rows.append(cached)
                     done += 1
@@ -227,6 +246,7 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
                     n_out = counter.count(text)
                     row = Row(item.id, method, ratio, n_out / n_in if n_in else 1.0, n_in, n_out, secs,
                               n_in / secs if secs > 0 else 0.0)
+                row.method_id = made_by[method]
                 row.numbers_kept, row.names_kept = _fidelity(item.context, text)
                 guard = retention([facts_of(item.context)], [text])
                 row.entities_kept, row.invented_numbers = guard["names_kept"], guard["invented_numbers"]
