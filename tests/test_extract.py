@@ -212,11 +212,13 @@ def test_question_words_give_their_budget_to_what_the_reader_lacks():
     def kept_question_words(res):
         return sum(re.sub(r"\W", "", w.lower()) in asked for w, _, k in res.report.words if k)
 
-    damped = compress(PASSAGE, method="extract", ratio=0.2, query=q, word_scores=True)
-    plain = compress(PASSAGE, method="extract", ratio=0.2, query=q, word_scores=True, question_words=1)
+    # at 0.3 the budget reaches past the answer and the question's words (the model puts both far
+    # above the rest of this passage), so what the damping gives away shows
+    damped = compress(PASSAGE, method="extract", ratio=0.3, query=q, word_scores=True)
+    plain = compress(PASSAGE, method="extract", ratio=0.3, query=q, word_scores=True, question_words=1)
     assert kept_question_words(damped) < kept_question_words(plain)
     assert "Collins" in damped.text
-    assert abs(damped.report.ratio - 0.2) <= 0.03
+    assert abs(damped.report.ratio - 0.3) <= 0.03
     # the probabilities reported are the model's, undamped
     assert [s for _, s, _ in damped.report.words] == [s for _, s, _ in plain.report.words]
     with pytest.raises(UsageError):
