@@ -108,8 +108,11 @@ def _row(name: str, res: dict) -> str:
 
 def _stage_line(k: int, t: dict) -> str:
     """One training record; records written before runs were named count stages in order."""
-    name = _stage_name(t["run"]) if t.get("run") else f"stage {k}"
-    start = (_stage_name(Path(t["init"]).parent.name) if t.get("run") else f"stage {k - 1}") if t.get("init") else ""
+    named = bool(t.get("run"))
+    name = _stage_name(t["run"]) if named else f"stage {k}"
+    start = ""
+    if t.get("init"):
+        start = _stage_name(Path(t["init"]).parent.name) if named else f"stage {k - 1}"
     steps = f"{t['stop']} of a {t['steps']}-step schedule" if t.get("stop") else f"{t['steps']} steps"
     loss = (f", plus {t['listwise']} x a ranking loss over {'answers' if t.get('ranking') == 'spans' else 'words'}"
             if t.get("listwise") else "")

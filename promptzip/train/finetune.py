@@ -225,8 +225,8 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
             wl = word_logits(logits[b], word_of[b], len(labels[b]))
             loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(wl, labels[b], reduction="sum")
             n += len(labels[b])
-            pos = labels[b] >= 1.0
-            if listwise > 0 and bool(pos.any()):
+            pos = labels[b] >= 1.0 if listwise > 0 else None
+            if pos is not None and bool(pos.any()):
                 ranks.append(span_rank_loss(wl, labels[b]) if ranking == "spans"
                              else -torch.log_softmax(wl, 0)[pos].mean())
         loss = loss / max(n, 1)
