@@ -35,7 +35,6 @@ from .tokens import DEFAULT_TOKENIZER, TokenCounter, load_tokenizer, token_start
 
 Progress = Callable[[str, int, int], None]  # (phase, bytes done, bytes total)
 WORD_KINDS = (Kind.SENTENCE, Kind.LINE)  # units whose words a word-level method may drop
-_LAST_WS = re.compile(r"\s+$")
 
 
 @dataclass(frozen=True)
@@ -205,24 +204,27 @@ class Context:
         `pieces` holds each word's (start, end) characters inside its unit's text
         (`Words.local`)."""
         word_keep = np.asarray(word_keep, dtype=bool)
-        bounds = word_start.tolist()
         n_units = len(word_start) - 1
         unit_of = np.repeat(np.arange(n_units), np.diff(word_start))
         kept_words = np.bincount(unit_of[word_keep], minlength=n_units)
         unit_keep = kept_words > 0
         whole = kept_words == np.diff(word_start)
         kinds = self.table.kind
+        # the kept words' pieces as one list, unit i's at kept_at[i]:kept_at[i + 1]
+        kept_pieces = pieces[word_keep].tolist()
+        kept_at = np.concatenate(([0], np.cumsum(kept_words))).tolist()
+        whole_l, thin = whole.tolist(), np.isin(kinds, list(WORD_KINDS)).tolist()
 
         def body(i: int, raw: bytes, sep: bytes) -> bytes:
-            if whole[i] or kinds[i] not in WORD_KINDS:
+            if whole_l[i] or not thin[i]:
                 return raw
-            lo, hi = bounds[i], bounds[i + 1]
             text = raw.decode("utf-8")
             out, prev_end = [], None
-            for s, e in pieces[lo:hi][word_keep[lo:hi]].tolist():
+            for s, e in kept_pieces[kept_at[i]:kept_at[i + 1]]:
                 if prev_end is not None:
-                    ws = _LAST_WS.search(text, prev_end, s)
-                    out.append("\n" if ws and "\n" in ws.group() else " ")
+                    # a line break where the whitespace just before this word holds one
+                    gap = text[prev_end:s]
+                    out.append("\n" if "\n" in gap[len(gap.rstrip()):] else " ")
                 out.append(text[s:e])
                 prev_end = e
             return "".join(out).encode("utf-8")
