@@ -58,7 +58,7 @@ def model_dir(setting: str = "") -> Path:
 class Scorer:
     """Keep probabilities per word from the ONNX classifier."""
 
-    def __init__(self, folder: Path, precision: str = "int8", max_len: int = 256, overlap: int = 8,
+    def __init__(self, folder: Path, precision: str = "int8", max_len: int = 256, overlap: int = 4,
                  batch_size: int = 4, max_query: int = 48, threads: int | None = None) -> None:
         from ..runtime.onnx import session, wordpiece
 
@@ -148,7 +148,7 @@ class Extract(Compressor):
               "meeting a ratio (0 = off)", bounds=(0, 1)),
         Param("max_len", int, 256, "subwords per window (as in training; 512 is slower: attention grows "
               "with the square)", bounds=(8, 512)),
-        Param("overlap", int, 8, "context subwords added on each side of a window", bounds=(0, None)),
+        Param("overlap", int, 4, "context subwords added on each side of a window", bounds=(0, None)),
         Param("batch", int, 4, "windows per onnxruntime call", bounds=(1, None)),
         Param("phrases", str, "on", "the words of a name, date or quantity kept or dropped together "
               "(off = every word on its own)", ("on", "off")),
