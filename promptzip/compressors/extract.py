@@ -140,7 +140,8 @@ class Extract(Compressor):
     name = "extract"
     description = "Learned word keep/drop classifier (fine-tuned MiniLM-L6, ONNX int8); fast, query-aware."
     query_aware = True
-    version = "4"  # 2: phrase-aware scores; 3: numbers scored with a query; 4: question words damped
+    version = "5"  # 2: phrase-aware scores; 3: numbers scored with a query; 4: question words damped;
+    # 5: windows overlap by 4 subwords (was 8)
     params = (
         Param("model", str, "", "model folder (default: the shipped models/extract-minilm)"),
         Param("precision", str, "int8", "which ONNX file to run", ("int8", "fp32")),
