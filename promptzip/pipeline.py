@@ -210,8 +210,9 @@ class Context:
         unit_keep = kept_words > 0
         whole = kept_words == np.diff(word_start)
         kinds = self.table.kind
-        # the kept words' pieces as one list, unit i's at kept_at[i]:kept_at[i + 1]
-        kept_pieces = pieces[word_keep].tolist()
+        # the kept words' pieces, unit i's at kept_at[i]:kept_at[i + 1] (an array: a list of
+        # them all would cost ~100 bytes a word on a large document)
+        kept_pieces = pieces[word_keep]
         kept_at = np.concatenate(([0], np.cumsum(kept_words))).tolist()
         whole_l, thin = whole.tolist(), np.isin(kinds, list(WORD_KINDS)).tolist()
 
@@ -220,7 +221,7 @@ class Context:
                 return raw
             text = raw.decode("utf-8")
             out, prev_end = [], None
-            for s, e in kept_pieces[kept_at[i]:kept_at[i + 1]]:
+            for s, e in kept_pieces[kept_at[i]:kept_at[i + 1]].tolist():
                 if prev_end is not None:
                     # a line break where the whitespace just before this word holds one
                     gap = text[prev_end:s]
