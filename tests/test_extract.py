@@ -241,3 +241,13 @@ def test_a_long_question_leaves_room_for_words_in_small_windows():
     assert plan and all(len(ids) <= 16 and b > a for ids, _, _, (a, b) in plan)
     res = compress(PASSAGE, method="extract", ratio=0.5, query=q, max_len=16)
     assert 0 < res.report.output_tokens < res.report.input_tokens
+
+
+def test_answer_lines_are_few_shot_answers_not_prose():
+    from promptzip.compressors.words import _ANSWER_LINE
+
+    for line in ("The answer is 4.", "Ann says 3. Bob lies. So the answer is No.", "#### 42",
+                 "Therefore, the final answer is 7"):
+        assert _ANSWER_LINE.search(line), line
+    for prose in ("If the answer is yes, many problems have faster solutions.", "Walking, the answer is 5"):
+        assert not _ANSWER_LINE.search(prose), prose

@@ -51,7 +51,10 @@ class Words:
 
 
 _LEAD_LABEL = re.compile(r"^[A-Z][A-Za-z]{0,15}:$")
-_ANSWER_LINE = re.compile(r"\b(?:the|final|correct) answer is\b|^####\s", re.IGNORECASE)
+# `The answer is 4.`, `So the answer is (A).`, `#### 42`: at the start of the text or of a sentence
+# (prose such as `If the answer is yes, ...` is not a few-shot answer line)
+_ANSWER_LINE = re.compile(r"(?:^|[.!?:]\s+)(?:(?:so|therefore|thus|hence),?\s+)?(?:the |my )?(?:final |correct )?"
+                          r"answer is\b|^####\s", re.IGNORECASE | re.MULTILINE)
 _RECUR_MAX_WORDS = 12
 _RECUR_MAX_TIMES = 16
 
