@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from promptzip import compress
 from promptzip.cli import app
 from promptzip.compressors.extract import DEFAULT_MODEL, Scorer
+from promptzip.compressors.words import _trimmed
 from promptzip.errors import UsageError
 from tests.conftest import needs_shared
 
@@ -81,8 +82,8 @@ def test_json_has_word_probabilities_and_explain_styles_words(tmp_path):
     words = data["report"]["words"]
     assert [w for w, _, _ in words] == PASSAGE.split()
     assert all(0.0 <= p <= 1.0 for _, p, _ in words)
-    kept = [w for w, _, k in words if k]
-    assert " ".join(kept) == data["compressed"].strip()
+    kept = [w for w, _, k in words if k]  # as read; without a question written without edge punctuation
+    assert " ".join(w.strip(",.") for w in kept) == data["compressed"].strip()
     res = runner.invoke(app, ["compress", str(src), "-m", "extract", "-r", "0.4", "--explain"])
     assert res.exit_code == 0
     assert res.stdout.strip() == PASSAGE  # the whole input, styled (no colours in a pipe)
@@ -241,6 +242,42 @@ def test_a_long_question_leaves_room_for_words_in_small_windows():
     assert plan and all(len(ids) <= 16 and b > a for ids, _, _, (a, b) in plan)
     res = compress(PASSAGE, method="extract", ratio=0.5, query=q, max_len=16)
     assert 0 < res.report.output_tokens < res.report.input_tokens
+
+
+def test_trimmed_keeps_abbreviations_and_initials():
+    assert [w[slice(*_trimmed(w))] for w in ("(Norman:", "Normanni)", "U.S.,", "J.", "Mr.", '"end."', "—", "1,000,")] \
+        == ["Norman", "Normanni", "U.S.", "J.", "Mr", "end", "—", "1,000"]
+    assert _trimmed("...") == (3, 3)
+
+
+@pytest.mark.parametrize("query", [None, "Who stayed in lunar orbit?"])
+def test_punctuation_is_dropped_without_a_question_and_kept_with_one(query):
+    text = PASSAGE.replace("Michael Collins", "(Michael Collins)")
+    auto = compress(text, method="extract", ratio=0.4, query=query).text
+    dropped = compress(text, method="extract", ratio=0.4, query=query, punctuation="drop").text
+    kept = compress(text, method="extract", ratio=0.4, query=query, punctuation="keep").text
+    assert not re.search(r"[(),.]", dropped.replace("02:56", ""))  # the time is protected
+    assert re.search(r"[(),.]", kept)
+    assert auto == (kept if query else dropped)
+    for number in ("11", "1969", "02:56"):
+        assert number in dropped or query
+
+
+def test_punctuation_freed_budget_goes_to_words():
+    dropped = compress(PASSAGE, method="extract", ratio=0.33, punctuation="drop").text
+    kept = compress(PASSAGE, method="extract", ratio=0.33, punctuation="keep").text
+    assert len(dropped.split()) > len(kept.split())
+
+
+def test_articles_give_their_budget_to_content_words():
+    def articles(text):
+        return sum(w.lower() in ("a", "an", "the") for w in text.split())
+
+    scored = compress(PASSAGE, method="extract", ratio=0.6, articles=1.0).text  # `Eagle the Sea` (bridged)
+    damped = compress(PASSAGE, method="extract", ratio=0.6).text  # default articles=0
+    assert articles(scored) > 0
+    assert articles(damped) == 0
+    assert len(damped.split()) > len(scored.split()) - articles(scored)
 
 
 def test_answer_lines_are_few_shot_answers_not_prose():
