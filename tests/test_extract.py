@@ -214,9 +214,11 @@ def test_question_words_give_their_budget_to_what_the_reader_lacks():
         return sum(re.sub(r"\W", "", w.lower()) in asked for w, _, k in res.report.words if k)
 
     # at 0.3 the budget reaches past the answer and the question's words (the model puts both far
-    # above the rest of this passage), so what the damping gives away shows
-    damped = compress(PASSAGE, method="extract", ratio=0.3, query=q, word_scores=True)
-    plain = compress(PASSAGE, method="extract", ratio=0.3, query=q, word_scores=True, question_words=1)
+    # above the rest of this passage), so what the damping gives away shows; words rank by
+    # probability alone here (cost_power=0), so only the damping differs
+    damped = compress(PASSAGE, method="extract", ratio=0.3, query=q, word_scores=True, cost_power=0)
+    plain = compress(PASSAGE, method="extract", ratio=0.3, query=q, word_scores=True, question_words=1,
+                     cost_power=0)
     assert kept_question_words(damped) < kept_question_words(plain)
     assert "Collins" in damped.text
     assert abs(damped.report.ratio - 0.3) <= 0.03
@@ -288,3 +290,11 @@ def test_answer_lines_are_few_shot_answers_not_prose():
         assert _ANSWER_LINE.search(line), line
     for prose in ("If the answer is yes, many problems have faster solutions.", "Walking, the answer is 5"):
         assert not _ANSWER_LINE.search(prose), prose
+
+
+def test_cost_power_ranks_cheap_words_up():
+    """With cost_power 1 words rank by probability per token: more, cheaper words fit the same budget."""
+    by_score = compress(PASSAGE, method="extract", ratio=0.33, cost_power=0)
+    per_token = compress(PASSAGE, method="extract", ratio=0.33, cost_power=1)
+    assert abs(per_token.report.ratio - 0.33) <= 0.02
+    assert len(per_token.text.split()) > len(by_score.text.split())

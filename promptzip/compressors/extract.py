@@ -20,8 +20,9 @@ keeps them all the same). Under a budget, the words of the question itself score
 their probability (`-p question_words`): the reader is given the question, so the budget goes to
 what it lacks.
 
-Under a budget, `a`, `an` and `the` are kept only when nothing else is left (`-p articles`), and
-without a question the kept words are written without the punctuation at their edges (`-p
+Under a budget, `a`, `an` and `the` are kept only when nothing else is left (`-p articles`), words
+(a name or date as one item) rank by probability / tokens^0.25 (`-p cost_power`), and without a
+question the kept words are written without the punctuation at their edges (`-p
 punctuation`): commas, brackets and quotes cost ~15% of a thinned paragraph's tokens. Both let the
 same budget keep more words; with a question the small reader of BENCHMARKS.md read the
 unpunctuated text worse, so punctuation stays there.
@@ -147,7 +148,8 @@ class Extract(Compressor):
     description = "Learned word keep/drop classifier (fine-tuned MiniLM-L6, ONNX int8); fast, query-aware."
     query_aware = True
     version = "6"  # 2: phrase-aware scores; 3: numbers scored with a query; 4: question words damped;
-    # 5: windows overlap by 4 subwords (was 8); 6: articles last, punctuation dropped without a query
+    # 5: windows overlap by 4 subwords (was 8); 6: articles last, punctuation dropped without a query,
+    # words ranked by probability / tokens^0.25
     params = (
         Param("model", str, "", "model folder (default: the shipped models/extract-minilm)"),
         Param("precision", str, "int8", "which ONNX file to run", ("int8", "fp32")),
@@ -172,6 +174,8 @@ class Extract(Compressor):
               "without --query, keep with it", ("auto", "keep", "drop", "ends")),
         Param("articles", float, 0.0, "under a budget, a, an and the score this times their probability "
               "and are not lifted by `bridge` (1 = like any other word)", bounds=(0, 1)),
+        Param("cost_power", float, 0.25, "under a budget, words (and whole names) rank by probability / "
+              "tokens^this: 0 = by probability alone, 1 = per token", bounds=(0, 1)),
         Param("keep_names", str, "off", "keep every name and date word (as the rewrite guard finds them) "
               "even past the budget", ("on", "off")),
     )
@@ -219,7 +223,7 @@ class Extract(Compressor):
             keep = item_scores >= self.settings["threshold"]
             keep = w.must | (keep if group is None else keep[group])
         else:
-            keep = select_words(ctx, w, s, phrases=phrases)
+            keep = select_words(ctx, w, s, phrases=phrases, cost_power=self.settings["cost_power"])
         if ctx.request.word_scores:
             ctx.word_scores = [(word, round(float(x), 4), bool(k))
                                for word, x, k in zip(w.words, p, keep, strict=True)]

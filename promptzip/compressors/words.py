@@ -153,13 +153,15 @@ def _recurring_lines(text: str, seen: Counter) -> list[bool] | None:
 
 
 def select_words(ctx: Context, w: Words, scores: np.ndarray, rounds: int = 3,
-                 costs: np.ndarray | None = None, phrases: list[tuple[int, int]] = ()) -> np.ndarray:
+                 costs: np.ndarray | None = None, phrases: list[tuple[int, int]] = (),
+                 cost_power: float = 0.0) -> np.ndarray:
     """Best-scored words within the budget, with the budget corrected by what the output
     really costs: per-word costs ignore how words merge once joined and what line breaks cost,
     so after each selection the would-be output is counted and the budget moved by the miss
     (up to `rounds` times, stopping within one percent of the target).
 
-    `phrases` ([start, end) word ranges): see `phrase_groups`."""
+    `phrases` ([start, end) word ranges): see `phrase_groups`. With `cost_power` p, items rank
+    by score / tokens**p (0: by score alone; 1: by score per token)."""
     costs = w.costs(ctx) if costs is None else costs
     group, item_scores = phrase_groups(w, scores, phrases)
     if group is None:
@@ -169,6 +171,8 @@ def select_words(ctx: Context, w: Words, scores: np.ndarray, rounds: int = 3,
         item_costs = np.bincount(group, costs, minlength=n).astype(np.int64)
         must = np.bincount(group, w.must, minlength=n) > 0
         forced = np.bincount(group, w.forced, minlength=n) > 0
+    if cost_power:
+        item_scores = item_scores / np.maximum(item_costs, 1) ** cost_power
     protected_cost = int(item_costs[must].sum())
     if protected_cost > ctx.budget and ctx.request.target_tokens is None:
         ctx.warn(f"protected content ({protected_cost} tokens) exceeds the budget of {ctx.budget}; "
