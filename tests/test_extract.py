@@ -298,3 +298,13 @@ def test_cost_power_ranks_cheap_words_up():
     per_token = compress(PASSAGE, method="extract", ratio=0.33, cost_power=1)
     assert abs(per_token.report.ratio - 0.33) <= 0.02
     assert len(per_token.text.split()) > len(by_score.text.split())
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.3, 1e-5])
+def test_units_of_punctuation_alone_are_not_written(threshold):
+    """A word trimmed to nothing is never kept, even by a threshold that keeps every other word,
+    so a paragraph of punctuation alone leaves no line behind."""
+    text = PASSAGE + '\n\n...\n\n("")\n\n' + PASSAGE.replace("Apollo", "Gemini")
+    out = compress(text, method="extract", ratio=0.4, threshold=threshold).text
+    assert out.count("\n\n") == 1
+    assert "..." not in out and '("")' not in out

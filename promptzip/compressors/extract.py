@@ -23,8 +23,8 @@ what it lacks.
 Under a budget, `a`, `an` and `the` are kept only when nothing else is left (`-p articles`), words
 (a name or date as one item) rank by probability / tokens^0.25 (`-p cost_power`), and without a
 question the kept words are written without the punctuation at their edges (`-p
-punctuation`): commas, brackets and quotes cost ~15% of a thinned paragraph's tokens. Both let the
-same budget keep more words; with a question the small reader of BENCHMARKS.md read the
+punctuation`): commas, brackets and quotes cost ~15% of a thinned paragraph's tokens. All three let
+the same budget keep more words; with a question the small reader of BENCHMARKS.md read the
 unpunctuated text worse, so punctuation stays there.
 """
 
@@ -222,6 +222,7 @@ class Extract(Compressor):
             group, item_scores = phrase_groups(w, s, phrases)
             keep = item_scores >= self.settings["threshold"]
             keep = w.must | (keep if group is None else keep[group])
+            keep = keep if w.blank is None else keep & ~w.blank
         else:
             keep = select_words(ctx, w, s, phrases=phrases, cost_power=self.settings["cost_power"])
         if ctx.request.word_scores:

@@ -35,6 +35,7 @@ class Words:
     block: np.ndarray  # bool per word: the item is a whole block
     number: np.ndarray  # bool per word: must be kept only because it holds a number
     shown: list[str] | None = None  # what each word writes when it differs from `words` (trimmed)
+    blank: np.ndarray | None = None  # bool per word: trimmed to nothing, so never kept
 
     def score_numbers(self) -> None:
         """Let numbers compete for the budget by score like other words (still kept or dropped
@@ -79,7 +80,7 @@ class Words:
                     hi[i] = max(hi[i], end)
                     shown[i] = word[lo[i]:hi[i]]
         self.local = np.stack((self.local[:, 0] + lo, self.local[:, 0] + hi), axis=1)
-        self.shown = shown
+        self.shown, self.blank = shown, hi == lo
 
 
 _LEAD_LABEL = re.compile(r"^[A-Z][A-Za-z]{0,15}:$")
@@ -191,6 +192,8 @@ def select_words(ctx: Context, w: Words, scores: np.ndarray, rounds: int = 3,
     for _ in range(rounds):
         keep = select_by_score(item_costs, item_scores, max(0, budget), must)
         keep = keep if group is None else keep[group]
+        if w.blank is not None:
+            keep &= ~w.blank  # a word trimmed to nothing (a unit of them alone would write an empty line)
         miss = ctx.measure_words(keep, w.word_start, w.local) - ctx.budget
         if best_miss is None or abs(miss) < abs(best_miss) or (miss <= 0 < best_miss):
             best, best_miss = keep, miss
