@@ -71,7 +71,8 @@ class Rewrite(Compressor):
     description = ("Semantic chunks rewritten by a small LM (local SmolLM2 or an OpenAI-compatible "
                    "endpoint) under a faithfulness guard; extractive fallback.")
     query_aware = True
-    version = PROMPT_VERSION + ".2"  # .2: extracted chunks keep names and dates
+    version = PROMPT_VERSION + ".3"  # .2: extracted chunks keep names and dates; .3: and their
+    # punctuation (extract v6 drops it without a query), between rewritten prose
     params = (
         Param("endpoint", str, "", "OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1); "
               "empty = the local SmolLM2"),
@@ -284,11 +285,13 @@ def _judge(facts: Facts, text: str, budget: int, count: Callable[[str], int]) ->
 
 def _extract(text: str, ratio: float, ctx: Context, keep_names: str = "on") -> str:
     """The chunk by extraction at its share of the budget, every name and date word kept (the
-    guard's required items; they may take a chunk past its share, a hard cap would drop them)."""
+    guard's required items; they may take a chunk past its share, a hard cap would drop them),
+    punctuated like the rewritten chunks around it."""
     from ..pipeline import compress
 
     res = compress(text, "extract", ratio=min(1.0, max(ratio, 1e-3)), query=ctx.request.query,
-                   force=ctx.request.force, tokenizer=ctx.counter, keep_names=keep_names)
+                   force=ctx.request.force, tokenizer=ctx.counter, keep_names=keep_names,
+                   punctuation="keep")
     return res.text.strip()
 
 
