@@ -62,11 +62,14 @@ def model_dir(setting: str = "") -> Path:
     return path
 
 
+MAX_LEN, OVERLAP, BATCH = 256, 4, 4  # window subwords (as in training), context per side, windows per call
+
+
 class Scorer:
     """Keep probabilities per word from the ONNX classifier."""
 
-    def __init__(self, folder: Path, precision: str = "int8", max_len: int = 256, overlap: int = 4,
-                 batch_size: int = 4, max_query: int = 48, threads: int | None = None) -> None:
+    def __init__(self, folder: Path, precision: str = "int8", max_len: int = MAX_LEN, overlap: int = OVERLAP,
+                 batch_size: int = BATCH, max_query: int = 48, threads: int | None = None) -> None:
         from ..runtime.onnx import session, wordpiece
 
         onnx = folder / f"model.{precision}.onnx"
@@ -155,10 +158,10 @@ class Extract(Compressor):
         Param("precision", str, "int8", "which ONNX file to run", ("int8", "fp32")),
         Param("threshold", float, 0.0, "keep every word with probability >= this instead of "
               "meeting a ratio (0 = off)", bounds=(0, 1)),
-        Param("max_len", int, 256, "subwords per window (as in training; 512 is slower: attention grows "
+        Param("max_len", int, MAX_LEN, "subwords per window (as in training; 512 is slower: attention grows "
               "with the square)", bounds=(8, 512)),
-        Param("overlap", int, 4, "context subwords added on each side of a window", bounds=(0, None)),
-        Param("batch", int, 4, "windows per onnxruntime call", bounds=(1, None)),
+        Param("overlap", int, OVERLAP, "context subwords added on each side of a window", bounds=(0, None)),
+        Param("batch", int, BATCH, "windows per onnxruntime call", bounds=(1, None)),
         Param("phrases", str, "on", "the words of a name, date or quantity kept or dropped together "
               "(off = every word on its own)", ("on", "off")),
         Param("bridge", float, 0.9, "a word between two well-scored ones scores this times the lesser "
