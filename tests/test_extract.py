@@ -247,8 +247,9 @@ def test_a_long_question_leaves_room_for_words_in_small_windows():
 
 
 def test_trimmed_keeps_abbreviations_and_initials():
-    assert [w[slice(*_trimmed(w))] for w in ("(Norman:", "Normanni)", "U.S.,", "J.", "Mr.", '"end."', "—", "1,000,")] \
-        == ["Norman", "Normanni", "U.S.", "J.", "Mr", "end", "—", "1,000"]
+    assert [w[slice(*_trimmed(w))] for w in ("(Norman:", "Normanni)", "U.S.,", "J.", "Mr.", '"end."', "—", "1,000,",
+                                             "«Ja»", "¿Qué?", "and…")] \
+        == ["Norman", "Normanni", "U.S.", "J.", "Mr", "end", "—", "1,000", "Ja", "Qué", "and"]
     assert _trimmed("...") == (3, 3)
 
 

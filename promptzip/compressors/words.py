@@ -206,7 +206,7 @@ def select_words(ctx: Context, w: Words, scores: np.ndarray, rounds: int = 3,
 _MONTHS = frozenset("""january february march april may june july august september october november
 december jan feb mar apr jun jul aug sep sept oct nov dec""".split())
 _NAME_LINKS = frozenset("of and the de du la le von van da del for & -".split())
-_EDGE = "\"'“”‘’()[]{},.;:!?"
+_EDGE = "\"'“”‘’«»‹›()[]{},.;:!?¿¡…"
 _CLOSING = "\"'”’)]"
 
 
