@@ -35,6 +35,7 @@ from ..guard import Facts, check, facts_of
 from ..pipeline import Context
 from ..segment import GAP_TEXT, Gap
 from .base import Compressor, Param
+from .extract import Extract
 
 PROMPT_VERSION = "1"
 WORDS_PER_TOKEN = 0.75  # English prose under cl100k; only shapes the word budget in the prompt
@@ -71,8 +72,10 @@ class Rewrite(Compressor):
     description = ("Semantic chunks rewritten by a small LM (local SmolLM2 or an OpenAI-compatible "
                    "endpoint) under a faithfulness guard; extractive fallback.")
     query_aware = True
-    version = PROMPT_VERSION + ".3"  # .2: extracted chunks keep names and dates; .3: and their
-    # punctuation (extract v6 drops it without a query), between rewritten prose
+    # .2: extracted chunks keep names and dates; .3: and their punctuation (extract v6 drops it
+    # without a query), between rewritten prose. Extracted chunks are `extract`'s output, so its
+    # version is part of this one (checkpointed eval rows and batch outputs are made again).
+    version = f"{PROMPT_VERSION}.3+extract{Extract.version}"
     params = (
         Param("endpoint", str, "", "OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1); "
               "empty = the local SmolLM2"),
