@@ -262,8 +262,8 @@ def test_punctuation_is_dropped_without_a_question_and_kept_with_one(query):
     assert not re.search(r"[(),.]", dropped.replace("02:56", ""))  # the time is protected
     assert re.search(r"[(),.]", kept)
     assert auto == (kept if query else dropped)
-    for number in ("11", "1969", "02:56"):
-        assert number in dropped or query
+    if query is None:  # numbers are always kept without a question, their punctuation trimmed
+        assert all(number in dropped.split() for number in ("11", "1969", "02:56"))
 
 
 def test_punctuation_freed_budget_goes_to_words():
