@@ -25,6 +25,7 @@ from .words import collect_words, select_words
 class SelfInfo(Compressor):
     name = "selfinfo"
     description = "Word deletion by self-information under the local SmolLM2-135M (slow, LM-scored)."
+    version = "2"  # 2: a few-shot answer line must start a text, line or sentence (words.py)
     params = (
         Param("window", int, 512, "LM tokens scored per forward pass", bounds=(16, 8192)),
         Param("context", int, 128, "LM tokens of preceding text seen but not scored", bounds=(0, 4096)),
