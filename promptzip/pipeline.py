@@ -222,8 +222,6 @@ class Context:
             text = raw.decode("utf-8")
             out, prev_end = [], None
             for s, e in kept_pieces[kept_at[i]:kept_at[i + 1]].tolist():
-                if s == e:
-                    continue  # a word of punctuation alone, trimmed to nothing
                 if prev_end is not None:
                     # a line break where the whitespace just before this word holds one
                     gap = text[prev_end:s]
