@@ -35,7 +35,7 @@ from ..guard import Facts, check, facts_of
 from ..pipeline import Context
 from ..segment import GAP_TEXT, Gap
 from .base import Compressor, Param
-from .extract import Extract
+from .extract import Extract, Scorer, model_dir
 
 PROMPT_VERSION = "1"
 WORDS_PER_TOKEN = 0.75  # English prose under cl100k; only shapes the word budget in the prompt
@@ -205,7 +205,6 @@ class Rewrite(Compressor):
         the prose chunks."""
         from ..rag import share_budget
         from ..segment import Kind
-        from .extract import Scorer, model_dir
 
         tokens = np.array([c.tokens for c in chunks], dtype=np.float64)
         scorer = Scorer(model_dir())
