@@ -41,14 +41,17 @@ def export(state_path: Path, out_dir: Path, opset: int = 17, fuse: bool = True) 
             return torch.sigmoid(self.inner(input_ids, attention_mask, token_type_ids))
 
     fp32, int8 = _to_onnx(Probs(), out_dir, "probs", {0: "batch", 1: "length"}, opset,
-                          model.encoder.config if fuse else None)
+                          model.encoder.config if fuse else None, per_channel=True)
     return {"fp32": fp32, "int8": int8}
 
 
 def _to_onnx(module, out_dir: Path, output: str, output_axes: dict, opset: int,
-             fuse_config=None) -> tuple[Path, Path]:
+             fuse_config=None, per_channel: bool = False) -> tuple[Path, Path]:
     """A BERT-input module to out_dir/model.fp32.onnx and its dynamic int8 copy, plus the
-    tokenizer; with `fuse_config` (the BertConfig), the fp32 graph is fused first."""
+    tokenizer; with `fuse_config` (the BertConfig), the fp32 graph is fused first. With
+    `per_channel`, each weight column gets its own int8 scale: the classifier's keep decisions
+    then agree with fp32 on 0.978 of held-out words instead of 0.953, at the same speed
+    (MODEL_CARD.md)."""
     import onnx
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -73,7 +76,8 @@ def _to_onnx(module, out_dir: Path, output: str, output_axes: dict, opset: int,
                                f"of {fuse_config.num_hidden_layers}: the exported graph is not the expected one")
         fused.save_model_to_file(str(fp32))
         extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}  # types of the fused ops' outputs
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, extra_options=extra)
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=per_channel,
+                     extra_options=extra)
     shutil.copy(model_path(BASE) / "tokenizer.json", out_dir / "tokenizer.json")
     return fp32, int8
 
