@@ -168,7 +168,10 @@ def card(m: dict, comparison: dict | None) -> str:
                   "changed between; the history below has the files side by side under the same "
                   "inference).", ""]
     else:
-        lines += [_row("int8 (shipped)", v8), _row("fp32", v32), ""]
+        lines += [_row("int8 (shipped)", v8), _row("fp32", v32), "",
+                  "The int8 file is onnxruntime's dynamic quantization of the fp32 export: each matrix "
+                  "weight int8 with a scale per output column (per channel), activations quantized at "
+                  "run time.", ""]
     if comparison and "text" in comparison:
         lines += [f"## {COMPARED}", comparison["text"].rstrip("\n"), ""]
     elif comparison:
