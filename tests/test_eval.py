@@ -107,7 +107,7 @@ def test_eval_checkpoint_reuses_rows(tmp_path):
     assert first.exit_code == 0, first.output
     assert len((out / "rows.jsonl").read_text().splitlines()) == 4
     second = runner.invoke(app, [*args[:3], "truncate,random", *args[4:]])
-    assert "reusing 4 rows" in second.stderr
+    assert "reusing 4 of 4 rows" in second.stderr
     assert len((out / "rows.jsonl").read_text().splitlines()) == 6  # only random's rows are new
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert {r["method"] for r in rows} == {"original", "truncate", "random"}
@@ -137,6 +137,7 @@ def test_eval_checkpoint_measures_again_what_other_weights_made(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
+    assert "reusing 3 of 4 rows" in again.stderr  # the two originals and the older run's row
     rows = [r for r in json.loads((out / "results.json").read_text())["rows"] if r["method"] == "truncate"]
     assert sorted(r["achieved_ratio"] == 0.123 for r in rows) == [False, True]  # only the v0 row was redone
     assert {r["method_id"] for r in rows} == {"truncate v1", None}

@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
         """Measure compressors side by side: ratio, answer retention, reader scores, similarity."""
         from ..eval.data import load_items
         from ..eval.output import markdown, write_all
-        from ..eval.run import Checkpoint, aggregate, evaluate, rows_as_dicts
+        from ..eval.run import Checkpoint, aggregate, evaluate, method_identity, rows_as_dicts
 
         method_list = [m.strip() for m in methods.split(",") if m.strip()]
         ratio_list = _floats(ratios)
@@ -96,7 +96,9 @@ def register(app: typer.Typer) -> None:
         ckpt_path = out / "rows.jsonl"
         checkpoint = Checkpoint(ckpt_path, tag, reuse=not fresh)
         if checkpoint.rows:
-            err(f"eval: reusing {len(checkpoint.rows)} rows measured before ({ckpt_path}; --fresh to redo)")
+            usable = checkpoint.usable({m: method_identity(m) for m in method_list})
+            err(f"eval: reusing {usable} of {len(checkpoint.rows)} rows measured before ({ckpt_path}; --fresh to "
+                "redo); rows of other methods, weights or versions are not used")
         try:
             with progress_bar(True, "eval") as progress:
                 rows = evaluate(items, method_list, ratio_list, rd, em, tokenizer, progress, checkpoint,

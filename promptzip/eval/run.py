@@ -113,6 +113,12 @@ def method_identity(method: str) -> str | None:
     return f"{name} v{cls.version}" + (f" {weights}" if weights else "")
 
 
+def made(row: Row, made_by: dict[str, str | None]) -> bool:
+    """Was this row made by what would make it now (`made_by`: method -> `method_identity`)?
+    Rows of older runs (no method_id) are trusted."""
+    return row.method in made_by and row.method_id in (None, made_by[row.method])
+
+
 class Checkpoint:
     """Rows already measured, one JSON line each, so an interrupted or extended run (new
     methods, more rows) computes only what is missing. Rows remember the dataset, tokenizer and
@@ -156,6 +162,10 @@ class Checkpoint:
     def get(self, item: str, method: str, ratio: float) -> Row | None:
         return self.rows.get((item, method, ratio))
 
+    def usable(self, made_by: dict[str, str | None]) -> int:
+        """How many rows a run of these methods (method -> `method_identity`) can take as they are."""
+        return sum(r.method == "original" or made(r, made_by) for r in self.rows.values())
+
     def add(self, row: Row) -> None:
         if self._f:
             self._f.write(json.dumps({**asdict(row), "tag": self.tag}) + "\n")
@@ -185,8 +195,8 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
     made_by = {m: method_identity(m) for m in methods}
 
     def reusable(item_id: str, method: str, ratio: float) -> Row | None:
-        row = ckpt.get(item_id, method, ratio)  # rows of older runs (no method_id) are trusted
-        return row if row is None or row.method_id in (None, made_by[method]) else None
+        row = ckpt.get(item_id, method, ratio)
+        return row if row is None or made(row, made_by) else None
 
     precomputed = {}
     for m in methods:
