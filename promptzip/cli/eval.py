@@ -96,7 +96,7 @@ def register(app: typer.Typer) -> None:
         ckpt_path = out / "rows.jsonl"
         checkpoint = Checkpoint(ckpt_path, tag, reuse=not fresh)
         if checkpoint.rows:
-            usable = checkpoint.usable({m: method_identity(m) for m in method_list})
+            usable = checkpoint.usable(items, ratio_list, {m: method_identity(m) for m in method_list})
             err(f"eval: reusing {usable} of {len(checkpoint.rows)} rows measured before ({ckpt_path}; --fresh to "
                 "redo); rows of other methods, weights or versions are not used")
         try:

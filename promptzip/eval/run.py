@@ -162,9 +162,12 @@ class Checkpoint:
     def get(self, item: str, method: str, ratio: float) -> Row | None:
         return self.rows.get((item, method, ratio))
 
-    def usable(self, made_by: dict[str, str | None]) -> int:
-        """How many rows a run of these methods (method -> `method_identity`) can take as they are."""
-        return sum(r.method == "original" or made(r, made_by) for r in self.rows.values())
+    def usable(self, items: Sequence[EvalItem], ratios: Sequence[float], made_by: dict[str, str | None]) -> int:
+        """How many rows a run over these items, ratios and methods (method -> `method_identity`)
+        takes as they are."""
+        ids, wanted = {it.id for it in items}, set(ratios)
+        return sum(r.item in ids and (r.method == "original" or (r.target_ratio in wanted and made(r, made_by)))
+                   for r in self.rows.values())
 
     def add(self, row: Row) -> None:
         if self._f:
