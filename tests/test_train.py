@@ -49,6 +49,30 @@ def test_span_rank_loss_ranks_each_answer_by_its_weakest_word():
     assert (g[[0, 3, 5]] > 0).all() and g[3] > g[0]  # the strongest rival is pushed down hardest
 
 
+def test_windows_record_where_a_question_s_answer_is():
+    from promptzip.train.finetune import answer_run, load_wordpiece, windows
+    from promptzip.train.labels import words_of
+
+    words, _ = words_of(PARA)
+    labels = [0.0] * len(words)
+    at = words.index("Eagle")
+    labels[at - 2] = labels[at - 1] = labels[at] = 1.0  # `lunar module Eagle`
+    labels[at + 3] = 0.5  # an evidence word is not the answer
+    assert answer_run(labels) == (at - 2, at)
+    assert answer_run([1.0, 0.0, 1.0]) is None and answer_run([0.0, 0.5]) is None
+    tok = load_wordpiece()
+    whole = windows(tok, words, labels, "What was the lunar module called?")
+    assert len(whole) == 1 and whole[0].answer == (at - 2, at)
+    cut = windows(tok, words, labels, "What was the lunar module called?", max_len=32)
+    assert len(cut) > 1
+    held = [(k, w.answer) for k, w in enumerate(cut) if w.answer is not None]
+    assert len(held) == 1  # the window holding all three words, counted from its own first word
+    k, (a, b) = held[0]
+    first = sum(len(w.labels) for w in cut[:k])
+    assert (first + a, first + b) == (at - 2, at)
+    assert all(w.answer is None for w in windows(tok, words, labels, None))  # no question: no answer
+
+
 def _both_probs(model, sc, words):
     """The first window of `words`: (ids, types, the torch model's keep probabilities, the
     scorer's ONNX session's)."""
@@ -125,6 +149,46 @@ def test_fit_with_ranking_loss_stops_early_and_goes_on(tmp_path):
     fit(examples, run, steps=4, batch_size=2, save_every=1, listwise=0.3, ranking="spans", log=lambda _: None)
     state = torch.load(run / "state.pt", weights_only=False)
     assert state["step"] == 4 and state["sched"]["_last_lr"][0] < lr  # the same schedule, decayed further
+
+
+@needs_models
+def test_fit_with_a_span_head_exports_start_and_end_logits(tmp_path):
+    import json
+
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from promptzip.compressors.extract import Scorer
+    from promptzip.train.export import export, state_from_int8
+    from promptzip.train.finetune import build_model, fit
+    from promptzip.train.labels import Example, words_of
+
+    words, _ = words_of(PARA)
+    labels = [1.0 if w == "Eagle" else 0.0 for w in words]
+    examples = [Example("a", "test", words, labels), Example("b", "test", words, labels, "Who landed?")]
+    plain, run = tmp_path / "plain", tmp_path / "run"
+    fit(examples, plain, steps=1, batch_size=2, log=lambda _: None)
+    fit(examples, run, steps=2, batch_size=2, span=0.5, init=plain / "state.pt", log=lambda _: None)  # head new
+    state = torch.load(run / "state.pt", weights_only=False)
+    assert {"span.weight", "span.bias"} <= set(state["model"])
+    assert json.loads((run / "train.json").read_text(encoding="utf-8"))["span"] == 0.5
+    export(run / "state.pt", tmp_path / "onnx")
+    sc = Scorer(tmp_path / "onnx", "fp32", max_len=64, overlap=0)
+    assert [o.name for o in sc.sess.get_outputs()] == ["probs", "span"]
+    model = build_model(dropout=0.0, span=True)
+    model.load_state_dict(state["model"])
+    model.eval()
+    ids, types, _, _ = sc.plan(words, "Who landed?")[0]
+    feed = {"input_ids": np.array([ids]), "attention_mask": np.ones((1, len(ids)), dtype=np.int64),
+            "token_type_ids": np.array([types])}
+    probs, span = sc.sess.run(["probs", "span"], feed)
+    with torch.inference_mode():
+        keep, ref = model(*(torch.from_numpy(feed[k]) for k in ("input_ids", "attention_mask", "token_type_ids")))
+    assert span.shape == (1, len(ids), 2) and np.abs(ref.numpy() - span).max() < 1e-4
+    assert np.abs(torch.sigmoid(keep).numpy() - probs).max() < 1e-4
+    kept = sc.probs(words, "Who landed?")  # the compressor reads the keep output alone
+    assert len(kept) == len(words) and ((kept > 0) & (kept < 1)).all()
+    back = torch.load(state_from_int8(tmp_path / "onnx" / "model.int8.onnx", tmp_path / "back.pt"), weights_only=False)
+    assert np.abs(back["model"]["span.weight"].numpy() - state["model"]["span.weight"].numpy()).max() < 0.05
 
 
 @needs_models

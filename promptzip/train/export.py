@@ -1,8 +1,10 @@
 """Export a fine-tuned classifier to ONNX (fp32) and a dynamically quantized int8 copy.
 
 The graph takes `input_ids`, `attention_mask`, `token_type_ids` (int64, batch x length, both
-dynamic) and returns `probs` (float32, batch x length): the keep probability of each subword.
-Word aggregation and selection stay in numpy (`promptzip.compressors.extract`).
+dynamic) and returns `probs` (float32, batch x length): the keep probability of each subword;
+a model trained with a span head also returns `span` (float32, batch x length x 2): each
+subword's answer-start and answer-end logits. Word aggregation and selection stay in numpy
+(`promptzip.compressors.extract`).
 
 The classifier is exported with plain (eager) attention and then fused by onnxruntime's BERT
 optimizer: one `Attention` node per layer (Q, K and V in one matrix), `EmbedLayerNormalization`,
@@ -25,8 +27,9 @@ def export(state_path: Path, out_dir: Path, opset: int = 17, fuse: bool = True) 
     import torch
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = build_model(dropout=0.0)
     state = torch.load(state_path, weights_only=False)
+    span = any(k.startswith("span.") for k in state["model"])
+    model = build_model(dropout=0.0, span=span)
     model.load_state_dict(state["model"])
     model.eval()
     if fuse:  # the optimizer recognises the eager attention subgraph, not SDPA's
@@ -38,16 +41,20 @@ def export(state_path: Path, out_dir: Path, opset: int = 17, fuse: bool = True) 
             self.inner = model
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            return torch.sigmoid(self.inner(input_ids, attention_mask, token_type_ids))
+            out = self.inner(input_ids, attention_mask, token_type_ids)
+            return (torch.sigmoid(out[0]), out[1]) if span else torch.sigmoid(out)
 
-    fp32, int8 = _to_onnx(Probs(), out_dir, "probs", {0: "batch", 1: "length"}, opset,
-                          model.encoder.config if fuse else None, per_channel=True)
+    outputs = {"probs": {0: "batch", 1: "length"}}
+    if span:
+        outputs["span"] = {0: "batch", 1: "length"}
+    fp32, int8 = _to_onnx(Probs(), out_dir, outputs, opset, model.encoder.config if fuse else None,
+                          per_channel=True)
     return {"fp32": fp32, "int8": int8}
 
 
-def _to_onnx(module, out_dir: Path, output: str, output_axes: dict, opset: int,
+def _to_onnx(module, out_dir: Path, outputs: dict[str, dict], opset: int,
              fuse_config=None, per_channel: bool = False) -> tuple[Path, Path]:
-    """A BERT-input module to out_dir/model.fp32.onnx and its dynamic int8 copy, plus the
+    """A BERT-input module (`outputs`: its outputs' names and dynamic axes) to out_dir/model.fp32.onnx and its dynamic int8 copy, plus the
     tokenizer; with `fuse_config` (the BertConfig), the fp32 graph is fused first. With
     `per_channel`, each weight column gets its own int8 scale: the classifier's keep decisions
     then agree with fp32 on 0.978 of held-out words instead of 0.953, at the same speed
@@ -61,9 +68,9 @@ def _to_onnx(module, out_dir: Path, output: str, output_axes: dict, opset: int,
     example = (torch.ones((2, 16), dtype=torch.long), torch.ones((2, 16), dtype=torch.long),
                torch.zeros((2, 16), dtype=torch.long))
     with torch.inference_mode():
-        torch.onnx.export(module, example, str(fp32), input_names=list(inputs), output_names=[output],
+        torch.onnx.export(module, example, str(fp32), input_names=list(inputs), output_names=list(outputs),
                           opset_version=opset, dynamo=False,
-                          dynamic_axes={**{n: {0: "batch", 1: "length"} for n in inputs}, output: output_axes})
+                          dynamic_axes={**{n: {0: "batch", 1: "length"} for n in inputs}, **outputs})
     extra = {}
     if fuse_config is not None:
         from onnxruntime.transformers.optimizer import optimize_model
@@ -104,7 +111,7 @@ def export_embedder(out_dir: Path, opset: int = 17) -> Path:
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
             return torch.nn.functional.normalize(pooled, dim=-1)
 
-    fp32, int8 = _to_onnx(Pooled(), out_dir, "embeddings", {0: "batch"}, opset)
+    fp32, int8 = _to_onnx(Pooled(), out_dir, {"embeddings": {0: "batch"}}, opset)
     fp32.unlink()
     return int8
 
@@ -128,7 +135,7 @@ def state_from_int8(int8_path: Path, out: Path) -> Path:
     graph = onnx.load(str(int8_path)).graph
     fused = any(n.op_type == "QAttention" for n in graph.node)
     shipped = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    model = build_model(dropout=0.0)
+    model = build_model(dropout=0.0, span=any(o.name == "span" for o in graph.output))
     base = model.state_dict()
     with tempfile.TemporaryDirectory() as d:
         st = Path(d) / "state.pt"

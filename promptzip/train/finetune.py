@@ -3,7 +3,10 @@
 The encoder reads words (optionally after a question: `[CLS] question [SEP] words [SEP]`); a
 linear head gives one logit per subword; a word's logit is the mean of its subwords' and the
 loss is binary cross-entropy against the word's teacher label (a float in [0, 1]). Long
-examples are cut into windows of at most `max_len` subwords on word boundaries.
+examples are cut into windows of at most `max_len` subwords on word boundaries. Optionally
+(`span`), a second head learns where a question's answer starts and ends, as extractive QA
+readers do: its loss picks one start word and one end word per window, where the keep head
+scores each word on its own.
 
 A run directory holds `state.pt` (weights, optimizer, step, data order, RNG) written every
 `save_every` steps and at the end: `fit` on an existing run resumes from its last checkpoint
@@ -33,6 +36,7 @@ class Window:
     type_ids: list[int]
     word_of: list[int]  # per subword: word index inside the window's label list, -1 for specials/question
     labels: list[float]
+    answer: tuple[int, int] | None = None  # with a question: the answer's first and last word in the window
 
 
 def load_wordpiece():
@@ -48,17 +52,31 @@ def word_subwords(tok, words: list[str]) -> list[list[int]]:
     return [e.ids or [unk] for e in enc]
 
 
+def answer_run(labels: list[float] | None) -> tuple[int, int] | None:
+    """First and last word of the one run of words labelled 1 (a question-aware example's answer;
+    its evidence words are labelled below 1), or None when there is not exactly one."""
+    if not labels:
+        return None
+    pos = np.flatnonzero(np.asarray(labels) >= 1.0)
+    if len(pos) == 0 or pos[-1] - pos[0] + 1 != len(pos):
+        return None
+    return int(pos[0]), int(pos[-1])
+
+
 def windows(tok, words: list[str], labels: list[float] | None, query: str | None, max_len: int = 256,
             max_query: int = 48) -> list[Window]:
-    """Cut one example into windows on word boundaries (no overlap: training)."""
+    """Cut one example into windows on word boundaries (no overlap: training). With a question,
+    a window holding the whole answer (`answer_run`) records where it is."""
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     q_ids = tok.encode(query, add_special_tokens=False).ids[:max_query] if query else []
     head = [cls, *q_ids, sep] if q_ids else [cls]
     room = max_len - len(head) - 1
     subs = word_subwords(tok, words)
+    run = answer_run(labels) if q_ids else None
     out: list[Window] = []
     i = 0
     while i < len(words):
+        first = i
         ids, word_of, labs = list(head), [-1] * len(head), []
         while i < len(words) and (len(ids) - len(head) + len(subs[i][:room]) <= room):
             piece = subs[i][:room]
@@ -69,12 +87,15 @@ def windows(tok, words: list[str], labels: list[float] | None, query: str | None
         ids.append(sep)
         word_of.append(-1)
         type_ids = [0] * len(head) + [1 if q_ids else 0] * (len(ids) - len(head))
-        out.append(Window(ids, type_ids, word_of, labs))
+        inside = run is not None and first <= run[0] and run[1] < i
+        out.append(Window(ids, type_ids, word_of, labs, (run[0] - first, run[1] - first) if inside else None))
     return out
 
 
-def build_model(dropout: float = 0.1):
-    """BertModel with the MiniLM weights and a fresh linear head."""
+def build_model(dropout: float = 0.1, span: bool = False):
+    """BertModel with the MiniLM weights and a fresh linear head (one keep logit per subword);
+    with `span`, a second head gives each subword an answer-start and an answer-end logit and
+    `forward` returns (keep logits, span logits)."""
     import torch
     from safetensors.torch import load_file
     from transformers import BertConfig, BertModel
@@ -88,11 +109,13 @@ def build_model(dropout: float = 0.1):
             self.encoder = BertModel(config, add_pooling_layer=False)
             self.dropout = torch.nn.Dropout(dropout)
             self.head = torch.nn.Linear(config.hidden_size, 1)
+            self.span = torch.nn.Linear(config.hidden_size, 2) if span else None
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            h = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                             token_type_ids=token_type_ids).last_hidden_state
-            return self.head(self.dropout(h)).squeeze(-1)
+            h = self.dropout(self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                          token_type_ids=token_type_ids).last_hidden_state)
+            keep = self.head(h).squeeze(-1)
+            return keep if self.span is None else (keep, self.span(h))
 
     model = Classifier()
     state = {k.removeprefix("bert."): v for k, v in load_file(str(folder / "model.safetensors")).items()}
@@ -154,10 +177,21 @@ def span_rank_loss(wl, labels):
     return torch.stack(out).mean()
 
 
+def span_loss(span_logits, word_of, n_words: int, answer: tuple[int, int]):
+    """Cross-entropy of the answer's first word among the window's words as a start, plus that
+    of its last word as an end, halved (word logits: the mean of their subwords')."""
+    import torch
+
+    start = word_logits(span_logits[:, 0], word_of, n_words)
+    end = word_logits(span_logits[:, 1], word_of, n_words)
+    ce = torch.nn.functional.cross_entropy
+    return 0.5 * (ce(start[None], torch.tensor([answer[0]])) + ce(end[None], torch.tensor([answer[1]])))
+
+
 def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr: float = 5e-5,
         max_len: int = 256, seed: int = 0, save_every: int = 50, threads: int | None = None,
         init: Path | None = None, listwise: float = 0.0, ranking: str = "words", stop: int | None = None,
-        log=print) -> Path:
+        span: float = 0.0, log=print) -> Path:
     """Train (or resume) a run; returns the path of the final state. `init`: the state of an
     earlier run whose weights a new run starts from (a fresh optimizer and schedule). `stop`: end
     at that step of the `steps`-long schedule (the learning rate still decays over `steps`).
@@ -167,7 +201,9 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
     scores each word on its own and lets a model hedge over every name in a paragraph).
     `ranking="spans"` ranks answers instead of words: each run of words labelled 1 scores as its
     weakest word (a soft minimum of their logits) and must outrank the words labelled 0 of its
-    window, since an answer survives only when all its words do."""
+    window, since an answer survives only when all its words do. `span` > 0 adds a span head
+    (`build_model(span=True)`) and that times `span_loss` on each window that holds a question's
+    whole answer; a run from `init` without one starts it fresh."""
     import torch
 
     if threads:
@@ -179,7 +215,7 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
         wins += windows(tok, ex.words, ex.labels, ex.query, max_len)
     order_rng = random.Random(seed)
     torch.manual_seed(seed)
-    model = build_model()
+    model = build_model(span=span > 0)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -196,8 +232,10 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
         torch.set_rng_state(state["torch_rng"])
         log(f"resumed {run} at step {step}")
     elif init is not None:
-        model.load_state_dict(torch.load(init, weights_only=False)["model"])
-        log(f"{run}: weights from {init}")
+        missing, unexpected = model.load_state_dict(torch.load(init, weights_only=False)["model"], strict=False)
+        if unexpected or any(not k.startswith("span.") for k in missing):
+            raise RuntimeError(f"{init} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        log(f"{run}: weights from {init}" + (" (span head new)" if missing else ""))
     end = min(steps, stop) if stop else steps  # a finished run only (re)writes its train.json
 
     def save() -> None:
@@ -218,11 +256,14 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
         del order[:batch_size]
         ids, mask, types, word_of, labels = collate(batch)
         logits = model(ids, mask, types)
+        logits, spans = logits if span > 0 else (logits, None)
         loss = 0.0
         n = 0
-        ranks = []
+        ranks, located = [], []
         for b in range(len(batch)):
             wl = word_logits(logits[b], word_of[b], len(labels[b]))
+            if spans is not None and batch[b].answer is not None:
+                located.append(span_loss(spans[b], word_of[b], len(labels[b]), batch[b].answer))
             loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(wl, labels[b], reduction="sum")
             n += len(labels[b])
             pos = labels[b] >= 1.0 if listwise > 0 else None
@@ -232,6 +273,8 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
         loss = loss / max(n, 1)
         if ranks:
             loss = loss + listwise * torch.stack(ranks).mean()
+        if located:
+            loss = loss + span * torch.stack(located).mean()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -247,7 +290,7 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
     (run / "train.json").write_text(json.dumps({"run": run.name, "init": str(init) if init else None,
                                                 "steps": steps, "batch_size": batch_size, "lr": lr,
                                                 "max_len": max_len, "seed": seed, "listwise": listwise,
-                                                "ranking": ranking, "stop": stop,
+                                                "ranking": ranking, "stop": stop, "span": span,
                                                 "windows": len(wins),
                                                 "examples": len(examples),
                                                 "final_loss": float(np.mean(losses[-50:]))}, indent=1))
