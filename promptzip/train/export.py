@@ -54,11 +54,11 @@ def export(state_path: Path, out_dir: Path, opset: int = 17, fuse: bool = True) 
 
 def _to_onnx(module, out_dir: Path, outputs: dict[str, dict], opset: int,
              fuse_config=None, per_channel: bool = False) -> tuple[Path, Path]:
-    """A BERT-input module (`outputs`: its outputs' names and dynamic axes) to out_dir/model.fp32.onnx and its dynamic int8 copy, plus the
-    tokenizer; with `fuse_config` (the BertConfig), the fp32 graph is fused first. With
-    `per_channel`, each weight column gets its own int8 scale: the classifier's keep decisions
-    then agree with fp32 on 0.978 of held-out words instead of 0.953, at the same speed
-    (MODEL_CARD.md)."""
+    """A BERT-input module (`outputs`: its outputs' names and dynamic axes) to
+    out_dir/model.fp32.onnx and its dynamic int8 copy, plus the tokenizer; with `fuse_config`
+    (the BertConfig), the fp32 graph is fused first. With `per_channel`, each weight column gets
+    its own int8 scale: the classifier's keep decisions then agree with fp32 on 0.978 of held-out
+    words instead of 0.953, at the same speed (MODEL_CARD.md)."""
     import onnx
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
