@@ -241,3 +241,15 @@ def test_state_from_int8_reads_fused_and_unfused_exports(tmp_path, fuse):
     assert set(back) == set(state)
     for key, value in state.items():
         assert (back[key] - value).abs().max() <= 0.05 * value.abs().max() + 1e-6, key
+
+
+def test_stage_line_names_each_added_loss():
+    from promptzip.train.card import _stage_line
+
+    rec = {"run": "stage11", "init": "/w/runs/stage6/state.pt", "steps": 2500, "batch_size": 8, "lr": 5e-5,
+           "seed": 11, "max_len": 256, "windows": 10, "examples": 9, "final_loss": 1.5, "listwise": 0.3,
+           "ranking": "spans"}
+    plain = _stage_line(11, rec)
+    assert plain.startswith("Training stage 11: 2500 steps") and "starting from stage 6" in plain
+    assert "ranking loss over answers" in plain and "span head" not in plain
+    assert "plus 0.5 x a span head's loss" in _stage_line(11, {**rec, "span": 0.5})

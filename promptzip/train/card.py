@@ -116,6 +116,8 @@ def _stage_line(k: int, t: dict) -> str:
     steps = f"{t['stop']} of a {t['steps']}-step schedule" if t.get("stop") else f"{t['steps']} steps"
     loss = (f", plus {t['listwise']} x a ranking loss over {'answers' if t.get('ranking') == 'spans' else 'words'}"
             if t.get("listwise") else "")
+    if t.get("span"):
+        loss += f", plus {t['span']} x a span head's loss (the answer's first and last word)"
     return (f"Training {name}: {steps} x batch {t['batch_size']}, lr {t['lr']}, seed {t.get('seed', 0)}, windows of "
             f"{t['max_len']} subwords, {t['windows']} windows from {t['examples']} examples"
             f"{', starting from ' + start if start else ''}{loss}, final loss {t['final_loss']:.4f}.")
