@@ -148,12 +148,13 @@ def collate(batch: list[Window]):
 
 
 def word_logits(sub_logits, word_of, n_words: int):
-    """Mean subword logit per word of one window."""
+    """Mean subword logit per word of one window (`sub_logits`: subwords, or subwords x k)."""
     import torch
 
     valid = word_of >= 0
-    sums = torch.zeros(n_words, dtype=sub_logits.dtype).index_add(0, word_of[valid], sub_logits[valid])
-    counts = torch.zeros(n_words, dtype=sub_logits.dtype).index_add(
+    shape = (n_words, *sub_logits.shape[1:])
+    sums = torch.zeros(shape, dtype=sub_logits.dtype).index_add(0, word_of[valid], sub_logits[valid])
+    counts = torch.zeros(shape, dtype=sub_logits.dtype).index_add(
         0, word_of[valid], torch.ones_like(sub_logits[valid]))
     return sums / counts.clamp(min=1)
 
@@ -182,10 +183,8 @@ def span_loss(span_logits, word_of, n_words: int, answer: tuple[int, int]):
     of its last word as an end, halved (word logits: the mean of their subwords')."""
     import torch
 
-    start = word_logits(span_logits[:, 0], word_of, n_words)
-    end = word_logits(span_logits[:, 1], word_of, n_words)
-    ce = torch.nn.functional.cross_entropy
-    return 0.5 * (ce(start[None], torch.tensor([answer[0]])) + ce(end[None], torch.tensor([answer[1]])))
+    words = word_logits(span_logits, word_of, n_words)  # words x (start, end)
+    return torch.nn.functional.cross_entropy(words.T, torch.tensor(answer))  # the mean of the two
 
 
 def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr: float = 5e-5,
