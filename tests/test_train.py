@@ -253,3 +253,63 @@ def test_stage_line_names_each_added_loss():
     assert plain.startswith("Training stage 11: 2500 steps") and "starting from stage 6" in plain
     assert "ranking loss over answers" in plain and "span head" not in plain
     assert "plus 0.5 x a span head's loss" in _stage_line(11, {**rec, "span": 0.5})
+    deeper = _stage_line(13, {**rec, "run": "stage13", "deepen": [0, 1, 2, 2, 3, 3, 4, 5]})
+    assert "starting from stage 6 with its layers stacked to 8 (order 0, 1, 2, 2, 3, 3, 4, 5)" in deeper
+
+
+def test_deepen_copies_layers_in_the_order_given():
+    torch = pytest.importorskip("torch")
+    from promptzip.train.finetune import deepen, depth_of, layer_of
+
+    state = {"embeddings.w": torch.zeros(2), "head.weight": torch.ones(1)}
+    for i in range(3):
+        state[f"encoder.encoder.layer.{i}.attention.self.query.weight"] = torch.full((2,), float(i))
+        state[f"encoder.encoder.layer.{i}.output.LayerNorm.bias"] = torch.full((1,), float(i))
+    out = deepen(state, [0, 1, 1, 2])
+    assert depth_of(state) == 3 and depth_of(out) == 4
+    assert [out[f"encoder.encoder.layer.{i}.attention.self.query.weight"][0].item() for i in range(4)] == [0, 1, 1, 2]
+    assert [out[f"encoder.encoder.layer.{i}.output.LayerNorm.bias"][0].item() for i in range(4)] == [0, 1, 1, 2]
+    assert out["head.weight"] is state["head.weight"] and layer_of("head.weight") == -1
+    out["encoder.encoder.layer.2.output.LayerNorm.bias"] += 5  # copies, not views of one tensor
+    assert out["encoder.encoder.layer.1.output.LayerNorm.bias"].item() == 1
+    with pytest.raises(ValueError, match="outside 0..2"):
+        deepen(state, [0, 3])
+
+
+@needs_models
+@pytest.mark.parametrize("fuse", [False, True])
+def test_a_deepened_model_trains_exports_and_reads_back(tmp_path, fuse):
+    """Stage 6 stacked to more layers (`deepen`): fit goes on from it at its depth, the export has
+    that many attention layers and matches torch, and `state_from_int8` rebuilds that depth."""
+    import json
+
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from promptzip.compressors.extract import Scorer
+    from promptzip.train.export import export, state_from_int8
+    from promptzip.train.finetune import build_model, depth_of, fit
+    from promptzip.train.labels import Example, words_of
+
+    words, _ = words_of(PARA)
+    labels = [1.0 if w[0].isupper() else 0.0 for w in words]
+    base = build_model(dropout=0.0).state_dict()
+    torch.save({"model": base}, tmp_path / "init.pt")
+    run = tmp_path / "run"
+    fit([Example("a", "test", words, labels)], run, steps=1, batch_size=1, init=tmp_path / "init.pt",
+        deepen_order=[0, 1, 2, 2, 3, 4, 5], log=lambda _: None)
+    state = torch.load(run / "state.pt", weights_only=False)["model"]
+    assert depth_of(state) == 7 and json.loads((run / "train.json").read_text(encoding="utf-8"))["layers"] == 7
+    fit([Example("a", "test", words, labels)], run, steps=2, batch_size=1, init=tmp_path / "init.pt",
+        deepen_order=[0, 1, 2, 2, 3, 4, 5], log=lambda _: None)  # resumes at its own depth
+    assert torch.load(run / "state.pt", weights_only=False)["step"] == 2
+    state = torch.load(run / "state.pt", weights_only=False)["model"]
+    out = export(run / "state.pt", tmp_path / "onnx", fuse=fuse)
+    model = build_model(dropout=0.0, depth=7)
+    model.load_state_dict(state)
+    model.eval()
+    _, _, ref, got = _both_probs(model, Scorer(tmp_path / "onnx", "fp32", max_len=64, overlap=0), words)
+    assert np.abs(ref - got).max() < 1e-4
+    back = torch.load(state_from_int8(out["int8"], tmp_path / "back.pt"), weights_only=False)["model"]
+    assert set(back) == set(state)
+    key = "encoder.encoder.layer.6.intermediate.dense.weight"
+    assert (back[key] - state[key]).abs().max() <= 0.05 * state[key].abs().max()

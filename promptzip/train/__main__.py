@@ -89,7 +89,8 @@ def cmd_fit(args) -> None:
     fit(examples, Path(args.run), args.steps, args.batch, args.lr, args.max_len, args.seed, args.save_every,
         init=Path(args.init) if getattr(args, "init", None) else None,
         listwise=getattr(args, "listwise", 0.0), ranking=getattr(args, "ranking", "words"),
-        stop=getattr(args, "stop", 0) or None, span=getattr(args, "span", 0.0), log=_log)
+        stop=getattr(args, "stop", 0) or None, span=getattr(args, "span", 0.0),
+        deepen_order=[int(i) for i in args.deepen.split(",")] if getattr(args, "deepen", "") else None, log=_log)
 
 
 def cmd_export(args) -> None:
@@ -218,7 +219,8 @@ def cmd_all(args) -> None:
                                    steps=stage["steps"], batch=r["batch"], lr=stage["lr"], max_len=r["max_len"],
                                    per_file=0, seed=stage.get("seed", r["seed"]), save_every=50, init=init,
                                    listwise=stage.get("listwise", 0.0), ranking=stage.get("ranking", "words"),
-                                   stop=stage.get("stop", 0), span=stage.get("span", 0.0)))
+                                   stop=stage.get("stop", 0), span=stage.get("span", 0.0),
+                                   deepen=",".join(map(str, stage.get("deepen", [])))))
     export_dir = w / "export"
     cmd_export(argparse.Namespace(run=str(run), out=str(export_dir)))
     ship(export_dir, [w / "runs" / st["run"] for st in r["stages"]], Path(args.out), RECIPE, w / "compare.json")
@@ -253,6 +255,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="end at this step of the --steps schedule (0 = run it all)")
     p.add_argument("--span", type=float, default=0.0,
                    help="weight of a span head's loss (the answer's first and last word; 0 = no span head)")
+    p.add_argument("--deepen", default="",
+                   help="with --init: stack its encoder layers in this order first (e.g. 0,1,2,2,3,3,4,5: 8 layers)")
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("export")
     p.add_argument("--run", required=True)

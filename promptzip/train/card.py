@@ -114,6 +114,8 @@ def _stage_line(k: int, t: dict) -> str:
     if t.get("init"):
         start = _stage_name(Path(t["init"]).parent.name) if named else f"stage {k - 1}"
     steps = f"{t['stop']} of a {t['steps']}-step schedule" if t.get("stop") else f"{t['steps']} steps"
+    if start and t.get("deepen"):
+        start += f" with its layers stacked to {len(t['deepen'])} (order {', '.join(map(str, t['deepen']))})"
     loss = (f", plus {t['listwise']} x a ranking loss over {'answers' if t.get('ranking') == 'spans' else 'words'}"
             if t.get("listwise") else "")
     if t.get("span"):

@@ -16,11 +16,12 @@ fp32 as often (MODEL_CARD.md).
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 from ..runtime.store import model_path
-from .finetune import BASE, build_model
+from .finetune import BASE, base_depth, build_model, depth_of, layer_of
 
 
 def export(state_path: Path, out_dir: Path, opset: int = 17, fuse: bool = True) -> dict[str, Path]:
@@ -29,7 +30,7 @@ def export(state_path: Path, out_dir: Path, opset: int = 17, fuse: bool = True) 
     out_dir.mkdir(parents=True, exist_ok=True)
     state = torch.load(state_path, weights_only=False)
     span = any(k.startswith("span.") for k in state["model"])
-    model = build_model(dropout=0.0, span=span)
+    model = build_model(dropout=0.0, span=span, depth=depth_of(state["model"]))
     model.load_state_dict(state["model"])
     model.eval()
     if fuse:  # the optimizer recognises the eager attention subgraph, not SDPA's
@@ -135,8 +136,16 @@ def state_from_int8(int8_path: Path, out: Path) -> Path:
     graph = onnx.load(str(int8_path)).graph
     fused = any(n.op_type == "QAttention" for n in graph.node)
     shipped = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    model = build_model(dropout=0.0, span=any(o.name == "span" for o in graph.output))
+    if fused:
+        depth = sum(n.op_type == "QAttention" for n in graph.node)
+    else:
+        depth = 1 + max(int(m.group(1)) for n in graph.node if (m := re.search(r"layer\.(\d+)/", n.name)))
+    model = build_model(dropout=0.0, span=any(o.name == "span" for o in graph.output), depth=depth)
     base = model.state_dict()
+    gen = torch.Generator().manual_seed(0)
+    for key, value in base.items():  # layers past the base weights': fresh biases are all zeros,
+        if layer_of(key) >= base_depth():  # and the export folds equal ones into one; make each distinct
+            value.copy_(torch.randn(value.shape, generator=gen))
     with tempfile.TemporaryDirectory() as d:
         st = Path(d) / "state.pt"
         torch.save({"model": base}, st)

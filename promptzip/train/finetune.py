@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,16 +93,20 @@ def windows(tok, words: list[str], labels: list[float] | None, query: str | None
     return out
 
 
-def build_model(dropout: float = 0.1, span: bool = False):
+def build_model(dropout: float = 0.1, span: bool = False, depth: int | None = None):
     """BertModel with the MiniLM weights and a fresh linear head (one keep logit per subword);
     with `span`, a second head gives each subword an answer-start and an answer-end logit and
-    `forward` returns (keep logits, span logits)."""
+    `forward` returns (keep logits, span logits). `depth`: layers of the encoder when not
+    MiniLM's 6 (a deepened model, `deepen`); layers beyond the base's start fresh."""
     import torch
     from safetensors.torch import load_file
     from transformers import BertConfig, BertModel
 
     folder = model_path(BASE)
     config = BertConfig.from_json_file(str(folder / "config.json"))
+    base_depth = config.num_hidden_layers
+    if depth is not None:
+        config.num_hidden_layers = depth
 
     class Classifier(torch.nn.Module):
         def __init__(self) -> None:
@@ -121,11 +126,41 @@ def build_model(dropout: float = 0.1, span: bool = False):
     state = {k.removeprefix("bert."): v for k, v in load_file(str(folder / "model.safetensors")).items()}
     state = {k: v for k, v in state.items() if not k.startswith("pooler.")}
     missing, unexpected = model.encoder.load_state_dict(state, strict=False)
-    missing = [k for k in missing if "position_ids" not in k]
-    unexpected = [k for k in unexpected if "position_ids" not in k]
+    missing = [k for k in missing if "position_ids" not in k and layer_of(k) < base_depth]
+    unexpected = [k for k in unexpected if "position_ids" not in k and layer_of(k) < config.num_hidden_layers]
     if missing or unexpected:
         raise RuntimeError(f"MiniLM weights do not match: missing {missing[:3]}, unexpected {unexpected[:3]}")
     return model
+
+
+def base_depth() -> int:
+    """Encoder layers of the base weights (MiniLM-L6: 6)."""
+    return json.loads((model_path(BASE) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
+
+
+def layer_of(key: str) -> int:
+    """The encoder layer a parameter name belongs to (`encoder.layer.3.…` -> 3), -1 for others."""
+    m = re.search(r"(?:^|\.)layer\.(\d+)\.", key)
+    return int(m.group(1)) if m else -1
+
+
+def depth_of(state: dict) -> int:
+    """Encoder layers of a model state dict."""
+    return 1 + max(layer_of(k) for k in state)
+
+
+def deepen(state: dict, order: list[int]) -> dict:
+    """A state dict whose encoder layer i is a copy of `state`'s layer order[i] (progressive
+    stacking: `[0, 1, 2, 3, 4, 4, 5, 5]` turns 6 layers into 8); other parameters unchanged."""
+    have = depth_of(state)
+    if not order or any(not 0 <= i < have for i in order):
+        raise ValueError(f"layer order {order} names layers outside 0..{have - 1}")
+    out = {k: v for k, v in state.items() if layer_of(k) < 0}
+    for new, old in enumerate(order):
+        for k, v in state.items():
+            if layer_of(k) == old:
+                out[re.sub(r"((?:^|\.)layer\.)\d+\.", rf"\g<1>{new}.", k, count=1)] = v.clone()
+    return out
 
 
 def collate(batch: list[Window]):
@@ -190,7 +225,7 @@ def span_loss(span_logits, word_of, n_words: int, answer: tuple[int, int]):
 def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr: float = 5e-5,
         max_len: int = 256, seed: int = 0, save_every: int = 50, threads: int | None = None,
         init: Path | None = None, listwise: float = 0.0, ranking: str = "words", stop: int | None = None,
-        span: float = 0.0, log=print) -> Path:
+        span: float = 0.0, deepen_order: list[int] | None = None, log=print) -> Path:
     """Train (or resume) a run; returns the path of the final state. `init`: the state of an
     earlier run whose weights a new run starts from (a fresh optimizer and schedule). `stop`: end
     at that step of the `steps`-long schedule (the learning rate still decays over `steps`).
@@ -202,7 +237,8 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
     weakest word (a soft minimum of their logits) and must outrank the words labelled 0 of its
     window, since an answer survives only when all its words do. `span` > 0 adds a span head
     (`build_model(span=True)`) and that times `span_loss` on each window that holds a question's
-    whole answer; a run from `init` without one starts it fresh."""
+    whole answer; a run from `init` without one starts it fresh. `deepen_order`: a new run's `init`
+    weights are first stacked to more layers (`deepen`; a resumed run has them already)."""
     import torch
 
     if threads:
@@ -214,15 +250,18 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
         wins += windows(tok, ex.words, ex.labels, ex.query, max_len)
     order_rng = random.Random(seed)
     torch.manual_seed(seed)
-    model = build_model(span=span > 0)
+    state_path = run / "state.pt"
+    state = torch.load(state_path, weights_only=False) if state_path.exists() else None
+    start = torch.load(init, weights_only=False)["model"] if state is None and init is not None else None
+    if start is not None and deepen_order:
+        start = deepen(start, deepen_order)
+    model = build_model(span=span > 0, depth=depth_of(state["model"] if state else start) if state or start else None)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))))
-    state_path = run / "state.pt"
     step, losses, order = 0, [], []
-    if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
@@ -231,10 +270,11 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
         torch.set_rng_state(state["torch_rng"])
         log(f"resumed {run} at step {step}")
     elif init is not None:
-        missing, unexpected = model.load_state_dict(torch.load(init, weights_only=False)["model"], strict=False)
+        missing, unexpected = model.load_state_dict(start, strict=False)
         if unexpected or any(not k.startswith("span.") for k in missing):
             raise RuntimeError(f"{init} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
-        log(f"{run}: weights from {init}" + (" (span head new)" if missing else ""))
+        log(f"{run}: weights from {init}" + (f", layers stacked as {deepen_order}" if deepen_order else "")
+            + (" (span head new)" if missing else ""))
     end = min(steps, stop) if stop else steps  # a finished run only (re)writes its train.json
 
     def save() -> None:
@@ -290,6 +330,7 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
                                                 "steps": steps, "batch_size": batch_size, "lr": lr,
                                                 "max_len": max_len, "seed": seed, "listwise": listwise,
                                                 "ranking": ranking, "stop": stop, "span": span,
+                                                "deepen": deepen_order or None, "layers": depth_of(model.state_dict()),
                                                 "windows": len(wins),
                                                 "examples": len(examples),
                                                 "final_loss": float(np.mean(losses[-50:]))}, indent=1))
