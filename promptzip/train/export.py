@@ -142,9 +142,9 @@ def state_from_int8(int8_path: Path, out: Path) -> Path:
         depth = 1 + max(int(m.group(1)) for n in graph.node if (m := re.search(r"layer\.(\d+)/", n.name)))
     model = build_model(dropout=0.0, span=any(o.name == "span" for o in graph.output), depth=depth)
     base = model.state_dict()
-    gen = torch.Generator().manual_seed(0)
+    gen, fresh_from = torch.Generator().manual_seed(0), base_depth()
     for key, value in base.items():  # layers past the base weights': fresh biases are all zeros,
-        if layer_of(key) >= base_depth():  # and the export folds equal ones into one; make each distinct
+        if layer_of(key) >= fresh_from:  # and the export folds equal ones into one; make each distinct
             value.copy_(torch.randn(value.shape, generator=gen))
     with tempfile.TemporaryDirectory() as d:
         st = Path(d) / "state.pt"

@@ -104,7 +104,7 @@ def build_model(dropout: float = 0.1, span: bool = False, depth: int | None = No
 
     folder = model_path(BASE)
     config = BertConfig.from_json_file(str(folder / "config.json"))
-    base_depth = config.num_hidden_layers
+    base_layers = config.num_hidden_layers
     if depth is not None:
         config.num_hidden_layers = depth
 
@@ -126,7 +126,7 @@ def build_model(dropout: float = 0.1, span: bool = False, depth: int | None = No
     state = {k.removeprefix("bert."): v for k, v in load_file(str(folder / "model.safetensors")).items()}
     state = {k: v for k, v in state.items() if not k.startswith("pooler.")}
     missing, unexpected = model.encoder.load_state_dict(state, strict=False)
-    missing = [k for k in missing if "position_ids" not in k and layer_of(k) < base_depth]
+    missing = [k for k in missing if "position_ids" not in k and layer_of(k) < base_layers]
     unexpected = [k for k in unexpected if "position_ids" not in k and layer_of(k) < config.num_hidden_layers]
     if missing or unexpected:
         raise RuntimeError(f"MiniLM weights do not match: missing {missing[:3]}, unexpected {unexpected[:3]}")
