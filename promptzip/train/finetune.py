@@ -138,10 +138,13 @@ def base_depth() -> int:
     return json.loads((model_path(BASE) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
 
 
+LAYER = re.compile(r"((?:^|\.)layer\.)(\d+)\.")  # an encoder layer's index inside a parameter name
+
+
 def layer_of(key: str) -> int:
     """The encoder layer a parameter name belongs to (`encoder.layer.3.…` -> 3), -1 for others."""
-    m = re.search(r"(?:^|\.)layer\.(\d+)\.", key)
-    return int(m.group(1)) if m else -1
+    m = LAYER.search(key)
+    return int(m.group(2)) if m else -1
 
 
 def depth_of(state: dict) -> int:
@@ -159,7 +162,7 @@ def deepen(state: dict, order: list[int]) -> dict:
     for new, old in enumerate(order):
         for k, v in state.items():
             if layer_of(k) == old:
-                out[re.sub(r"((?:^|\.)layer\.)\d+\.", rf"\g<1>{new}.", k, count=1)] = v.clone()
+                out[LAYER.sub(rf"\g<1>{new}.", k, count=1)] = v.clone()
     return out
 
 
@@ -255,7 +258,8 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
     start = torch.load(init, weights_only=False)["model"] if state is None and init is not None else None
     if start is not None and deepen_order:
         start = deepen(start, deepen_order)
-    model = build_model(span=span > 0, depth=depth_of(state["model"] if state else start) if state or start else None)
+    weights = state["model"] if state is not None else start
+    model = build_model(span=span > 0, depth=depth_of(weights) if weights is not None else None)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -330,7 +334,7 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
                                                 "steps": steps, "batch_size": batch_size, "lr": lr,
                                                 "max_len": max_len, "seed": seed, "listwise": listwise,
                                                 "ranking": ranking, "stop": stop, "span": span,
-                                                "deepen": deepen_order or None, "layers": depth_of(model.state_dict()),
+                                                "deepen": deepen_order or None, "layers": model.encoder.config.num_hidden_layers,
                                                 "windows": len(wins),
                                                 "examples": len(examples),
                                                 "final_loss": float(np.mean(losses[-50:]))}, indent=1))
