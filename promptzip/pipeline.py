@@ -18,7 +18,7 @@ import re
 import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -46,6 +46,8 @@ class Request:
     query: str | None = None
     force: tuple[str, ...] = ()
     word_scores: bool = False  # ask word-level methods for per-word keep scores (report.words)
+    input_format: str = "auto"  # auto (extension, then content) or a name from formats.FORMATS
+    language: str | None = None  # the code language, when the format is code (else from the extension)
 
     def validate(self) -> None:
         if self.ratio is not None and self.target_tokens is not None:
@@ -448,24 +450,38 @@ class CompressResult:
 def compress_document(
     doc: Document,
     out: BinaryIO,
-    method: str = "extract",
+    method: str | Compressor = "extract",
     request: Request | None = None,
     params: dict[str, Any] | None = None,
     tokenizer: str | TokenCounter = DEFAULT_TOKENIZER,
     progress: Progress | None = None,
 ) -> Report:
-    """Compress `doc` into the binary stream `out` and return the report."""
+    """Compress `doc` into the binary stream `out` and return the report. The request's
+    `input_format` picks a format handler (`promptzip.formats`); text and Markdown stream
+    through the segmenter here."""
     t0 = time.perf_counter()
     request = request or Request()
     request.validate()
     if request.ratio is None and request.target_tokens is None:
-        request = Request(DEFAULT_RATIO, None, request.query, request.force, request.word_scores)
+        request = replace(request, ratio=DEFAULT_RATIO)
     counter = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
-    cls = get_method(method)
-    compressor = cls(**(params or {}))
+    if isinstance(method, Compressor):  # a configured instance (the format handlers' inner calls)
+        compressor, cls = method, type(method)
+    else:
+        cls = get_method(method)
+        compressor = cls(**(params or {}))
     warnings: list[str] = []
     if request.query and not cls.query_aware:
         warnings.append(f"{cls.name} ignores --query")
+    from .formats import detect, handler_for
+    from .formats.detect import SNIFF_CHARS
+
+    info = detect(_head(doc, SNIFF_CHARS), doc.label, request.input_format, request.language)
+    handler = handler_for(info.format)
+    if handler is not None:
+        from .formats.dispatch import compress_formatted
+
+        return compress_formatted(doc, out, handler, info, compressor, request, counter, warnings, t0)
 
     scanned = scan(doc, counter, compressor, request.force, progress)
     table = scanned.table
@@ -505,10 +521,14 @@ def compress_document(
             warnings.append("some --force strings were not kept")
     elapsed = time.perf_counter() - t0
     fid = scanned.fidelity.result()
+    must_over = False
     if sink.tokens > budget and budget < unit_total:
         over = (table.tokens[(table.flags & FORCED) > 0]).sum()
         if over > budget:
+            must_over = True
             warnings.append(f"must-keep content ({int(over)} tokens) exceeds the budget of {budget}")
+    if not must_over:
+        warnings.extend(ratio_warnings(request.ratio, sink.tokens, scanned.input_tokens, False, "text"))
     return Report(
         method=cls.name,
         params=compressor.settings,
@@ -541,8 +561,37 @@ def compress_document(
         chunks=ctx.chunks,
         source=doc.label,
         warnings=warnings,
+        input_format=info.format,
+        format_reason=info.reason,
+        handler="text",
         promptzip_version=__version__,
     )
+
+
+RATIO_SLACK = 0.03  # how far from the requested ratio an output may land without a warning
+
+
+def ratio_warnings(requested: float | None, out_tokens: int, in_tokens: int, all_fits: bool,
+                   handler: str) -> list[str]:
+    """A warning when the achieved ratio strays more than RATIO_SLACK from the request."""
+    if requested is None or not in_tokens:
+        return []
+    achieved = out_tokens / in_tokens
+    if in_tokens and out_tokens == 0 and requested * in_tokens >= 1:
+        return [f"the output is empty though the request allowed {round(requested * in_tokens)} tokens"]
+    if achieved > requested + RATIO_SLACK:
+        return [f"achieved ratio {achieved:.3f} is above the requested {requested:g}"]
+    if achieved < requested - RATIO_SLACK and not all_fits:
+        return [f"achieved ratio {achieved:.3f} is below the requested {requested:g}"]
+    return []
+
+
+def _head(doc: Document, size: int) -> str:
+    """The document's first `size` bytes as text (a cut character dropped)."""
+    doc.file.seek(0)
+    data = doc.file.read(size)
+    doc.file.seek(0)
+    return data.decode("utf-8", errors="ignore")
 
 
 def compress(
@@ -554,15 +603,17 @@ def compress(
     force: Sequence[str] = (),
     tokenizer: str | TokenCounter = DEFAULT_TOKENIZER,
     word_scores: bool = False,
+    input_format: str = "auto",
+    language: str | None = None,
     **params: Any,
 ) -> CompressResult:
     """Compress a string. Keyword arguments beyond the named ones are method parameters;
-    `word_scores` asks word-level methods for per-word scores (`report.words`)."""
+    `word_scores` asks word-level methods for per-word scores (`report.words`); `input_format`
+    names the format (json, csv, html, log, code, latex, ...; auto sniffs the content)."""
     out = io.BytesIO()
     doc = document_from_bytes(text.encode("utf-8"))
-    report = compress_document(
-        doc, out, method, Request(ratio, target_tokens, query, tuple(force), word_scores), params, tokenizer
-    )
+    request = Request(ratio, target_tokens, query, tuple(force), word_scores, input_format, language)
+    report = compress_document(doc, out, method, request, params, tokenizer)
     return CompressResult(out.getvalue().decode("utf-8"), report)
 
 

@@ -42,12 +42,18 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     words: list[tuple[str, float, bool]] | None = None  # per-word (text, keep score, kept) when asked
     chunks: list[dict[str, Any]] | None = None  # rewriters: per chunk tokens, budget, path, reason
+    input_format: str = "text"  # the detected format (formats.FORMATS)
+    format_reason: str = "default"  # how it was decided: option, extension, content or default
+    handler: str = "text"  # which format handler ran ("text": the pipeline itself)
+    # the handler's own counts (rows kept, arrays thinned, ...) and all_fits: everything the
+    # handler keeps fits under the budget, so a ratio below the request is expected
+    format_details: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
     promptzip_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("words", "chunks"):
+        for key in ("words", "chunks", "format_details"):
             if data[key] is None:
                 del data[key]
         return data
@@ -62,8 +68,9 @@ class Report:
             else f"target {self.target_tokens} tokens" if self.target_tokens is not None
             else "no target"
         )
+        head = self.method if self.handler == "text" else f"{self.input_format} ({self.format_reason}) + {self.method}"
         parts = [
-            f"{self.method}: {self.input_tokens:,} -> {self.output_tokens:,} tokens",
+            f"{head}: {self.input_tokens:,} -> {self.output_tokens:,} tokens",
             f"ratio {self.ratio:.3f} ({target})",
             f"{self.elapsed_ms:,.0f} ms",
         ]
@@ -73,6 +80,11 @@ class Report:
             parts.append(f"names kept {self.names_kept:.0%}")
         if self.protected_spans:
             parts.append(f"protected spans {self.protected_spans_kept}/{self.protected_spans}")
+        details = self.format_details or {}
+        if details.get("all_fits"):
+            parts.append("all content fits")
+        if details.get("summary"):
+            parts.append(str(details["summary"]))
         if self.chunks:
             paths: dict[str, int] = {}
             for c in self.chunks:
