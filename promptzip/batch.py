@@ -27,6 +27,7 @@ from typing import Any
 from .compressors import get_method
 from .errors import PromptzipError, UsageError
 from .fileutil import atomic_write, sha256_file
+from .formats import FORMATS_VERSION
 from .pipeline import Request, compress_file
 from .tokens import load_tokenizer
 
@@ -57,6 +58,9 @@ class BatchSettings:
             "target_tokens": self.request.target_tokens,
             "query": self.request.query,
             "force": list(self.request.force),
+            "input_format": self.request.input_format,
+            "language": self.request.language,
+            "formats_version": FORMATS_VERSION,
             "tokenizer": counter.name,
             "tokenizer_sha256": counter.sha256,
             "errors": self.errors,

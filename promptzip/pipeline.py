@@ -225,9 +225,11 @@ class Context:
             out, prev_end = [], None
             for s, e in kept_pieces[kept_at[i]:kept_at[i + 1]].tolist():
                 if prev_end is not None:
-                    # a line break where the whitespace just before this word holds one
+                    # a line break where the whitespace just before this word holds one;
+                    # nothing between pieces of one word (CJK text, a giant word)
                     gap = text[prev_end:s]
-                    out.append("\n" if "\n" in gap[len(gap.rstrip()):] else " ")
+                    if any(c.isspace() for c in gap):
+                        out.append("\n" if "\n" in gap[len(gap.rstrip()):] else " ")
                 out.append(text[s:e])
                 prev_end = e
             return "".join(out).encode("utf-8")
@@ -316,11 +318,12 @@ def word_pieces_flagged(text: str) -> list[tuple[int, int, bool]]:
     """`word_pieces` plus whether each piece holds a protected span."""
     spans = protected_spans(text)
     if not spans:  # most sentences: the whitespace-separated words as they are
-        return [(*m.span(), False) for m in _NONSPACE.finditer(text)]
+        if text.isascii() and not _GIANT.search(text):
+            return [(*m.span(), False) for m in _NONSPACE.finditer(text)]
+        return [(s, e, False) for s, e in _split_runs(text)]
     pieces: list[list] = []
     j = 0
-    for m in _NONSPACE.finditer(text):
-        s, e = m.span()
+    for s, e in _split_runs(text):
         hit = False
         while j < len(spans) and spans[j][1] <= s:
             j += 1
@@ -337,6 +340,28 @@ def word_pieces_flagged(text: str) -> list[tuple[int, int, bool]]:
 
 
 _NONSPACE = re.compile(r"\S+")
+# scripts written without spaces between words: one piece a character (Han, kana, Hangul
+# syllables), or runs of at most 4 (Thai, Lao, Khmer, Myanmar: syllables without a segmenter)
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u3000-\u303f\uff00-\uffef"
+_SEA = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff"
+_NOSPACE_SCRIPT = re.compile(f"[{_CJK}{_SEA}]")
+GIANT_WORD = 64  # a run of non-space characters longer than this is cut into pieces
+_GIANT = re.compile(rf"\S{{{GIANT_WORD + 1}}}")
+_SUBWORD = re.compile(f"[{_CJK}]|[{_SEA}]{{1,4}}|[^\\s{_CJK}{_SEA}]{{1,16}}")
+
+
+def _split_runs(text: str) -> Iterator[tuple[int, int]]:
+    """Whitespace-separated words; a word in a script without spaces, or longer than
+    GIANT_WORD characters (a hash, base64, a minified line), cut into pieces (see _SUBWORD) so
+    that a budget smaller than the word keeps part of it. `emit_words` writes pieces that were
+    adjacent in the input without a space between them."""
+    for m in _NONSPACE.finditer(text):
+        s, e = m.span()
+        if e - s <= GIANT_WORD and not _NOSPACE_SCRIPT.search(text, s, e):
+            yield s, e
+            continue
+        for p in _SUBWORD.finditer(text, s, e):
+            yield p.span()
 
 
 def _separator(gap: bytes, gap_kind: int, strongest: int) -> bytes:
@@ -512,6 +537,8 @@ def compress_document(
             budget = max(0, budget - over)
         out.write(buf.getvalue())
         out.flush()
+    elif cls.refits and doc.size <= _REFIT_MAX_BYTES and len(table):
+        sink, ctx = _refit(attempt, out, budget, scanned)
     else:
         sink, ctx = attempt(out, budget)
     kept = ctx.kept if ctx.kept is not None else np.zeros(len(table), dtype=bool)
@@ -568,6 +595,34 @@ def compress_document(
     )
 
 
+_REFIT_MAX_BYTES = 16 << 20  # up to this size a --ratio output is made in memory and refitted
+
+
+def _refit(attempt, out: BinaryIO, budget: int, scanned: ScanResult) -> tuple[OutputSink, Context]:
+    """Up to three attempts at `budget`, each moved by the last one's measured miss: item
+    costs are estimates (a word counted alone, pieces of CJK text, joins), and the measured
+    output is what the ratio promises. The closest attempt not over the target is written."""
+    target = budget
+    slack = max(1, scanned.input_tokens // 200)
+    tries = []
+    for _ in range(3):
+        buf = io.BytesIO()
+        sink, ctx = attempt(buf, budget)
+        tries.append((buf, sink, ctx))
+        miss = target - sink.tokens
+        if -slack <= miss <= slack or budget == 0:
+            break
+        budget = max(0, budget + miss)
+    fits = [t for t in tries if t[1].tokens <= target + slack]
+    buf, sink, ctx = max(fits, key=lambda t: t[1].tokens) if fits else min(tries, key=lambda t: t[1].tokens)
+    if sink is not tries[-1][1]:  # the fidelity tally holds the last attempt's output
+        scanned.fidelity.reset_output()
+        scanned.fidelity.output(buf.getvalue().decode("utf-8", errors="replace"))
+    out.write(buf.getvalue())
+    out.flush()
+    return sink, ctx
+
+
 RATIO_SLACK = 0.03  # how far from the requested ratio an output may land without a warning
 
 
@@ -577,6 +632,8 @@ def ratio_warnings(requested: float | None, out_tokens: int, in_tokens: int, all
     if requested is None or not in_tokens:
         return []
     achieved = out_tokens / in_tokens
+    if abs(out_tokens - requested * in_tokens) <= 2:  # a tiny input: a token is a large share
+        return []
     if in_tokens and out_tokens == 0 and requested * in_tokens >= 1:
         return [f"the output is empty though the request allowed {round(requested * in_tokens)} tokens"]
     if achieved > requested + RATIO_SLACK:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 MAX_BLOCK_CHARS = 1 << 20
+SPLIT_BLOCK_CHARS = 4096  # a table or code block longer than this is cut into runs of lines
 
 
 class Kind(IntEnum):
@@ -63,7 +64,9 @@ class Unit:
     flags: int
 
 
-_INLINE_CODE = r"`[^`\n]+`"
+# `code` and ``code``, but not a LaTeX / PTB quote (``like this''): a backtick next to another
+# opens only a double-backtick span, and a span holds no '' and at most 120 characters
+_INLINE_CODE = r"(?<!`)`(?!`)[^`\n]{1,120}?(?<!`)`(?!`)|(?<!`)``(?!`)(?:(?!'')[^`\n]){1,120}?``(?!`)"
 _URL = r"\b(?:https?|ftp)://[^\s<>\"'`]+[^\s<>\"'`.,;:!?)\]}]|\bwww\.[^\s<>\"'`]+[^\s<>\"'`.,;:!?)\]}]"
 _EMAIL = r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"
 _UNITS = (
@@ -326,11 +329,33 @@ class Segmenter:
         elif kind == "line":
             yield from self._whole(start, text, Kind.LINE, 0)
         elif kind == "table":
-            yield from self._whole(start, text, Kind.TABLE, 0)
+            yield from self._blocks(start, lines, Kind.TABLE)
         elif kind == "code" and not _code_like(lines):  # indented prose (quoted letters, poems)
             yield from self._sentences(start, text, _wrap_width(lines))
         else:  # fence, code
-            yield from self._whole(start, text, Kind.CODE, 0)
+            yield from self._blocks(start, lines, Kind.CODE)
+
+    def _blocks(self, start: int, lines: list[str], kind: Kind) -> Iterator[Unit]:
+        """A table or code block as one unit; a large one (over SPLIT_BLOCK_CHARS) as runs of
+        whole lines of about that size, so a budget smaller than the block keeps part of it
+        instead of nothing."""
+        text = "".join(lines)
+        if len(text) <= SPLIT_BLOCK_CHARS:
+            yield from self._whole(start, text, kind, 0)
+            return
+        group: list[str] = []
+        size = 0
+        byte = start
+        for line in lines:
+            group.append(line)
+            size += len(line)
+            if size >= SPLIT_BLOCK_CHARS // 4:
+                chunk = "".join(group)
+                yield from self._whole(byte, chunk, kind, 0)
+                byte += len(chunk.encode("utf-8"))
+                group, size = [], 0
+        if group:
+            yield from self._whole(byte, "".join(group), kind, 0)
 
     def _forced(self, text: str) -> list[tuple[int, int]]:
         hits = []

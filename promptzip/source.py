@@ -135,6 +135,14 @@ class Document:
         self.size = size
         self.errors = errors
 
+    def read_text(self) -> str:
+        """The whole document as text, from its first byte (a spooled stdin file is left at its
+        end after spooling)."""
+        self.file.seek(0)
+        data = self.file.read()
+        check_not_binary(data, self.label, self.errors)
+        return _decode(data, 0, self.errors, self.label)
+
     def pieces(self) -> Iterator[tuple[int, str]]:
         self.file.seek(0)
         return iter_pieces(self.file, self.errors, self.label)

@@ -12,7 +12,9 @@ from .common import (
     EndpointOpt,
     ErrorsOpt,
     ForceOpt,
+    InputFormatOpt,
     KeyEnvOpt,
+    LanguageOpt,
     LmModelOpt,
     MethodOpt,
     ParamOpt,
@@ -46,17 +48,21 @@ def register(app: typer.Typer) -> None:
         query: QueryOpt = None,
         force: ForceOpt = None,
         param: ParamOpt = None,
+        input_format: InputFormatOpt = "auto",
+        language: LanguageOpt = None,
         endpoint: EndpointOpt = None,
         model: LmModelOpt = None,
         api_key_env: KeyEnvOpt = None,
         errors: ErrorsOpt = "strict",
         quiet: QuietOpt = False,
     ) -> None:
-        """Compress every matching file under SRC into OUT; re-runs skip finished files."""
+        """Compress every matching file under SRC into OUT; re-runs skip finished files. Each
+        file's format comes from its extension (or --input-format for all)."""
         from ..batch import BatchSettings, run_batch
         from ..pipeline import Request
 
-        request = Request(ratio, target_tokens, query, tuple(force or ()))
+        request = Request(ratio, target_tokens, query, tuple(force or ()), input_format=input_format,
+                          language=language)
         settings = BatchSettings(method, request, tuple(sorted(endpoint_params(
             parse_params(param), method, endpoint, model, api_key_env).items())),
                                  tokenizer, errors)

@@ -36,6 +36,14 @@ ForceOpt = Annotated[list[str] | None, typer.Option(
     "--force", "-f", metavar="STRING", help="A string that must survive verbatim (repeatable).")]
 ParamOpt = Annotated[list[str] | None, typer.Option(
     "--param", "-p", metavar="KEY=VALUE", help="Method parameter KEY=VALUE (repeatable; see `promptzip methods`).")]
+InputFormatOpt = Annotated[str, typer.Option(
+    "--input-format", "-F", envvar="PROMPTZIP_INPUT_FORMAT", metavar="FORMAT",
+    help="auto | text | markdown | json | jsonl | csv | tsv | html | log | code | latex. auto: the "
+    "file extension, else the content (stdin is sniffed). Each format keeps its output valid "
+    "(JSON parses, tables keep header and whole rows, code keeps whole lines).")]
+LanguageOpt = Annotated[str | None, typer.Option(
+    "--language", metavar="LANG", help="The language of code input (python, javascript, go, rust, "
+    "java, c, ...); default: from the extension.")]
 ErrorsOpt = Annotated[str, typer.Option(
     "--errors", envvar="PROMPTZIP_ERRORS",
     help="Invalid UTF-8 or binary input: strict (fail, exit 1) or replace (U+FFFD).")]

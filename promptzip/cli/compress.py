@@ -17,7 +17,9 @@ from .common import (
     EndpointOpt,
     ErrorsOpt,
     ForceOpt,
+    InputFormatOpt,
     KeyEnvOpt,
+    LanguageOpt,
     LmModelOpt,
     MethodOpt,
     ParamOpt,
@@ -54,6 +56,8 @@ def register(app: typer.Typer) -> None:
         query: QueryOpt = None,
         force: ForceOpt = None,
         param: ParamOpt = None,
+        input_format: InputFormatOpt = "auto",
+        language: LanguageOpt = None,
         fmt: Annotated[Format, typer.Option("--format", help="text: the compressed text; json: "
                                             '{"compressed": ..., "report": {...}}.')] = Format.text,
         output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE",
@@ -91,7 +95,8 @@ def register(app: typer.Typer) -> None:
                                  "Use -m extract.")
             params["threshold"] = str(threshold)
         request = Request(ratio, target_tokens, query, tuple(force or ()),
-                          word_scores=fmt is Format.json or explain)
+                          word_scores=fmt is Format.json or explain, input_format=input_format,
+                          language=language)
         request.validate()
         progress = _progress_for(path, quiet)
         if explain:

@@ -29,7 +29,7 @@ def compress_latent(path: str | None, output: Path | None, params: dict[str, str
     if refine < 0:
         raise UsageError(f"-p refine must be 0 or more, got {refine}")
     with open_document(path, errors) as doc:
-        text = doc.file.read().decode("utf-8", errors="replace" if errors == "replace" else "strict")
+        text = doc.read_text()  # decoded (strict, or with U+FFFD) when it was opened
     rt = runtime()
     with progress_bar(not quiet and refine > 0, "latent: refining (chunk-steps)") as update:
         latents, header = rt.encode(text, rate, refine, settings["init"], update)

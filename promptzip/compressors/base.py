@@ -61,6 +61,9 @@ class Compressor(ABC):
     # Bump when the output for the same input and settings changes (batch resume keys on it).
     version: ClassVar[str] = "1"
     params: ClassVar[tuple[Param, ...]] = ()
+    # cheap to run again on the same document (a second budget costs no model pass): the
+    # pipeline then refits a --ratio output on its measured tokens
+    refits: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         known = {p.name: p for p in self.params}

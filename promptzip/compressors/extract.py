@@ -71,10 +71,12 @@ class Scorer:
     def __init__(self, folder: Path, precision: str = "int8", max_len: int = MAX_LEN, overlap: int = OVERLAP,
                  batch_size: int = BATCH, max_query: int = 48, threads: int | None = None) -> None:
         from ..runtime.onnx import session, wordpiece
+        from ..runtime.verify import check_folder
 
         onnx = folder / f"model.{precision}.onnx"
         if not onnx.is_file():
             raise ModelError(f"{onnx} is missing", "Run `make models`.")
+        check_folder(folder, (onnx.name, "tokenizer.json"))
         self.sess, self.device, self.warning = session(str(onnx), threads)
         self.tok = wordpiece(str(folder / "tokenizer.json"))
         self.max_len, self.overlap, self.batch_size, self.max_query = max_len, overlap, batch_size, max_query
@@ -150,9 +152,11 @@ class Extract(Compressor):
     name = "extract"
     description = "Learned word keep/drop classifier (fine-tuned MiniLM-L6, ONNX int8); fast, query-aware."
     query_aware = True
-    version = "6"  # 2: phrase-aware scores; 3: numbers scored with a query; 4: question words damped;
+    refits = True
+    version = "7"  # 2: phrase-aware scores; 3: numbers scored with a query; 4: question words damped;
     # 5: windows overlap by 4 subwords (was 8); 6: articles last, punctuation dropped without a query,
-    # words ranked by probability / tokens^0.25
+    # words ranked by probability / tokens^0.25; 7: --ratio refitted on the measured output, CJK
+    # text and words over 64 characters cut into pieces, LaTeX quotes are not inline code
     params = (
         Param("model", str, "", "model folder (default: the shipped models/extract-minilm)"),
         Param("precision", str, "int8", "which ONNX file to run", ("int8", "fp32")),
@@ -199,7 +203,13 @@ class Extract(Compressor):
         if not w.words:
             ctx.emit_words(np.zeros(0, dtype=bool), w.word_start, w.local)
             return
-        p = scorer.probs(w.words, ctx.request.query)
+        key = (hash(tuple(w.words)), len(w.words), ctx.request.query, folder, self.settings["precision"])
+        memo = getattr(self, "_memo", None)
+        if memo is not None and memo[0] == key:  # the same document again (a refit, a tighter cap)
+            p = memo[1]
+        else:
+            p = scorer.probs(w.words, ctx.request.query)
+            self._memo = (key, p)
         numbers = self.settings["numbers"]
         if numbers == "score" or (numbers == "auto" and ctx.request.query):
             w.score_numbers()

@@ -69,6 +69,8 @@ class Terms:
 
 class Lexical(Compressor):
     name = "lexical"
+    refits = True  # 2: --ratio refitted on the measured output
+    version = "2"
     description = "Sentence selection: BM25 against --query, or TF-IDF centrality without one."
     query_aware = True
     params = (

@@ -16,6 +16,8 @@ from .base import Compressor, Param
 
 class Truncate(Compressor):
     name = "truncate"
+    refits = True  # 2: --ratio refitted on the measured output
+    version = "2"
     description = "Keep the first and/or last tokens of the document (baseline)."
     params = (
         Param("side", str, "head", "which end to keep", ("head", "tail", "both")),

@@ -24,4 +24,8 @@ from __future__ import annotations
 from .base import FormatContext, FormatOutput, Handler
 from .detect import FORMATS, StreamInfo, detect, handler_for
 
-__all__ = ["FORMATS", "FormatContext", "FormatOutput", "Handler", "StreamInfo", "detect", "handler_for"]
+# Bump when a handler's output for the same input and settings changes (batch resume keys on it).
+FORMATS_VERSION = "1"
+
+__all__ = ["FORMATS", "FORMATS_VERSION", "FormatContext", "FormatOutput", "Handler", "StreamInfo", "detect",
+           "handler_for"]

@@ -39,9 +39,7 @@ def compress_formatted(doc: Document, out: BinaryIO, handler: Handler, info: Str
     from ..pipeline import Request as Req
     from ..pipeline import compress_document, ratio_warnings
 
-    doc.file.seek(0)
-    raw = doc.file.read()
-    text = raw.decode("utf-8")
+    text = doc.read_text()
     input_tokens = count_pieces(counter, text)
     if request.target_tokens is not None:
         budget = request.target_tokens

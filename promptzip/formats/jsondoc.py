@@ -148,7 +148,8 @@ class _Renderer:
         kept: list[int] = []
         used = 2
         for i in self.priority(node):
-            need = max(items[i].floor, int(ITEM_SHARE * items[i].full)) + 1
+            # an item is kept with every key and at least ITEM_SHARE of its cost, or not at all
+            need = max(items[i].minimum, int(ITEM_SHARE * items[i].full)) + 1
             reserve = marker_cost if len(kept) + 1 < n else 0
             if used + need + reserve > budget and kept:
                 continue  # a smaller item further on may still fit
@@ -156,8 +157,13 @@ class _Renderer:
             used += need
         kept.sort()
         dropped = n - len(kept)
-        base = 2 + sum(items[i].floor + 1 for i in kept) + (marker_cost if dropped else 0)
-        out = self._fill(items, kept, budget - base)
+        room = budget - 2 - (marker_cost if dropped else 0) - len(kept)
+        spare = room - sum(items[i].minimum for i in kept)
+        if spare >= 0:
+            extras = _water_fill([items[i].full - items[i].minimum for i in kept], spare)
+            out = [self.render(items[i], items[i].minimum + e) for i, e in zip(kept, extras, strict=True)]
+        else:  # one item larger than the whole budget: it thins itself
+            out = [self.render(items[i], max(items[i].floor, room // len(kept))) for i in kept]
         if dropped:
             self.thinned += 1
             self.left_out += dropped
@@ -167,9 +173,9 @@ class _Renderer:
     def _object(self, node: Node, budget: int) -> dict:
         kids = node.children
         needs = [kc + c.minimum + 1 for kc, c in zip(node.key_costs, kids, strict=True)]
-        if 2 + sum(needs) <= budget:  # every key, values at their minimum or more
+        if node.minimum <= budget:  # every key, values at their minimum or more
             kept = list(range(len(kids)))
-            extras = _water_fill([kids[i].full - kids[i].minimum for i in kept], budget - 2 - sum(needs))
+            extras = _water_fill([kids[i].full - kids[i].minimum for i in kept], budget - node.minimum)
             return {node.keys[i]: self.render(kids[i], kids[i].minimum + e)
                     for i, e in zip(kept, extras, strict=True)}
         marker_cost = 10

@@ -57,6 +57,9 @@ class LatentRuntime:
         self.config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
         if self.config.get("readout", "pool") != "pool":
             raise ModelError(f"{self.folder} holds a {self.config['readout']!r} encoder; the runtime reads 'pool'")
+        from ..runtime.verify import check_folder
+
+        check_folder(self.folder, ("adapter.safetensors", "config.json"))
         self.adapter_sha256 = sha256_file(self.folder / "adapter.safetensors")
         self.weights = load_file(str(self.folder / "adapter.safetensors"))
         onnx, self.tok = encoder_onnx(self.folder, self.adapter_sha256, log)

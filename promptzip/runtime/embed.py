@@ -26,6 +26,9 @@ class OnnxEmbedder:
                              "Run `make models` in a promptzip checkout, or point PROMPTZIP_EMBED_MODEL "
                              "at a folder with model.int8.onnx and tokenizer.json.")
         self.tok = wordpiece(str(folder / "tokenizer.json"))
+        from .verify import check_folder
+
+        check_folder(folder, ("model.int8.onnx", "tokenizer.json"))
         self.sess, self.device, self.warning = session(str(folder / "model.int8.onnx"))
         self.max_tokens = max_tokens
         self.batch_size = batch_size

@@ -1,0 +1,60 @@
+"""HTML: the page's main content as Markdown first (trafilatura: boilerplate, navigation,
+scripts and styles dropped; links and tables kept as Markdown), then the chosen method thins
+that Markdown to the document budget, counted against the tokens of the HTML as given.
+
+A page whose main text is smaller than the budget is written whole, and the report says that
+all the content fits: markup is what the budget would otherwise buy.
+"""
+
+from __future__ import annotations
+
+from ..errors import UsageError
+from .base import FormatContext, FormatOutput, Handler
+
+EXTRA_HINT = "Install the formats extra: pip install 'promptzip-cli[formats]' (or `make install`)."
+
+
+def main_text(html: str) -> tuple[str, str]:
+    """(Markdown of the main content, how it was found)."""
+    try:
+        import trafilatura
+    except ImportError as exc:
+        raise UsageError(f"HTML input needs trafilatura ({exc})", EXTRA_HINT) from None
+    md = trafilatura.extract(html, output_format="markdown", include_links=True, include_tables=True,
+                             include_comments=False, include_images=False, favor_recall=True)
+    if md and md.strip():
+        return _unlayout(md.strip()) + "\n", "trafilatura main text"
+    text = trafilatura.html2txt(html) or ""  # no main block found: every visible text node
+    return text.strip() + "\n" if text.strip() else "", "visible text"
+
+
+class HtmlHandler(Handler):
+    name = "html"
+    needs = ("trafilatura",)
+
+    def compress(self, text: str, ctx: FormatContext) -> FormatOutput:
+        md, how = main_text(text)
+        md_tokens = ctx.count(md)
+        details = {"main_text_tokens": md_tokens, "extraction": how}
+        if not md.strip():
+            ctx.warn("no text found in the HTML")
+            return FormatOutput("", "html", all_fits=True, details=details)
+        if md_tokens <= ctx.budget:
+            details["summary"] = f"main text whole ({md_tokens:,} tokens, {how})"
+            return FormatOutput(md, "html -> markdown", all_fits=True, details=details)
+        out = ctx.text(md, ctx.budget)
+        details["summary"] = f"main text {md_tokens:,} tokens thinned by the method ({how})"
+        return FormatOutput(out, "html -> markdown", details=details)
+
+
+def _unlayout(md: str) -> str:
+    """Table rows that hold running text (a layout table: a cell of over 40 words) become
+    paragraphs, one a cell: they are prose, not data."""
+    out = []
+    for line in md.split("\n"):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.lstrip().startswith("|") else []
+        if cells and max(len(c.split()) for c in cells) > 40:
+            out.extend(c + "\n" for c in cells if c and set(c) - set("-: "))
+        else:
+            out.append(line)
+    return "\n".join(out)
