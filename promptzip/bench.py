@@ -14,6 +14,8 @@ Sections (each replaced in BENCHMARKS.md only when it runs)
   chain-of-thought prompts;
 * rag: `promptzip rag` on multi-passage SQuAD (gold + 9 distractors) next to lexical, truncate
   and the LongLLMLingua peer, and its queries/s on 10 passages of 150 words;
+* formats: every file of ../shared/corpora/formats through its format handler, side by side
+  with the plain-text path (`promptzip.bench_formats`);
 * fidelity: `promptzip eval` on SQuAD, QMSum and the GSM8K CoT prompt with every method and
   the peers (hours on 2 cores; checkpointed in bench-work/, so it resumes).
 
@@ -593,6 +595,12 @@ def bench_latent() -> str:
         "### Speed on the demo document, encoder alone (2 cores)", "", *speed])
 
 
+def _bench_formats() -> str:
+    from .bench_formats import bench_formats
+
+    return bench_formats()
+
+
 def md_sections(text: str) -> dict[str, str]:
     """'## Title' sections of a Markdown file: title -> body (an existing BENCHMARKS.md, so a partial
     run keeps the others; a model card's hand-written sections)."""
@@ -634,6 +642,8 @@ def main(argv: list[str] | None = None) -> None:
          lambda: bench_extract(args.work)),
         ("structure", "Structure: chain-of-thought prompts", "structure of chain-of-thought prompts",
          bench_structure),
+        ("formats", "Formats: real JSON, CSV, HTML, logs, code and LaTeX", "formats (../shared/corpora/formats)",
+         _bench_formats),
         ("rag", "RAG: multi-passage SQuAD", "rag (multi-passage SQuAD)", lambda: bench_rag(args.work)),
         ("rewrite", "Rewrite: chunk-summarize with a faithfulness guard",
          "rewrite (chunk-summarize with the guard)", lambda: bench_rewrite(args.work, args.measured_only)),

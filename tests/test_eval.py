@@ -129,7 +129,7 @@ def test_eval_checkpoint_measures_again_what_other_weights_made(tmp_path):
     path = out / "rows.jsonl"
     recs = [json.loads(line) for line in path.read_text().splitlines()]
     made = [r for r in recs if r["method"] == "truncate"]
-    assert made and all(r["method_id"] == "truncate v1" for r in made)
+    assert made and all(r["method_id"] == "truncate v2" for r in made)
     for r in recs:  # as if an older model had made one row, and an older run (no id) the other
         if r["method"] == "truncate":
             r["method_id"] = "truncate v0" if r is made[0] else None
@@ -140,7 +140,7 @@ def test_eval_checkpoint_measures_again_what_other_weights_made(tmp_path):
     assert "reusing 3 of 4 rows" in again.stderr  # the two originals and the older run's row
     rows = [r for r in json.loads((out / "results.json").read_text())["rows"] if r["method"] == "truncate"]
     assert sorted(r["achieved_ratio"] == 0.123 for r in rows) == [False, True]  # only the v0 row was redone
-    assert {r["method_id"] for r in rows} == {"truncate v1", None}
+    assert {r["method_id"] for r in rows} == {"truncate v2", None}
 
 
 def test_noquery_mode_withholds_the_question(tmp_path):

@@ -9,7 +9,6 @@ import random
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -327,7 +326,7 @@ def test_stdin_document_reads_from_its_start(monkeypatch):
     from promptzip.source import open_document
 
     class In:
-        buffer = io.BytesIO("hello from a pipe\n".encode())
+        buffer = io.BytesIO(b"hello from a pipe\n")
 
         def isatty(self):
             return False

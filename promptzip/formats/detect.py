@@ -88,7 +88,7 @@ def sniff(head: str) -> StreamInfo:
             return StreamInfo("json", "content")
         except ValueError:
             pass
-        if complete and all(_is_json_line(line) for line in complete[:50]):
+        if complete and all(is_json_line(line) for line in complete[:50]):
             return StreamInfo("jsonl" if len(complete) > 1 else "json", "content")
         if t[0] == "{" or len(t) >= SNIFF_CHARS - 1:  # longer than the head: parse it whole later
             return StreamInfo("json", "content")
@@ -119,9 +119,10 @@ def sniff(head: str) -> StreamInfo:
     return StreamInfo("text", "default")
 
 
-def _is_json_line(line: str) -> bool:
+def is_json_line(line: str, objects_only: bool = False) -> bool:
+    """Whether one line is a JSON value (`{...}` or `[...]`; only `{...}` with objects_only)."""
     s = line.strip()
-    if not s.startswith(("{", "[")):
+    if not s.startswith("{" if objects_only else ("{", "[")):
         return False
     try:
         json.loads(s)

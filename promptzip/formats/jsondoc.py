@@ -172,7 +172,6 @@ class _Renderer:
 
     def _object(self, node: Node, budget: int) -> dict:
         kids = node.children
-        needs = [kc + c.minimum + 1 for kc, c in zip(node.key_costs, kids, strict=True)]
         if node.minimum <= budget:  # every key, values at their minimum or more
             kept = list(range(len(kids)))
             extras = _water_fill([kids[i].full - kids[i].minimum for i in kept], budget - node.minimum)

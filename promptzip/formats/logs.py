@@ -19,6 +19,7 @@ from collections import Counter
 import numpy as np
 
 from .base import FormatContext, FormatOutput, Handler, fit, greedy, relevance, spread_scores
+from .detect import is_json_line
 
 _ERROR = re.compile(
     r"\b(?:ERROR|ERR|FATAL|CRIT|CRITICAL|SEVERE|EMERG|ALERT|PANIC|Exception|Traceback|error|failed|"
@@ -93,11 +94,11 @@ class LogHandler(Handler):
     def compress(self, text: str, ctx: FormatContext) -> FormatOutput:
         items = entries(text)
         n = len(items)
-        if n and sum(_json_object(e) for e in items) >= 0.9 * n:
+        if n and sum(is_json_line(e, objects_only=True) for e in items) >= 0.9 * n:
             # structured logging (one JSON object a line): keys kept, values thinned, per line
             from .jsondoc import JsonHandler
 
-            lines = "".join(e for e in items if _json_object(e))
+            lines = "".join(e for e in items if is_json_line(e, objects_only=True))
             out = JsonHandler(lines=True).compress(lines, ctx)
             out.details["summary"] = "JSON lines: " + str(out.details.get("summary", ""))
             out.handler = "log (json lines)"
@@ -121,7 +122,15 @@ class LogHandler(Handler):
         scores[blank] = -10.0
         costs = np.asarray(ctx.counter.count_many(items), dtype=np.int64)
         times = [m.group() if (m := _TIME.search(h)) else None for h in heads]
-        costs = costs + np.where(first & (np.array([counts[t] for t in tid]) > 1), 12, 0)
+        # the first entry of a repeated template carries its marker's cost (all others dropped)
+        all_times: dict[int, list[str]] = {}
+        for t, ts in zip(tid, times, strict=True):
+            if ts:
+                all_times.setdefault(t, []).append(ts)
+        marker_cost = {t: ctx.count(MARKER.format(n=c - 1, span=_span(all_times.get(t, [])[1:])))
+                       for t, c in counts.items() if c > 1}
+        costs = costs + np.array([marker_cost.get(t, 0) if f else 0 for t, f in zip(tid, first.tolist(), strict=True)],
+                                 dtype=np.int64)
 
         def render(budget: int) -> tuple[str, int, int]:
             keep = greedy(costs, scores, budget)
@@ -142,9 +151,7 @@ class LogHandler(Handler):
                 if left > 0 and t not in marked:
                     marked.add(t)
                     markers += 1
-                    ts = dropped_times.get(t)
-                    span = f" ({ts[0]} … {ts[-1]})" if ts and len(ts) > 1 else f" ({ts[0]})" if ts else ""
-                    parts.append(MARKER.format(n=left, span=span))
+                    parts.append(MARKER.format(n=left, span=_span(dropped_times.get(t, []))))
             return "".join(parts), int(keep.sum()), markers
 
         if ctx.count(text) <= ctx.budget:
@@ -165,14 +172,13 @@ class LogHandler(Handler):
         return FormatOutput(out, "log", details=details)
 
 
-def _json_object(entry: str) -> bool:
-    s = entry.strip()
-    if not (s.startswith("{") and s.endswith("}")):
-        return False
-    import json
-
-    try:
-        json.loads(s)
-    except ValueError:
-        return False
-    return True
+def _span(times: list[str]) -> str:
+    """` (first … last)` of the left-out entries' timestamps; the last without the date they
+    share (`(2024-05-01T10:00:02Z … 10:00:08Z)`)."""
+    if not times:
+        return ""
+    if len(times) == 1:
+        return f" ({times[0]})"
+    a, b = times[0], times[-1]
+    cut = max((i + 1 for i, c in enumerate(a[:len(b)]) if c in "T " and a[:i] == b[:i]), default=0)
+    return f" ({a} … {b[cut:]})"
