@@ -349,3 +349,12 @@ def test_shared_formats_valid_and_on_ratio(kind):
                 [json.loads(x) for x in res.text.splitlines()]
             else:
                 json.loads(res.text)
+
+
+def test_a_ratio_off_by_more_than_003_warns():
+    # three rows of ~300 tokens: whole rows cannot land near half of the table
+    text = "a,b\n" + "".join(f"{i},{' '.join(['word'] * 300)}\n" for i in range(3))
+    res = compress(text, method=FAST, ratio=0.5, input_format="csv")
+    assert abs(res.report.ratio - 0.5) > 0.03
+    assert any("achieved ratio" in w for w in res.report.warnings)
+    assert len(list(csv.reader(io.StringIO(res.text)))) >= 2  # the header and a whole row

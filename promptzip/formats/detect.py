@@ -67,21 +67,62 @@ _TIMESTAMP = re.compile(
     r"|\d{1,3}(?:\.\d{1,3}){3}\s.*\[\d\d/[A-Z][a-z]{2}/\d{4}"  # access logs
     r")"
 )
-_LEVEL = re.compile(r"\b(?:TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|FATAL|CRITICAL)\b")
+_LEVEL = re.compile(r"\b(?:TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|FATAL|CRITICAL)\b|\"level\"\s*:")
+_CLOCK = re.compile(r"\b\d{1,2}:\d\d:\d\d\b")  # a time of day near the start of a line
+_COMMENT = re.compile(r"^\s*(?://|/\*|\*|#(?!include|define|if|endif|pragma|!)|--|<!--)")
 _CODE_LINE = re.compile(
-    r"^\s*(?:def |class |import |from \S+ import |#include|package |func |fn |pub |use |let |const |"
-    r"var |function\b|return\b|public |private |static |if \(|for \(|while \(|}|\)|@\w+)|[;{]\s*$"
+    r"^\s*(?:def |class |import |from \S+ import |#include|#define|package |func |fn |pub |use |let |"
+    r"const |var |function\b|return\b|public |private |protected |static |if \(|for \(|while \(|"
+    r"}|\)|@\w+|impl\b|struct |enum |module\.exports|export |(?:if|elif|else|for|while|try|except|with)\b.*:\s*$|"
+    r"[\w.\[\]]+\s*[-+*/|&]?=\s*\S)|[;{]\s*$|\)\s*:\s*$|\w\(.*\)\s*$"
 )
+_LANGUAGE_HINTS = (  # (language, pattern); the one with most matching lines wins
+    ("python", re.compile(r"^\s*(?:def \w+\(.*\):|class \w+.*:\s*$|import [\w.]+(?: as \w+)?\s*$|"
+                          r"from [\w.]+ import |elif |if __name__)")),
+    ("go", re.compile(r"^(?:package \w+\s*$|func (?:\(\w+ \*?\w+\) )?\w+\()|:= ")),
+    ("rust", re.compile(r"^\s*(?:pub(?:\(crate\))? |fn \w+|use \w+::|impl\b|let mut |#\[)")),
+    ("java", re.compile(r"^\s*(?:package [\w.]+;|import java|public (?:final )?(?:class|interface)|"
+                        r"@Override)")),
+    ("javascript", re.compile(r"^\s*(?:function\b|const \w+ = require\(|module\.exports|var \w+ = |"
+                              r"export (?:default|function|const))|=>")),
+    ("c", re.compile(r"^\s*(?:#include\b|#define\b|typedef\b|static \w+ \**\w+\(|\w+ \**\w+\(.*\)\s*$)")),
+)
+_LATEX_START = re.compile(r"^[ \t]*\\(?:documentclass|begin\{document\})", re.MULTILINE)
+_MARKDOWN = re.compile(r"^#{1,6} |^```|^\s*[-*] ", re.MULTILINE)
 _TAG = re.compile(r"<(?:p|div|span|a|body|head|html|table|li|ul|script|meta|link)\b", re.IGNORECASE)
+
+
+def _looks_like_log(sample: list[str]) -> bool:
+    """Most lines carry a time or a level, or entries start with a timestamp and carry
+    continuation lines (stack traces) between them."""
+    hits = sum(1 for line in sample if _TIMESTAMP.match(line) or _LEVEL.search(line[:120])
+               or _CLOCK.search(line[:120]))
+    stamped = sum(1 for line in sample if _TIMESTAMP.match(line))
+    return hits >= 0.6 * len(sample) or (bool(_TIMESTAMP.match(sample[0])) and stamped >= 3)
+
+
+def _code_language(sample: list[str]) -> tuple[bool, str | None]:
+    """Whether the lines look like source code, and which language they look most like."""
+    code = [line for line in sample if not _COMMENT.match(line)]
+    if len(code) < 3:
+        return False, None
+    hits = sum(1 for line in code if _CODE_LINE.search(line))
+    if hits < 0.3 * len(code):
+        return False, None
+    votes = {lang: sum(1 for line in code if pat.search(line)) for lang, pat in _LANGUAGE_HINTS}
+    best = max(votes, key=votes.get)
+    return True, best if votes[best] >= 2 else None
 
 
 def sniff(head: str) -> StreamInfo:
     """The format of a text from its first characters."""
-    t = head.lstrip("\ufeff \t\r\n")
-    if not t:
+    t = head.lstrip("\ufeff\r\n")
+    if not t.strip():
         return StreamInfo("text", "default")
-    lines = [line for line in t.split("\n")[:200] if line.strip()]
+    lines = [line for line in t.split("\n")[:400] if line.strip()]
+    t = t.lstrip()
     complete = lines[:-1] if len(t) >= SNIFF_CHARS - 1 else lines
+    sample = complete[:100] or lines[:100]
     if t[0] in "{[":
         try:
             json.loads(t)
@@ -90,31 +131,30 @@ def sniff(head: str) -> StreamInfo:
             pass
         if complete and all(is_json_line(line) for line in complete[:50]):
             return StreamInfo("jsonl" if len(complete) > 1 else "json", "content")
-        if t[0] == "{" or len(t) >= SNIFF_CHARS - 1:  # longer than the head: parse it whole later
-            return StreamInfo("json", "content")
-    low = t[:4096].lower()
-    if low.startswith(("<!doctype html", "<html")) or len(_TAG.findall(t[:SNIFF_CHARS])) >= 8:
+        if len(sample) < 3 or not _looks_like_log(sample):
+            if t[0] == "{" or len(t) >= SNIFF_CHARS - 1:  # longer than the head: parse it whole later
+                return StreamInfo("json", "content")
+    low = t[:1024].lower()
+    if low.startswith(("<!doctype html", "<html", "<?xml")) or "<html" in low or (
+            t[0] == "<" and len(_TAG.findall(t[:SNIFF_CHARS])) >= 8):
         return StreamInfo("html", "content")
-    if "\\documentclass" in t or "\\begin{document}" in t or len(re.findall(r"\\[a-zA-Z]+[{\[]", t)) >= 8 \
-            and t.count("\\") > 0.005 * len(t):
+    if _LATEX_START.search(t) or len(re.findall(r"\\[a-zA-Z]+[{\[]", t)) >= 8 and t.count("\\") > 0.005 * len(t) \
+            and not _MARKDOWN.search(t):
         return StreamInfo("latex", "content")
-    sample = complete[:100] or lines[:100]
-    if len(sample) >= 3:
-        stamped = sum(1 for line in sample if _TIMESTAMP.match(line) or _LEVEL.search(line[:80]))
-        if stamped >= 0.6 * len(sample):
-            return StreamInfo("log", "content")
-        table = _table_dialect(sample)
-        if table:
-            return StreamInfo(table, "content")
     if t.startswith("#!"):
         first = t.split("\n", 1)[0]
         return StreamInfo("code", "content", "python" if "python" in first else "shell")
     if len(sample) >= 3:
-        code = sum(1 for line in sample if _CODE_LINE.search(line))
-        if code >= 0.4 * len(sample):
-            py = sum(1 for line in sample if re.match(r"\s*(?:def |class \w+.*:\s*$|import |from \S+ import )", line))
-            return StreamInfo("code", "content", "python" if py >= 2 else None)
-    if re.search(r"^#{1,6} |^```|^\s*[-*] ", t[:SNIFF_CHARS], re.MULTILINE):
+        if _looks_like_log(sample):
+            return StreamInfo("log", "content")
+        body = [line for line in sample if not line.startswith("#")] or sample
+        table = _table_dialect(body) if len(body) >= 3 else None
+        if table:
+            return StreamInfo(table, "content")
+        is_code, language = _code_language(complete or lines)
+        if is_code:
+            return StreamInfo("code", "content", language)
+    if _MARKDOWN.search(t):
         return StreamInfo("markdown", "content")
     return StreamInfo("text", "default")
 
@@ -137,9 +177,12 @@ def _table_dialect(lines: list[str]) -> str | None:
         if sum(delim in line for line in lines) < 0.9 * len(lines):
             continue
         try:
-            counts = [len(row) for row in csv.reader(lines, delimiter=delim)]
+            rows = list(csv.reader(lines, delimiter=delim))
         except csv.Error:
             continue
+        if sum(1 for row in rows if row and not row[-1].strip()) > 0.5 * len(rows):
+            continue  # the delimiter ends the lines (`SET x=1;`): statements, not fields
+        counts = [len(row) for row in rows]
         if not counts or counts[0] < 2:
             continue
         same = sum(1 for c in counts if c == counts[0])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from dataclasses import replace
 
 import numpy as np
 
@@ -54,6 +55,19 @@ class TableHandler(Handler):
         return raws, rows
 
     def compress(self, text: str, ctx: FormatContext) -> FormatOutput:
+        # comment lines before the header (`# Source: ...`) describe the table: kept, as they are
+        lines = _LINE.findall(text)
+        lead = 0
+        while lead < len(lines) and (lines[lead].lstrip().startswith("#") or not lines[lead].strip()):
+            lead += 1
+        preamble, text = "".join(lines[:lead]), "".join(lines[lead:])
+        out = self._rows(text, preamble, replace(ctx, budget=ctx.budget - ctx.count(preamble)))
+        if preamble:
+            out.text = preamble + out.text
+            out.details["preamble_lines"] = lead
+        return out
+
+    def _rows(self, text: str, preamble: str, ctx: FormatContext) -> FormatOutput:
         try:
             raws, rows = self.records(text)
         except csv.Error as exc:
