@@ -245,14 +245,24 @@ def _render(kind: str, rows: list[list[str]]) -> str:
         return buf.getvalue()
     if kind == "log":
         return "".join(f"2024-01-01T00:00:{i % 60:02d}Z INFO {' '.join(r)}\n" for i, r in enumerate(rows))
+    if kind == "code":  # a Python module: a function per row, a comment, a docstring, a branch
+        return "import os\n\n" + "".join(
+            f"def f{i}(a):\n    # {' '.join(r)}\n    {json.dumps(r[0])}\n    if a:\n        return {json.dumps(r)}\n"
+            f"    else:\n        x = {json.dumps(r[1])}\n        return x\n\n\n" for i, r in enumerate(rows))
+    if kind == "html":
+        return ("<!DOCTYPE html><html><head><script>var hidden = 1;</script></head><body><article>"
+                + "".join(f"<p>{' '.join(r)}.</p>" for r in rows) + "</article></body></html>")
+    if kind == "latex":
+        return ("\\documentclass{article}\n% a comment\n\\begin{document}\n"
+                + "\n\n".join(" ".join(r) + "." for r in rows) + "\n\\end{document}\n")
     return "\n\n".join(" ".join(r) + "." for r in rows) + "\n"
 
 
 _word = st.text(alphabet=st.characters(codec="utf-8", categories=("L", "N", "P")), min_size=1, max_size=12)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(kind=st.sampled_from(["json", "jsonl", "csv", "log", "text"]),
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["json", "jsonl", "csv", "log", "code", "html", "latex", "text"]),
        rows=st.lists(st.lists(_word, min_size=3, max_size=6), min_size=40, max_size=80),
        ratio=st.sampled_from([0.5, 0.33, 0.2]))
 def test_property_valid_output_within_bounds(kind, rows, ratio):
@@ -266,6 +276,15 @@ def test_property_valid_output_within_bounds(kind, rows, ratio):
     elif kind == "csv":
         out = list(csv.reader(io.StringIO(res.text)))
         assert out[0] == ["a", "b", "c"] and all(len(r) == 3 for r in out)
+    elif kind == "code":
+        import ast
+
+        ast.parse(text)  # the generated module is valid, so the output must be too
+        ast.parse(res.text)
+        src = iter(text.splitlines())
+        assert all(any(line == x for x in src) for line in res.text.splitlines() if "lines" not in line)
+    elif kind == "html":
+        assert "<p>" not in res.text and "hidden" not in res.text
     r = res.report
     assert r.ratio <= ratio + 0.03 or r.output_tokens - ratio * r.input_tokens <= 2
     if not (r.format_details or {}).get("all_fits"):
@@ -358,3 +377,12 @@ def test_a_ratio_off_by_more_than_003_warns():
     assert abs(res.report.ratio - 0.5) > 0.03
     assert any("achieved ratio" in w for w in res.report.warnings)
     assert len(list(csv.reader(io.StringIO(res.text)))) >= 2  # the header and a whole row
+
+
+def test_html_tidy_drops_reference_marks_and_local_link_targets():
+    from promptzip.formats.html import _tidy
+
+    md = ("Mozilla<sup>[\\[1\\]](#cite_note-1)</sup> is run by the [Mozilla Foundation](/wiki/MF) "
+          "and [Mozilla Corp](https://mozilla.org/corp).\n## History\\[[edit](/w/index.php?a=edit)\\]")
+    assert _tidy(md) == ("Mozilla is run by the Mozilla Foundation and [Mozilla Corp](https://mozilla.org/corp)."
+                         "\n## History")

@@ -8,6 +8,8 @@ all the content fits: markup is what the budget would otherwise buy.
 
 from __future__ import annotations
 
+import re
+
 from ..errors import UsageError
 from .base import FormatContext, FormatOutput, Handler
 
@@ -23,7 +25,7 @@ def main_text(html: str) -> tuple[str, str]:
     md = trafilatura.extract(html, output_format="markdown", include_links=True, include_tables=True,
                              include_comments=False, include_images=False, favor_recall=True)
     if md and md.strip():
-        return _unlayout(md.strip()) + "\n", "trafilatura main text"
+        return _tidy(_unlayout(md.strip())) + "\n", "trafilatura main text"
     text = trafilatura.html2txt(html) or ""  # no main block found: every visible text node
     return text.strip() + "\n" if text.strip() else "", "visible text"
 
@@ -58,3 +60,17 @@ def _unlayout(md: str) -> str:
         else:
             out.append(line)
     return "\n".join(out)
+
+
+_CITATION = re.compile(r"(?:<sup>)?\[\\?\[\d{1,4}\\?\]\]\([^)\s]*\)(?:</sup>)?|</?sup>")
+_LOCAL_LINK = re.compile(r"\[([^\[\]\n]*)\]\((?!https?://|mailto:)[^)\s]*\)")
+_EDIT = re.compile(r"\\?\[\[edit\]\([^)\s]*\)\\?\]")
+
+
+def _tidy(md: str) -> str:
+    """Reference marks (`[1]` links, `<sup>`) and `[edit]` links dropped; links to the same site
+    (relative) or the same page (`#...`) written as their text: their targets mean nothing once
+    the page is gone, and cost tokens. Absolute links stay Markdown links."""
+    md = _EDIT.sub("", md)
+    md = _CITATION.sub("", md)
+    return _LOCAL_LINK.sub(lambda m: m.group(1), md)
