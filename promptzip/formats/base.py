@@ -36,6 +36,9 @@ class FormatContext:
     label: str = ""
     compress_text: Callable[[str, int], str] | None = None
     warnings: list[str] = field(default_factory=list)
+    # tokens the output may exceed the budget by when that lands closer to it (a --ratio is a
+    # target; a --target-tokens budget is a cap: 0)
+    over: int = 0
 
     def count(self, text: str) -> int:
         return self.counter.count(text) if text else 0
@@ -79,8 +82,8 @@ class Handler(ABC):
 def fit(render: Callable[[int], str], ctx: FormatContext, start: int | None = None,
         steps: int = 12) -> tuple[str, int, int]:
     """The output of `render(b)` for the budget b whose measured tokens land closest to
-    `ctx.budget` (from below when possible); returns (text, tokens, b). Secant steps first,
-    bisection between the best budgets under and over the target once they stop moving."""
+    `ctx.budget` (never more than `ctx.over` above it); returns (text, tokens, b). Secant steps
+    first, bisection between the best budgets under and over the target once they stop moving."""
     target = ctx.budget
     slack = max(1, int(TOLERANCE * ctx.input_tokens) // 2)
     tried: dict[int, tuple[str, int]] = {}
@@ -105,9 +108,9 @@ def fit(render: Callable[[int], str], ctx: FormatContext, start: int | None = No
             lo = max(lo, b)
         b = b + (target - n)
     found = [(t, n, b) for b, (t, n) in tried.items()]
-    under = [x for x in found if x[1] <= target]
-    if under:
-        return max(under, key=lambda x: (x[1], -x[2]))
+    allowed = [x for x in found if x[1] <= target + ctx.over]
+    if allowed:  # the closest, from below on a tie
+        return min(allowed, key=lambda x: (abs(x[1] - target), x[1] > target, x[2]))
     return min(found, key=lambda x: x[1])
 
 

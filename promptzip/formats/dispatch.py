@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from ..tokens import TokenCounter
 
 
+OVERSHOOT = 0.015  # of the input: how far past a --ratio target a whole-item output may land
+
+
 def count_pieces(counter: TokenCounter, text: str) -> int:
     """Tokens of `text` counted piece by piece, as the pipeline and `promptzip tokens` count."""
     splitter = PieceSplitter()
@@ -57,7 +60,8 @@ def compress_formatted(doc: Document, out: BinaryIO, handler: Handler, info: Str
         return buf.getvalue().decode("utf-8")
 
     ctx = FormatContext(counter, input_tokens, budget, request.query, request.force, info.language,
-                        doc.label, compress_text)
+                        doc.label, compress_text,
+                        over=0 if request.target_tokens is not None else int(OVERSHOOT * input_tokens))
     result = handler.compress(text, ctx) if text.strip() else None
     body = result.text if result else ""
     if body and text.endswith("\n") and not body.endswith("\n"):

@@ -264,7 +264,7 @@ class JsonHandler(Handler):
             return FormatOutput(full_text, "json", all_fits=True, details=details)
         _, _, budget = fit(lambda b: render(b)[0], ctx)
         out, r = render(budget, final=True)
-        if ctx.count(out) > ctx.budget:  # the method's strings cost more than estimated
+        if ctx.count(out) > ctx.budget + ctx.over:  # the method's strings cost more than estimated
             out, r = render(max(0, budget - (ctx.count(out) - ctx.budget)), final=True)
         kept_value = self._parse(out)
         kept_keys = _keys(kept_value, set())

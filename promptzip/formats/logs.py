@@ -133,8 +133,9 @@ class LogHandler(Handler):
                                  dtype=np.int64)
 
         def render(budget: int) -> tuple[str, int, int]:
-            keep = greedy(costs, scores, budget)
-            keep &= ~blank | keep
+            return write(greedy(costs, scores, budget))
+
+        def write(keep: np.ndarray) -> tuple[str, int, int]:
             kept_of: Counter = Counter(t for t, k in zip(tid, keep.tolist(), strict=True) if k)
             dropped_times: dict[int, list[str]] = {}
             for t, k, ts in zip(tid, keep.tolist(), times, strict=True):
@@ -158,7 +159,10 @@ class LogHandler(Handler):
             return FormatOutput(text, "log", all_fits=True,
                                 details={"entries_in": n, "entries_kept": n, "templates": len(counts)})
         out, _, b = fit(lambda b: render(b)[0], ctx)
-        _, kept, markers = render(b)
+        keep = greedy(costs, scores, b)
+        keep = _swap_fill(keep, costs - np.where(first, [marker_cost.get(t, 0) for t in tid], 0),
+                          ~first & (level < 2) & ~blank, lambda k: write(k)[0], ctx)
+        out, kept, markers = write(keep)
         if not text.endswith("\n"):
             out = out.rstrip("\n")
         errors = {t for t, lv in zip(tid, level.tolist(), strict=True) if lv == 2}
@@ -182,3 +186,38 @@ def _span(times: list[str]) -> str:
     a, b = times[0], times[-1]
     cut = max((i + 1 for i, c in enumerate(a[:len(b)]) if c in "T " and a[:i] == b[:i]), default=0)
     return f" ({a} … {b[cut:]})"
+
+
+def _swap_fill(keep: np.ndarray, costs: np.ndarray, movable: np.ndarray, write, ctx: FormatContext,
+               tries: int = 40) -> np.ndarray:
+    """A log of a few long lines can land a whole line under its target: swap a kept repeat for
+    a longer left-out one while the measured output still fits (the greedy fill is by score and
+    leaves such gaps). First-of-template lines, errors and blank lines are never swapped out."""
+    target = ctx.budget
+    slack = max(1, int(0.01 * ctx.input_tokens))
+    n = ctx.count(write(keep))
+    for _ in range(tries):
+        gap = target - n
+        if gap <= slack:
+            break
+        dropped = np.flatnonzero(~keep & (costs > 0))
+        out = np.flatnonzero(keep & movable)
+        best = None
+        for d in dropped[np.argsort(-costs[dropped])].tolist():
+            room = gap + ctx.over
+            extra = costs[d] - (costs[out] if len(out) else np.zeros(0))
+            ok = np.flatnonzero((extra > 0) & (extra <= room)) if len(out) else np.zeros(0, dtype=int)
+            adds = costs[d] <= room
+            if adds or len(ok):
+                trial = keep.copy()
+                trial[d] = True
+                if not adds:
+                    trial[out[ok[np.argmax(extra[ok])]]] = False
+                m = ctx.count(write(trial))
+                if n < m and abs(m - target) < abs(n - target) and m <= target + ctx.over:
+                    best = (trial, m)
+                    break
+        if best is None:
+            break
+        keep, n = best
+    return keep
