@@ -386,3 +386,10 @@ def test_html_tidy_drops_reference_marks_and_local_link_targets():
           "and [Mozilla Corp](https://mozilla.org/corp).\n## History\\[[edit](/w/index.php?a=edit)\\]")
     assert _tidy(md) == ("Mozilla is run by the Mozilla Foundation and [Mozilla Corp](https://mozilla.org/corp)."
                          "\n## History")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "log", "json"])
+def test_target_tokens_is_a_cap_for_every_handler(fmt):
+    text = {"csv": table_text(120), "log": log_text(200), "json": json.dumps(records(150))}[fmt]
+    res = compress(text, method=FAST, target_tokens=700, input_format=fmt)
+    assert 600 <= res.report.output_tokens <= 700
