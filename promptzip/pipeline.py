@@ -501,7 +501,8 @@ def compress_document(
     from .formats import detect, handler_for
     from .formats.detect import SNIFF_CHARS
 
-    info = detect(_head(doc, SNIFF_CHARS), doc.label, request.input_format, request.language)
+    sniffs = request.input_format in ("auto", "code")  # an explicit format needs no look at the text
+    info = detect(_head(doc, SNIFF_CHARS) if sniffs else "", doc.label, request.input_format, request.language)
     handler = handler_for(info.format)
     if handler is not None:
         from .formats.dispatch import compress_formatted
@@ -555,7 +556,7 @@ def compress_document(
             must_over = True
             warnings.append(f"must-keep content ({int(over)} tokens) exceeds the budget of {budget}")
     if not must_over:
-        warnings.extend(ratio_warnings(request.ratio, sink.tokens, scanned.input_tokens, False, "text"))
+        warnings.extend(ratio_warnings(request.ratio, sink.tokens, scanned.input_tokens, False))
     return Report(
         method=cls.name,
         params=compressor.settings,
@@ -626,8 +627,7 @@ def _refit(attempt, out: BinaryIO, budget: int, scanned: ScanResult) -> tuple[Ou
 RATIO_SLACK = 0.03  # how far from the requested ratio an output may land without a warning
 
 
-def ratio_warnings(requested: float | None, out_tokens: int, in_tokens: int, all_fits: bool,
-                   handler: str) -> list[str]:
+def ratio_warnings(requested: float | None, out_tokens: int, in_tokens: int, all_fits: bool) -> list[str]:
     """A warning when the achieved ratio strays more than RATIO_SLACK from the request."""
     if requested is None or not in_tokens:
         return []

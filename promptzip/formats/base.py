@@ -10,6 +10,8 @@ over the target when one within the tolerance below exists).
 
 from __future__ import annotations
 
+import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -141,18 +143,13 @@ def spread_scores(n: int) -> np.ndarray:
     return scores
 
 
-_WORD = None
+_WORD = re.compile(r"[^\W_]+")
 
 
 def query_terms(query: str | None) -> set[str]:
     """Lower-cased content words of a query (for lexical relevance of items)."""
-    import re
-
-    global _WORD
     if not query:
         return set()
-    if _WORD is None:
-        _WORD = re.compile(r"[^\W_]+", re.UNICODE)
     from ..compressors.lexical import STOPWORDS
 
     return {w for w in (m.group().lower() for m in _WORD.finditer(query)) if w not in STOPWORDS and len(w) > 1}
@@ -161,15 +158,11 @@ def query_terms(query: str | None) -> set[str]:
 def relevance(texts: list[str], query: str | None) -> np.ndarray:
     """Per text: how many distinct query terms it holds, damped by document frequency (an
     IDF-weighted overlap; 0 everywhere without a query)."""
-    import math
-    import re
-
     terms = query_terms(query)
     out = np.zeros(len(texts))
     if not terms or not texts:
         return out
-    word = re.compile(r"[^\W_]+", re.UNICODE)
-    sets = [{w.lower() for w in word.findall(t)} & terms for t in texts]
+    sets = [{w.lower() for w in _WORD.findall(t)} & terms for t in texts]
     df = {t: sum(1 for s in sets if t in s) for t in terms}
     n = len(texts)
     for i, s in enumerate(sets):

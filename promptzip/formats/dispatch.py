@@ -62,8 +62,13 @@ def compress_formatted(doc: Document, out: BinaryIO, handler: Handler, info: Str
     ctx = FormatContext(counter, input_tokens, budget, request.query, request.force, info.language,
                         doc.label, compress_text,
                         over=0 if request.target_tokens is not None else int(OVERSHOOT * input_tokens))
-    result = handler.compress(text, ctx) if text.strip() else None
+    capped = request.target_tokens is not None
+    result = handler.compress(text, ctx) if text.strip() and (budget > 0 or not capped) else None
     body = result.text if result else ""
+    if body and capped and count_pieces(counter, body) > budget:
+        # a cap smaller than the format's thinnest valid output (`{}`, a header): nothing fits
+        ctx.warn(f"the thinnest valid {handler.name} output exceeds --target-tokens {budget}")
+        body = ""
     if body and text.endswith("\n") and not body.endswith("\n"):
         body += "\n"
     data = body.encode("utf-8")
@@ -77,7 +82,7 @@ def compress_formatted(doc: Document, out: BinaryIO, handler: Handler, info: Str
     if result and all_fits and request.ratio is not None and output_tokens < (request.ratio - 0.03) * input_tokens:
         warnings.append(f"all the content the {result.handler} handler keeps fits in {output_tokens} tokens "
                         f"(ratio {output_tokens / max(1, input_tokens):.3f})")
-    warnings.extend(ratio_warnings(request.ratio, output_tokens, input_tokens, all_fits, handler.name))
+    warnings.extend(ratio_warnings(request.ratio, output_tokens, input_tokens, all_fits))
     fid = FidelityTracker()
     fid.input(text)
     fid.output(body)

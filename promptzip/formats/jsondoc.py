@@ -205,7 +205,7 @@ class _Renderer:
         n = len(node.children)
         if not self.ctx.query or n < 2:
             return list(range(n))
-        texts = [_dump(self._whole(c)) if c.full < 2000 else _dump(self._whole(c))[:8000] for c in node.children]
+        texts = [_dump(self._whole(c))[:8000] for c in node.children]
         if node.kind == "obj":
             texts = [k + " " + t for k, t in zip(node.keys, texts, strict=True)]
         rel = relevance(texts, self.ctx.query)

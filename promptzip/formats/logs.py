@@ -166,7 +166,7 @@ class LogHandler(Handler):
         if not text.endswith("\n"):
             out = out.rstrip("\n")
         errors = {t for t, lv in zip(tid, level.tolist(), strict=True) if lv == 2}
-        keep_t = {tid[i] for i, e in enumerate(items) if e in out} if errors else set()
+        keep_t = {tid[i] for i in np.flatnonzero(keep).tolist()}
         details = {
             "entries_in": n, "entries_kept": kept, "templates": len(counts), "markers": markers,
             "error_templates": len(errors), "error_templates_kept": len(errors & keep_t),

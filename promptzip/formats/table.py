@@ -95,7 +95,6 @@ class TableHandler(Handler):
             return header + "".join(b for b, k in zip(body, keep.tolist(), strict=True) if k)
 
         out, _, _ = fit(render, ctx)
-        kept = out.count("\n") if out else 0
         kept_rows = self.records(out)[0] if out else []
         kept = max(0, len(kept_rows) - 1)
         width = len(rows[0])
