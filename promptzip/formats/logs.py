@@ -184,7 +184,8 @@ def _span(times: list[str]) -> str:
     if len(times) == 1:
         return f" ({times[0]})"
     a, b = times[0], times[-1]
-    cut = max((i + 1 for i, c in enumerate(a[:len(b)]) if c in "T " and a[:i] == b[:i]), default=0)
+    # the shared date ends at a `T` or space after at least 6 characters (`Apr 28 `, `2024-05-01T`)
+    cut = max((i + 1 for i, c in enumerate(a[:len(b)]) if c in "T " and i >= 6 and a[:i] == b[:i]), default=0)
     return f" ({a} … {b[cut:]})"
 
 
