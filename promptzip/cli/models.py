@@ -14,7 +14,9 @@ from .compress import Format
 models_app = typer.Typer(help="Base models from PyPI wheels: prepare, list, verify, locate.",
                          no_args_is_help=True)
 
-NamesArg = Annotated[list[str] | None, typer.Argument(metavar="[NAME]...", help="Models (default: all).")]
+NamesArg = Annotated[list[str] | None, typer.Argument(
+    metavar="[NAME]...", help="Models (default: all but those prepared on demand, such as the 470 MB "
+    "mpnet-base-v2 that training the extract teacher asks for).")]
 
 
 def _names(names: list[str] | None) -> list[str]:
@@ -22,7 +24,7 @@ def _names(names: list[str] | None) -> list[str]:
 
     for n in names or []:
         get_spec(n)
-    return list(names or SPECS)
+    return list(names or (n for n, spec in SPECS.items() if not spec.on_demand))
 
 
 @models_app.command("list")

