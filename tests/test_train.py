@@ -313,3 +313,93 @@ def test_a_deepened_model_trains_exports_and_reads_back(tmp_path, fuse):
     assert set(back) == set(state)
     key = "encoder.encoder.layer.6.intermediate.dense.weight"
     assert (back[key] - state[key]).abs().max() <= 0.05 * state[key].abs().max()
+
+
+@pytest.fixture
+def tiny_mpnet(tmp_path, monkeypatch):
+    """A prepared `mpnet-base-v2` folder holding a tiny random MPNet (2 layers x 32) with an
+    MPNet-style tokenizer (<s> </s> <pad>), so the teacher's code runs without its 470 MB."""
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+    from transformers import MPNetConfig, MPNetModel
+
+    from promptzip.runtime import store
+    from promptzip.runtime.onnx import wordpiece
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("minilm-l6-v2",):  # the student's base stays where it is
+        (models / name).symlink_to(store.model_path(name))
+    folder = models / "mpnet-base-v2"
+    folder.mkdir()
+    tok = wordpiece(str(store.model_path("minilm-l6-v2") / "tokenizer.json"))
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_str(tok.to_str())
+    tok.add_special_tokens(["<s>", "</s>", "<pad>"])
+    tok.save(str(folder / "tokenizer.json"))
+    config = MPNetConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, pad_token_id=tok.token_to_id("<pad>"))
+    config.to_json_file(str(folder / "config.json"))
+    torch.manual_seed(0)
+    model = MPNetModel(config, add_pooling_layer=False)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "manifest.json").write_text("{}")
+    monkeypatch.setenv("PROMPTZIP_MODELS", str(models))
+    return folder
+
+
+@needs_models
+def test_the_mpnet_teacher_trains_exports_and_scores_like_torch(tiny_mpnet, tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from promptzip.compressors.extract import Scorer
+    from promptzip.train.export import export
+    from promptzip.train.finetune import TEACHER, build_model, fit, load_wordpiece, windows
+    from promptzip.train.labels import Example, words_of
+
+    words, _ = words_of(PARA)
+    tok = load_wordpiece(TEACHER)
+    q = windows(tok, words, [0.0] * len(words), "Who landed?", 64)[0]
+    s, e = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    assert q.ids[0] == s and q.ids[-1] == e and q.ids.count(e) == 3  # <s> q </s></s> words </s>
+    labels = [1.0 if w[0].isupper() else 0.0 for w in words]
+    examples = [Example("a", "test", words, labels), Example("b", "test", words, labels, "Who landed?")]
+    run = tmp_path / "run"
+    fit(examples, run, steps=2, batch_size=2, save_every=1, base=TEACHER, freeze=1, bucket=True, log=lambda _: None)
+    fit(examples, run, steps=3, batch_size=2, save_every=1, log=lambda _: None)  # resumes with the run's base
+    state = torch.load(run / "state.pt", weights_only=False)
+    assert state["step"] == 3 and state["base"] == TEACHER
+    frozen = [k for k in state["model"] if k.startswith("encoder.embeddings.")]
+    model = build_model(dropout=0.0, base=TEACHER)
+    assert all(torch.equal(state["model"][k], model.state_dict()[k]) for k in frozen)  # never trained
+    model.load_state_dict(state["model"])
+    model.eval()
+    export(run / "state.pt", tmp_path / "onnx")
+    sc = Scorer(tmp_path / "onnx", "fp32", max_len=64, overlap=0)
+    assert sc.mpnet
+    for query in (None, "Who landed?"):
+        plan = sc.plan(words, query)
+        ids = plan[0][0]
+        with torch.no_grad():
+            ref = torch.sigmoid(model(torch.tensor([ids]), torch.ones((1, len(ids)), dtype=torch.long),
+                                      torch.zeros((1, len(ids)), dtype=torch.long)))[0].numpy()
+        feed = {"input_ids": np.array([ids]), "attention_mask": np.ones((1, len(ids)), dtype=np.int64)}
+        if sc.typed:
+            feed["token_type_ids"] = np.zeros((1, len(ids)), dtype=np.int64)
+        got = sc.sess.run(["probs"], feed)[0][0]
+        assert np.abs(ref - got).max() < 1e-4
+    p = sc.probs(words, "Who landed?")
+    assert p.shape == (len(words),) and ((p > 0) & (p < 1)).all()
+
+
+def test_distillation_targets_mix_gold_into_the_teacher_s_and_rank_by_gold():
+    torch = pytest.importorskip("torch")
+    from promptzip.train.finetune import Window, targets
+
+    w = Window([0], [0], [0], [0.2, 0.9, 0.4], hard=[0.0, 0.0, 1.0])
+    target, ranked = targets(w, 0.25)
+    assert torch.allclose(target, torch.tensor([0.15, 0.675, 0.55]))
+    assert ranked.tolist() == [0.0, 0.0, 1.0]
+    plain = Window([0], [0], [0], [0.0, 1.0])
+    assert targets(plain, 0.25)[0].tolist() == targets(plain, 0.25)[1].tolist() == [0.0, 1.0]

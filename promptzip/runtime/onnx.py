@@ -34,6 +34,15 @@ def session(path: str, threads: int | None = None, device: str = "auto"):
     return sess, used, warning
 
 
+def specials(tok) -> tuple[int, int, int, bool]:
+    """(cls, sep, pad, mpnet) ids of an encoder's tokenizer: BERT's [CLS]/[SEP]/[PAD], or MPNet's
+    <s>/</s>/<pad> (mpnet True: a question is joined to its text with two separators, as
+    RoBERTa does, and there are no segment ids)."""
+    if tok.token_to_id("<s>") is not None:
+        return tok.token_to_id("<s>"), tok.token_to_id("</s>"), tok.token_to_id("<pad>"), True
+    return tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]"), tok.token_to_id("[PAD]") or 0, False
+
+
 @lru_cache(maxsize=4)
 def wordpiece(path: str):
     """A BERT tokenizer.json without the padding and truncation a sentence-transformers file

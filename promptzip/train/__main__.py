@@ -4,7 +4,10 @@ Steps (each resumable; files under --work, default $PROMPTZIP_HOME/train):
   labels    teacher labels: qa / qa-soft / qa-agnostic (SQuAD 1.1 train answers/evidence; the
             last without question-paired examples), selfinfo (SmolLM2 on the same
             paragraphs), text (SmolLM2 on plain text, GSM8K and meetings)
-  fit       fine-tune MiniLM on one or more label files (comma-separated), checkpointed
+  fit       fine-tune MiniLM (or, --base mpnet-base-v2, the MPNet teacher) on one or more
+            label files (comma-separated), checkpointed
+  teach     text labelled with an exported teacher's probabilities (distillation data; gold
+            labels kept beside them where the source has them)
   export    ONNX fp32 + int8 from a run
   from-onnx a training state dequantized from a shipped int8 model (to go on training it where
             its fp32 state is gone)
@@ -25,6 +28,7 @@ import sys
 from pathlib import Path
 
 from ..config import home
+from .finetune import BASE, TEACHER
 from .labels import (
     SHARED,
     qa_examples,
@@ -90,7 +94,17 @@ def cmd_fit(args) -> None:
         init=Path(args.init) if getattr(args, "init", None) else None,
         listwise=getattr(args, "listwise", 0.0), ranking=getattr(args, "ranking", "words"),
         stop=getattr(args, "stop", 0) or None, span=getattr(args, "span", 0.0),
-        deepen_order=[int(i) for i in args.deepen.split(",")] if getattr(args, "deepen", "") else None, log=_log)
+        deepen_order=[int(i) for i in args.deepen.split(",")] if getattr(args, "deepen", "") else None,
+        base=getattr(args, "base", BASE), freeze=getattr(args, "freeze", 0), bucket=getattr(args, "bucket", False),
+        gold=getattr(args, "gold", 0.0), log=_log)
+
+
+def cmd_teach(args) -> None:
+    from .distill import teach
+
+    train, _ = split_titles()
+    n = teach(Path(args.teacher), args.source, Path(args.out), args.limit, train, SQUAD_TRAIN, args.per, log=_log)
+    _log(f"teach: {n} new examples in {args.out}")
 
 
 def cmd_export(args) -> None:
@@ -257,7 +271,20 @@ def main(argv: list[str] | None = None) -> None:
                    help="weight of a span head's loss (the answer's first and last word; 0 = no span head)")
     p.add_argument("--deepen", default="",
                    help="with --init: stack its encoder layers in this order first (e.g. 0,1,2,2,3,3,4,5: 8 layers)")
+    p.add_argument("--base", choices=(BASE, TEACHER), default=BASE,
+                   help=f"pretrained encoder: {BASE} (the shipped fast model) or {TEACHER} (the 110M teacher)")
+    p.add_argument("--freeze", type=int, default=0, help="keep the embeddings and this many lower layers fixed")
+    p.add_argument("--bucket", action="store_true", help="batch windows of similar length (less padding)")
+    p.add_argument("--gold", type=float, default=0.0,
+                   help="teacher-labelled examples: weight of the gold labels in the target (0 = the teacher's alone)")
     p.set_defaults(func=cmd_fit)
+    p = sub.add_parser("teach", help="label text with a teacher's keep probabilities (distillation data)")
+    p.add_argument("--teacher", required=True, help="an exported teacher folder (model.int8.onnx, tokenizer.json)")
+    p.add_argument("--source", choices=("squad-agnostic", "squad-query", "covidqa", "prose"), required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--limit", type=int, default=1000, help="examples of the source to label")
+    p.add_argument("--per", type=int, default=1, help="squad-query: questions per paragraph")
+    p.set_defaults(func=cmd_teach)
     p = sub.add_parser("export")
     p.add_argument("--run", required=True)
     p.add_argument("--out", required=True)

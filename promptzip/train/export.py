@@ -1,7 +1,7 @@
 """Export a fine-tuned classifier to ONNX (fp32) and a dynamically quantized int8 copy.
 
 The graph takes `input_ids`, `attention_mask`, `token_type_ids` (int64, batch x length, both
-dynamic) and returns `probs` (float32, batch x length): the keep probability of each subword;
+dynamic; an MPNet graph has no use for the last and may not list it) and returns `probs` (float32, batch x length): the keep probability of each subword;
 a model trained with a span head also returns `span` (float32, batch x length x 2): each
 subword's answer-start and answer-end logits. Word aggregation and selection stay in numpy
 (`promptzip.compressors.extract`).
@@ -30,9 +30,11 @@ def export(state_path: Path, out_dir: Path, opset: int = 17, fuse: bool = True) 
     out_dir.mkdir(parents=True, exist_ok=True)
     state = torch.load(state_path, weights_only=False)
     span = any(k.startswith("span.") for k in state["model"])
-    model = build_model(dropout=0.0, span=span, depth=depth_of(state["model"]))
+    base = state.get("base", BASE)
+    model = build_model(dropout=0.0, span=span, depth=depth_of(state["model"]), base=base)
     model.load_state_dict(state["model"])
     model.eval()
+    fuse = fuse and base == BASE  # onnxruntime's BERT fusion does not know MPNet's relative attention
     if fuse:  # the optimizer recognises the eager attention subgraph, not SDPA's
         model.encoder.config._attn_implementation = "eager"
 
@@ -49,12 +51,12 @@ def export(state_path: Path, out_dir: Path, opset: int = 17, fuse: bool = True) 
     if span:
         outputs["span"] = {0: "batch", 1: "length"}
     fp32, int8 = _to_onnx(Probs(), out_dir, outputs, opset, model.encoder.config if fuse else None,
-                          per_channel=True)
+                          per_channel=True, base=base)
     return {"fp32": fp32, "int8": int8}
 
 
 def _to_onnx(module, out_dir: Path, outputs: dict[str, dict], opset: int,
-             fuse_config=None, per_channel: bool = False) -> tuple[Path, Path]:
+             fuse_config=None, per_channel: bool = False, base: str = BASE) -> tuple[Path, Path]:
     """A BERT-input module (`outputs`: its outputs' names and dynamic axes) to
     out_dir/model.fp32.onnx and its dynamic int8 copy, plus the tokenizer; with `fuse_config`
     (the BertConfig), the fp32 graph is fused first. With `per_channel`, each weight column gets
@@ -86,7 +88,7 @@ def _to_onnx(module, out_dir: Path, outputs: dict[str, dict], opset: int,
         extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}  # types of the fused ops' outputs
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=per_channel,
                      extra_options=extra)
-    shutil.copy(model_path(BASE) / "tokenizer.json", out_dir / "tokenizer.json")
+    shutil.copy(model_path(base) / "tokenizer.json", out_dir / "tokenizer.json")
     return fp32, int8
 
 

@@ -1,4 +1,8 @@
-"""Fine-tuning all-MiniLM-L6-v2 as a word keep/drop classifier, on CPU, with checkpoints.
+"""Fine-tuning a bidirectional encoder as a word keep/drop classifier, on CPU, with checkpoints.
+
+Two bases: all-MiniLM-L6-v2 (BERT, 22.7M; the shipped fast model) and all-mpnet-base-v2 (MPNet,
+110M; the teacher whose probabilities the fast model is distilled from). MPNet has no segment
+ids and joins a question to the text as RoBERTa does (`<s> question </s></s> words </s>`).
 
 The encoder reads words (optionally after a question: `[CLS] question [SEP] words [SEP]`); a
 linear head gives one logit per subword; a word's logit is the mean of its subwords' and the
@@ -25,10 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..runtime.onnx import specials
 from ..runtime.store import model_path
 from .labels import Example
 
 BASE = "minilm-l6-v2"
+TEACHER = "mpnet-base-v2"
+PAUSE = "PAUSE"  # a file of this name in a run folder holds training between steps (benchmarks)
 
 
 @dataclass
@@ -38,12 +45,13 @@ class Window:
     word_of: list[int]  # per subword: word index inside the window's label list, -1 for specials/question
     labels: list[float]
     answer: tuple[int, int] | None = None  # with a question: the answer's first and last word in the window
+    hard: list[float] | None = None  # gold labels beside a teacher's soft ones (the ranking loss reads them)
 
 
-def load_wordpiece():
+def load_wordpiece(base: str = BASE):
     from ..runtime.onnx import wordpiece
 
-    return wordpiece(str(model_path(BASE) / "tokenizer.json"))
+    return wordpiece(str(model_path(base) / "tokenizer.json"))
 
 
 def word_subwords(tok, words: list[str]) -> list[list[int]]:
@@ -65,15 +73,16 @@ def answer_run(labels: list[float] | None) -> tuple[int, int] | None:
 
 
 def windows(tok, words: list[str], labels: list[float] | None, query: str | None, max_len: int = 256,
-            max_query: int = 48) -> list[Window]:
+            max_query: int = 48, hard: list[float] | None = None) -> list[Window]:
     """Cut one example into windows on word boundaries (no overlap: training). With a question,
-    a window holding the whole answer (`answer_run`) records where it is."""
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    a window holding the whole answer (`answer_run`) records where it is. `hard`: gold labels
+    beside soft `labels` (a teacher's); the answer and the ranking loss are read from them."""
+    cls, sep, _, mpnet = specials(tok)
     q_ids = tok.encode(query, add_special_tokens=False).ids[:max_query] if query else []
-    head = [cls, *q_ids, sep] if q_ids else [cls]
+    head = ([cls, *q_ids, sep, sep] if mpnet else [cls, *q_ids, sep]) if q_ids else [cls]
     room = max_len - len(head) - 1
     subs = word_subwords(tok, words)
-    run = answer_run(labels) if q_ids else None
+    run = answer_run(hard if hard is not None else labels) if q_ids else None
     out: list[Window] = []
     i = 0
     while i < len(words):
@@ -89,21 +98,24 @@ def windows(tok, words: list[str], labels: list[float] | None, query: str | None
         word_of.append(-1)
         type_ids = [0] * len(head) + [1 if q_ids else 0] * (len(ids) - len(head))
         inside = run is not None and first <= run[0] and run[1] < i
-        out.append(Window(ids, type_ids, word_of, labs, (run[0] - first, run[1] - first) if inside else None))
+        out.append(Window(ids, type_ids, word_of, labs, (run[0] - first, run[1] - first) if inside else None,
+                          list(hard[first:i]) if hard is not None else None))
     return out
 
 
-def build_model(dropout: float = 0.1, span: bool = False, depth: int | None = None):
-    """BertModel with the MiniLM weights and a fresh linear head (one keep logit per subword);
-    with `span`, a second head gives each subword an answer-start and an answer-end logit and
-    `forward` returns (keep logits, span logits). `depth`: layers of the encoder when not
-    MiniLM's 6 (a deepened model, `deepen`); layers beyond the base's start fresh."""
+def build_model(dropout: float = 0.1, span: bool = False, depth: int | None = None, base: str = BASE):
+    """The base encoder (MiniLM's BertModel or MPNet's MPNetModel) with its pretrained weights
+    and a fresh linear head (one keep logit per subword); with `span`, a second head gives each
+    subword an answer-start and an answer-end logit and `forward` returns (keep logits, span
+    logits). `depth`: layers of the encoder when not the base's (a deepened model, `deepen`);
+    layers beyond the base's start fresh."""
     import torch
     from safetensors.torch import load_file
-    from transformers import BertConfig, BertModel
+    from transformers import BertConfig, BertModel, MPNetConfig, MPNetModel
 
-    folder = model_path(BASE)
-    config = BertConfig.from_json_file(str(folder / "config.json"))
+    folder = model_path(base)
+    mpnet = json.loads((folder / "config.json").read_text(encoding="utf-8"))["model_type"] == "mpnet"
+    config = (MPNetConfig if mpnet else BertConfig).from_json_file(str(folder / "config.json"))
     base_layers = config.num_hidden_layers
     if depth is not None:
         config.num_hidden_layers = depth
@@ -111,14 +123,15 @@ def build_model(dropout: float = 0.1, span: bool = False, depth: int | None = No
     class Classifier(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.encoder = BertModel(config, add_pooling_layer=False)
+            self.encoder = (MPNetModel if mpnet else BertModel)(config, add_pooling_layer=False)
             self.dropout = torch.nn.Dropout(dropout)
             self.head = torch.nn.Linear(config.hidden_size, 1)
             self.span = torch.nn.Linear(config.hidden_size, 2) if span else None
 
         def forward(self, input_ids, attention_mask, token_type_ids):
+            extra = {} if mpnet else {"token_type_ids": token_type_ids}
             h = self.dropout(self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                                          token_type_ids=token_type_ids).last_hidden_state)
+                                          **extra).last_hidden_state)
             keep = self.head(h).squeeze(-1)
             return keep if self.span is None else (keep, self.span(h))
 
@@ -129,13 +142,13 @@ def build_model(dropout: float = 0.1, span: bool = False, depth: int | None = No
     missing = [k for k in missing if "position_ids" not in k and layer_of(k) < base_layers]
     unexpected = [k for k in unexpected if "position_ids" not in k and layer_of(k) < config.num_hidden_layers]
     if missing or unexpected:
-        raise RuntimeError(f"MiniLM weights do not match: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise RuntimeError(f"{base} weights do not match: missing {missing[:3]}, unexpected {unexpected[:3]}")
     return model
 
 
-def base_depth() -> int:
-    """Encoder layers of the base weights (MiniLM-L6: 6)."""
-    return json.loads((model_path(BASE) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
+def base_depth(base: str = BASE) -> int:
+    """Encoder layers of the base weights (MiniLM-L6: 6, MPNet: 12)."""
+    return json.loads((model_path(base) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
 
 
 LAYER = re.compile(r"((?:^|\.)layer\.)(\d+)\.")  # an encoder layer's index inside a parameter name
@@ -166,12 +179,12 @@ def deepen(state: dict, order: list[int]) -> dict:
     return out
 
 
-def collate(batch: list[Window]):
+def collate(batch: list[Window], pad: int = 0):
     import torch
 
     width = max(len(w.ids) for w in batch)
     n = len(batch)
-    ids = torch.zeros((n, width), dtype=torch.long)
+    ids = torch.full((n, width), pad, dtype=torch.long)
     mask = torch.zeros((n, width), dtype=torch.long)
     types = torch.zeros((n, width), dtype=torch.long)
     word_of = torch.full((n, width), -1, dtype=torch.long)
@@ -183,6 +196,18 @@ def collate(batch: list[Window]):
         word_of[b, :k] = torch.tensor(w.word_of)
     labels = [torch.tensor(w.labels, dtype=torch.float32) for w in batch]
     return ids, mask, types, word_of, labels
+
+
+def targets(w: Window, gold: float):
+    """(cross-entropy target, ranking labels) of a window: its labels; a window with gold labels
+    beside a teacher's soft ones learns `gold` x gold + (1 - gold) x teacher, and ranks by gold."""
+    import torch
+
+    soft = torch.tensor(w.labels, dtype=torch.float32)
+    if w.hard is None:
+        return soft, soft
+    hard = torch.tensor(w.hard, dtype=torch.float32)
+    return gold * hard + (1 - gold) * soft, hard
 
 
 def word_logits(sub_logits, word_of, n_words: int):
@@ -228,7 +253,8 @@ def span_loss(span_logits, word_of, n_words: int, answer: tuple[int, int]):
 def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr: float = 5e-5,
         max_len: int = 256, seed: int = 0, save_every: int = 50, threads: int | None = None,
         init: Path | None = None, listwise: float = 0.0, ranking: str = "words", stop: int | None = None,
-        span: float = 0.0, deepen_order: list[int] | None = None, log=print) -> Path:
+        span: float = 0.0, deepen_order: list[int] | None = None, base: str = BASE, freeze: int = 0,
+        bucket: bool = False, gold: float = 0.0, log=print) -> Path:
     """Train (or resume) a run; returns the path of the final state. `init`: the state of an
     earlier run whose weights a new run starts from (a fresh optimizer and schedule). `stop`: end
     at that step of the `steps`-long schedule (the learning rate still decays over `steps`).
@@ -241,26 +267,39 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
     window, since an answer survives only when all its words do. `span` > 0 adds a span head
     (`build_model(span=True)`) and that times `span_loss` on each window that holds a question's
     whole answer; a run from `init` without one starts it fresh. `deepen_order`: a new run's `init`
-    weights are first stacked to more layers (`deepen`; a resumed run has them already)."""
+    weights are first stacked to more layers (`deepen`; a resumed run has them already). `base`:
+    the pretrained encoder (`BASE`, or `TEACHER` for MPNet). `freeze` > 0 keeps the embeddings and that many lower layers fixed (a large base's
+    backward pass then stops early); a resumed run keeps the base and `freeze` it began with. `bucket` orders each run of 64 batches by window length, so
+    a batch pads less (the teacher pays per subword). A `PAUSE` file in the run folder holds
+    training between steps until it is removed. Examples a teacher labelled (`hard` beside
+    `labels`: distillation) learn `gold` x the gold labels + (1 - gold) x the teacher's, and the
+    ranking loss ranks by the gold labels."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     run.mkdir(parents=True, exist_ok=True)
-    tok = load_wordpiece()
-    wins: list[Window] = []
-    for ex in examples:
-        wins += windows(tok, ex.words, ex.labels, ex.query, max_len)
-    order_rng = random.Random(seed)
-    torch.manual_seed(seed)
     state_path = run / "state.pt"
     state = torch.load(state_path, weights_only=False) if state_path.exists() else None
+    if state is not None:  # a resumed run keeps the base and frozen layers it began with
+        base, freeze = state.get("base", BASE), state.get("freeze", freeze)
+    tok = load_wordpiece(base)
+    pad = specials(tok)[2]
+    wins: list[Window] = []
+    for ex in examples:
+        wins += windows(tok, ex.words, ex.labels, ex.query, max_len, hard=ex.hard)
+    order_rng = random.Random(seed)
+    torch.manual_seed(seed)
     start = torch.load(init, weights_only=False)["model"] if state is None and init is not None else None
     if start is not None and deepen_order:
         start = deepen(start, deepen_order)
     weights = state["model"] if state is not None else start
-    model = build_model(span=span > 0, depth=depth_of(weights) if weights is not None else None)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    model = build_model(span=span > 0, depth=depth_of(weights) if weights is not None else None, base=base)
+    if freeze:
+        for name, param in model.encoder.named_parameters():
+            if name.startswith("embeddings.") or 0 <= layer_of(name) < freeze:
+                param.requires_grad = False
+    opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))))
@@ -285,19 +324,28 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
         tmp = run / "state.pt.tmp"
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                     "step": step, "losses": losses, "order": order, "order_rng": order_rng.getstate(),
-                    "torch_rng": torch.get_rng_state(), "steps": steps}, tmp)
+                    "torch_rng": torch.get_rng_state(), "steps": steps, "base": base, "freeze": freeze}, tmp)
         tmp.replace(state_path)
 
     model.train()
     t0 = time.perf_counter()
     while step < end:
+        while (run / PAUSE).exists():
+            time.sleep(5)
         if len(order) < batch_size:
             fresh = list(range(len(wins)))
             order_rng.shuffle(fresh)
+            if bucket:
+                chunk = 64 * batch_size
+                fresh = [i for c in range(0, len(fresh), chunk)
+                         for i in sorted(fresh[c:c + chunk], key=lambda i: len(wins[i].ids))]
+                groups = [fresh[c:c + batch_size] for c in range(0, len(fresh), batch_size)]
+                order_rng.shuffle(groups)
+                fresh = [i for g in groups for i in g]
             order += fresh
         batch = [wins[i] for i in order[:batch_size]]
         del order[:batch_size]
-        ids, mask, types, word_of, labels = collate(batch)
+        ids, mask, types, word_of, labels = collate(batch, pad)
         logits = model(ids, mask, types)
         logits, spans = logits if span > 0 else (logits, None)
         loss = 0.0
@@ -307,11 +355,12 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
             wl = word_logits(logits[b], word_of[b], len(labels[b]))
             if spans is not None and batch[b].answer is not None:
                 located.append(span_loss(spans[b], word_of[b], len(labels[b]), batch[b].answer))
-            loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(wl, labels[b], reduction="sum")
+            target, ranked = targets(batch[b], gold)
+            loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(wl, target, reduction="sum")
             n += len(labels[b])
-            pos = labels[b] >= 1.0 if listwise > 0 else None
+            pos = ranked >= 1.0 if listwise > 0 else None
             if pos is not None and bool(pos.any()):
-                ranks.append(span_rank_loss(wl, labels[b]) if ranking == "spans"
+                ranks.append(span_rank_loss(wl, ranked) if ranking == "spans"
                              else -torch.log_softmax(wl, 0)[pos].mean())
         loss = loss / max(n, 1)
         if ranks:
@@ -335,6 +384,7 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
                                                 "max_len": max_len, "seed": seed, "listwise": listwise,
                                                 "ranking": ranking, "stop": stop, "span": span,
                                                 "deepen": deepen_order or None, "layers": model.encoder.config.num_hidden_layers,
+                                                "base": base, "freeze": freeze, "bucket": bucket, "gold": gold,
                                                 "windows": len(wins),
                                                 "examples": len(examples),
                                                 "final_loss": float(np.mean(losses[-50:]))}, indent=1))

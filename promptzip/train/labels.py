@@ -46,6 +46,7 @@ class Example:
     words: list[str]
     labels: list[float]
     query: str | None = None
+    hard: list[float] | None = None  # teacher-labelled examples: the gold labels beside the teacher's
 
 
 def words_of(text: str) -> tuple[list[str], np.ndarray]:
