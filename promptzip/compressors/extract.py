@@ -63,6 +63,8 @@ def model_dir(setting: str = "") -> Path:
 
 
 MAX_LEN, OVERLAP, BATCH = 256, 4, 4  # window subwords (as in training), context per side, windows per call
+MEMO_SIZE = 64  # documents whose word probabilities are remembered (oldest out first)
+_MEMO: dict[tuple, np.ndarray] = {}
 
 
 class Scorer:
@@ -70,7 +72,7 @@ class Scorer:
 
     def __init__(self, folder: Path, precision: str = "int8", max_len: int = MAX_LEN, overlap: int = OVERLAP,
                  batch_size: int = BATCH, max_query: int = 48, threads: int | None = None) -> None:
-        from ..runtime.onnx import session, wordpiece
+        from ..runtime.onnx import session, specials, wordpiece
         from ..runtime.verify import check_folder
 
         onnx = folder / f"model.{precision}.onnx"
@@ -80,8 +82,9 @@ class Scorer:
         self.sess, self.device, self.warning = session(str(onnx), threads)
         self.tok = wordpiece(str(folder / "tokenizer.json"))
         self.max_len, self.overlap, self.batch_size, self.max_query = max_len, overlap, batch_size, max_query
-        self.cls, self.sep = self.tok.token_to_id("[CLS]"), self.tok.token_to_id("[SEP]")
+        self.cls, self.sep, self.pad, self.mpnet = specials(self.tok)
         self.unk = self.tok.token_to_id("[UNK]")
+        self.typed = any(i.name == "token_type_ids" for i in self.sess.get_inputs())  # MPNet has none
 
     def plan(self, words: list[str], query: str | None):
         """Windows as (subword ids, token types, per-subword word index or -1, core word range)."""
@@ -89,7 +92,8 @@ class Scorer:
         # the question takes at most half a window, so every window has room for words
         q_room = min(self.max_query, (self.max_len - 3) // 2)
         q = self.tok.encode(query, add_special_tokens=False).ids[:q_room] if query else []
-        head = np.asarray([self.cls, *q, self.sep] if q else [self.cls], dtype=np.int64)
+        head = np.asarray(([self.cls, *q, self.sep, self.sep] if self.mpnet else [self.cls, *q, self.sep])
+                          if q else [self.cls], dtype=np.int64)
         room = self.max_len - len(head) - 1
         ov = min(self.overlap, room // 4)
         core_room = room - 2 * ov
@@ -133,14 +137,17 @@ class Scorer:
         for k in range(0, len(order), self.batch_size):
             batch = [plan[i] for i in order[k:k + self.batch_size]]
             width = max(len(w[0]) for w in batch)
-            ids = np.zeros((len(batch), width), dtype=np.int64)
+            ids = np.full((len(batch), width), self.pad, dtype=np.int64)
             mask = np.zeros_like(ids)
             types = np.zeros_like(ids)
             for r, (i, t, _, _) in enumerate(batch):
                 ids[r, :len(i)] = i
                 mask[r, :len(i)] = 1
                 types[r, :len(t)] = t
-            p = self.sess.run(["probs"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
+            feed = {"input_ids": ids, "attention_mask": mask}
+            if self.typed:
+                feed["token_type_ids"] = types
+            p = self.sess.run(["probs"], feed)[0]
             for r, (_, _, own, (a, b)) in enumerate(batch):
                 sel = (own >= a) & (own < b)
                 np.add.at(sums, own[sel], p[r, :len(own)][sel])
@@ -203,13 +210,14 @@ class Extract(Compressor):
         if not w.words:
             ctx.emit_words(np.zeros(0, dtype=bool), w.word_start, w.local)
             return
-        key = (hash(tuple(w.words)), len(w.words), ctx.request.query, folder, self.settings["precision"])
-        memo = getattr(self, "_memo", None)
-        if memo is not None and memo[0] == key:  # the same document again (a refit, a tighter cap)
-            p = memo[1]
-        else:
+        key = (tuple(w.words), ctx.request.query, folder, self.settings["precision"],
+               self.settings["max_len"], self.settings["overlap"])
+        p = _MEMO.get(key)  # the same words again: a refit, a tighter cap, rag's second pass
+        if p is None:
             p = scorer.probs(w.words, ctx.request.query)
-            self._memo = (key, p)
+            _MEMO[key] = p
+            while len(_MEMO) > MEMO_SIZE:
+                del _MEMO[next(iter(_MEMO))]
         numbers = self.settings["numbers"]
         if numbers == "score" or (numbers == "auto" and ctx.request.query):
             w.score_numbers()
