@@ -3,19 +3,28 @@
 
 Per query:
 
-1. **Relevance** of each passage: BM25 of the query terms (IDF from the query's own passages)
-   fused with the cosine of all-MiniLM-L6-v2 sentence embeddings (`hybrid`), either alone
-   (`bm25`, the default: as good as the others on the SQuAD sets and 3-15x faster,
-   BENCHMARKS.md), `embed`, or `auto`: BM25, with the hybrid re-scoring the top passages when
-   BM25 is unsure. Scores are relative to the record: the best passage scores 1.
-2. **Passages**: ranked by relevance and cut by `top_k`, a relevance `threshold`, and the token
-   budget (passages are taken while their tokens stay within `COARSE` times the budget).
-3. **Budget per passage**: the query's budget (`ratio` of its tokens, or `target_tokens`) is
-   shared over the kept passages in proportion to relevance**4 times length, capped at a
-   passage's own length (what a capped passage does not need goes to the others).
-4. **Sentences**: a passage more than `SENTENCE_SLACK` times over its share keeps its
-   sentences that best match the query (BM25), up to that much, in their original order.
-5. **Words**: the `extract` classifier, given the query, brings each passage to its share.
+1. **Relevance** of each passage. `model` (the default): the `extract` classifier reads every
+   passage with the query, and a passage scores the mean keep probability of its best words;
+   then a second hop: names the best passages hold (not the question's) extend the query, and
+   the passages those names lead to are read again with it (`model_scores`). The others:
+   BM25 of the query terms (IDF from the query's own passages), fused with the cosine of
+   all-MiniLM-L6-v2 sentence embeddings (`hybrid`), either alone (`bm25`: ten times faster than
+   `model`), `embed`, or `auto`: BM25, with the hybrid re-scoring the top passages when BM25
+   is unsure. Scores are relative to the record: the best passage scores 1.
+2. **Passages**: ranked by relevance and cut by `top_k` and a relevance `threshold`; without
+   the model, also by the token budget (passages are taken while their tokens stay within
+   `COARSE` times the budget).
+3. **Budget per passage**: the query's budget (`ratio` of its tokens, or `target_tokens`).
+   `model`: one budget over the words of every passage, each word ranked by its keep
+   probability times its passage's relevance, a passage's share being what its words take
+   (`model_shares`). Otherwise shared over the kept passages in proportion to relevance**4
+   times length, capped at a passage's own length (what a capped passage does not need goes to
+   the others).
+4. **Sentences** (not with `model`, whose words are ranked already): a passage more than
+   `SENTENCE_SLACK` times over its share keeps its sentences that best match the query (BM25),
+   up to that much, in their original order.
+5. **Words**: the `extract` classifier, given the query (with `model`, the query the passage was
+   read with), brings each passage to its share. `extract=False` stops at sentences and ranks by BM25.
 
 Passages that end up empty are dropped and counted. Output order: `original`, `relevance`, or
 `ends` (the best passages at both ends, the weakest in the middle, against lost-in-the-middle).
@@ -42,13 +51,17 @@ from .tokens import DEFAULT_TOKENIZER, TokenCounter, load_tokenizer
 
 TEXT_KEYS = ("text", "content", "page_content")
 ORDERS = ("original", "relevance", "ends")
-RELEVANCE = ("auto", "hybrid", "bm25", "embed")
+RELEVANCE = ("model", "auto", "hybrid", "bm25", "embed")
 AUTO_TOP = 4  # auto: passages the bi-encoder re-scores when BM25 is unsure
 AUTO_MARGIN = 0.7  # auto: BM25 is unsure when the runner-up has this share of the best score
 COARSE = 1.25  # candidate passages: up to this times the budget, before sentences and words
 SENTENCE_SLACK = 1.25  # sentences kept: up to this times a passage's share, before words
 SHARPNESS = 4  # shares follow relevance ** SHARPNESS times length: the best passages stay whole
 MIN_SHARE = 8  # a passage whose share is below this many tokens is dropped
+TOP_WORDS = 3  # model: a passage's relevance is the mean keep probability of its best words
+HOP_FROM = 2  # model: the best passages whose names extend the query (the second hop)
+HOP_NAMES = 4  # model: names taken from them, by keep probability
+HOP_WEIGHT = 0.5  # model: weight of the second hop's BM25 beside the model's relevance
 _TERM = re.compile(r"[^\W_]+", re.UNICODE)
 
 
@@ -100,6 +113,7 @@ class PassagesResult:
     budget: int | None
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    hop: list[str] = field(default_factory=list)  # model relevance: the names the second hop searched for
 
     @property
     def texts(self) -> list[str]:
@@ -111,7 +125,8 @@ class PassagesResult:
                 "budget": self.budget, "passages_in": len(self.passages) + len(self.dropped),
                 "passages_kept": len(self.passages), "passages_dropped": len(self.dropped),
                 "kept": [p.as_dict() for p in self.passages], "dropped": [p.as_dict() for p in self.dropped],
-                "seconds": round(self.seconds, 4), "warnings": self.warnings}
+                "seconds": round(self.seconds, 4), "warnings": self.warnings,
+                **({"hop": self.hop} if self.hop else {})}
 
 
 @lru_cache(maxsize=200_000)
@@ -188,6 +203,86 @@ def relevance(query: str, texts: Sequence[str], mode: str = "auto") -> tuple[np.
     return fused / max(float(fused.max()), 1e-12), lexical, cos
 
 
+@dataclass
+class ModelScores:
+    """What the extract classifier read in each passage given the query (`model` relevance)."""
+    probs: list[np.ndarray]  # per passage: each word's keep probability
+    relevance: np.ndarray  # per passage: the mean of its TOP_WORDS best probabilities
+    hop: np.ndarray  # per passage: BM25 of the names the best passages gave (the second hop), scaled
+    hop_names: list[str]
+    queries: list[str]  # per passage: the query its probabilities were read with
+
+
+def _scored(text: str, query: str, counter: TokenCounter, force: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    from .pipeline import compress
+
+    res = compress(text, "extract", query=query, tokenizer=counter, force=force, word_scores=True,
+                   threshold=1e-6)  # every word scored; the budgeted pass reads them again from memory
+    scored = res.report.words or []
+    return [w for w, _, _ in scored], np.asarray([x for _, x, _ in scored], dtype=np.float64)
+
+
+def _top_mean(p: np.ndarray) -> float:
+    return float(np.sort(p)[-TOP_WORDS:].mean()) if len(p) else 0.0
+
+
+def model_scores(query: str, texts: Sequence[str], counter: TokenCounter, force: Sequence[str] = ()) -> ModelScores:
+    """The classifier's keep probabilities for every passage, read with the query; a passage's
+    relevance from its best words. Then a second hop: the names (capitalized words outside the
+    question) that score highest in the HOP_FROM best passages extend the query; BM25 of those
+    names finds the passages they lead to, and the classifier reads each such passage again
+    with the extended query (a bridge question names the first passage's subject; the answer
+    sits in a passage about a name read there, which the question alone does not point at)."""
+    words, probs = [], []
+    for text in texts:
+        w, p = _scored(text, query, counter, force)
+        words.append(w)
+        probs.append(p)
+    relevance_ = np.asarray([_top_mean(p) for p in probs])
+    queries = [query] * len(texts)
+    asked = set(terms(query))
+    candidates: dict[str, float] = {}
+    best = [int(i) for i in np.argsort(-relevance_, kind="stable")[:HOP_FROM]]
+    for i in best:
+        for w, x in zip(words[i], probs[i], strict=True):
+            name = w.strip(".,;:!?()[]{}\"'")
+            t = _term(name.lower())
+            if name[:1].isupper() and t and t not in asked and len(name) > 1:
+                candidates[name] = max(candidates.get(name, 0.0), float(x))
+    names = sorted(candidates, key=lambda n: -candidates[n])[:HOP_NAMES]
+    hop = bm25(" ".join(names), texts) if names else np.zeros(len(texts))
+    hop = _scaled(hop) if hop.max() > 0 else hop
+    if names:
+        extended = f"{query} {' '.join(names)}"
+        for i in np.flatnonzero(hop > 0):
+            if int(i) in best:
+                continue
+            _, p2 = _scored(texts[i], extended, counter, force)
+            if _top_mean(p2) > relevance_[i]:
+                probs[i], relevance_[i], queries[i] = p2, _top_mean(p2), extended
+    return ModelScores(probs, relevance_, hop, names, queries)
+
+
+def model_shares(budget: int, tokens: np.ndarray, scores: ModelScores, weight: np.ndarray) -> np.ndarray:
+    """One budget over the words of all passages: words rank by keep probability times their
+    passage's `weight` (its relevance after the second hop), and a passage's share is the
+    tokens of its words that fit. A word costs its passage's mean tokens per word."""
+    items, costs, owner = [], [], []
+    for i, p in enumerate(scores.probs):
+        if len(p) and tokens[i] > 0:
+            items.append(p * weight[i])
+            costs.append(np.full(len(p), tokens[i] / len(p)))
+            owner.append(np.full(len(p), i))
+    share = np.zeros(len(tokens), dtype=np.float64)
+    if not items:
+        return share.astype(np.int64)
+    s, c, o = np.concatenate(items), np.concatenate(costs), np.concatenate(owner)
+    order = np.argsort(-s, kind="stable")
+    fits = np.cumsum(c[order]) <= budget
+    np.add.at(share, o[order][fits], c[order][fits])
+    return np.minimum(np.round(share), tokens).astype(np.int64)
+
+
 def share_budget(budget: int, tokens: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Split `budget` in proportion to `weights`, no passage above its own `tokens`; what a
     capped passage does not need is shared again among the others."""
@@ -223,7 +318,7 @@ def compress_passages(
     top_k: int | None = None,
     threshold: float | None = None,
     order: str = "ends",
-    relevance_mode: str = "bm25",
+    relevance_mode: str = "model",
     extract: bool = True,
     tokenizer: str | TokenCounter = DEFAULT_TOKENIZER,
     force: Sequence[str] = (),
@@ -250,7 +345,15 @@ def compress_passages(
     total = int(tokens.sum())
     budget = target_tokens if target_tokens is not None else (
         max(1, round(ratio * total)) if ratio is not None else None)
-    fused, lexical, cos = relevance(query, texts, relevance_mode)
+    scores = None
+    if relevance_mode == "model" and extract and texts:
+        scores = model_scores(query, texts, counter, force)
+        lexical = bm25(query, texts)
+        fused = scores.relevance + HOP_WEIGHT * scores.hop * scores.relevance.max()
+        fused = fused / max(float(fused.max()), 1e-12)
+        cos = None
+    else:
+        fused, lexical, cos = relevance(query, texts, "bm25" if relevance_mode == "model" else relevance_mode)
     results = [PassageResult(i, texts[i], float(fused[i]), float(lexical[i]),
                              None if cos is None or np.isnan(cos[i]) else float(cos[i]), int(tokens[i])) for i in range(len(texts))]
     ranked = sorted(range(len(texts)), key=lambda i: (-fused[i], i))
@@ -268,19 +371,25 @@ def compress_passages(
     warnings: list[str] = []
     if budget is not None:
         alive = [i for i in ranked if results[i].kept]
-        used = 0
-        for n, i in enumerate(alive):
-            if n and used + tokens[i] > COARSE * budget:
-                drop(i, "budget")
-            else:
-                used += int(tokens[i])
-        alive = [i for i in ranked if results[i].kept]
-        share = share_budget(budget, tokens[alive], fused[alive] ** SHARPNESS * tokens[alive])
+        if scores is not None:  # one budget over every word the model scored
+            weight = np.zeros(len(texts))
+            weight[alive] = fused[alive]
+            share = model_shares(budget, tokens, scores, weight)[alive]
+        else:
+            used = 0
+            for n, i in enumerate(alive):
+                if n and used + tokens[i] > COARSE * budget:
+                    drop(i, "budget")
+                else:
+                    used += int(tokens[i])
+            alive = [i for i in ranked if results[i].kept]
+            share = share_budget(budget, tokens[alive], fused[alive] ** SHARPNESS * tokens[alive])
         for i, s in zip(alive, share, strict=True):
             if s < min(MIN_SHARE, tokens[i]):
                 drop(i, "budget")
             elif s < tokens[i]:
-                results[i].text = _fit(query, texts[i], int(tokens[i]), int(s), counter, extract, force, warnings)
+                results[i].text = _fit(scores.queries[i] if scores else query, texts[i], int(tokens[i]), int(s),
+                                       counter, extract, force, warnings, sentences=scores is None)
                 if not results[i].text.strip():
                     drop(i, "empty")
     for r in results:  # a passage kept whole costs what it did
@@ -292,15 +401,15 @@ def compress_passages(
         kept = ends_order(kept)
     after = sum(results[i].tokens_after for i in kept)
     return PassagesResult([results[i] for i in kept], [r for r in results if not r.kept], total, after,
-                          budget, time.perf_counter() - t0, warnings)
+                          budget, time.perf_counter() - t0, warnings, scores.hop_names if scores else [])
 
 
 def _fit(query: str, text: str, tokens: int, share: int, counter: TokenCounter, extract: bool,
-         force: Sequence[str], warnings: list[str]) -> str:
-    """One passage of `tokens` tokens brought to `share`: best sentences, then the extract
-    classifier."""
+         force: Sequence[str], warnings: list[str], sentences: bool = True) -> str:
+    """One passage of `tokens` tokens brought to `share`: best sentences (by BM25, unless the
+    model already ranked its words), then the extract classifier."""
     bounds = sentence_bounds(text)
-    if len(bounds) > 1 and (not extract or tokens > SENTENCE_SLACK * share):
+    if len(bounds) > 1 and (not extract or (sentences and tokens > SENTENCE_SLACK * share)):
         sents = [text[a:b] for a, b in bounds]
         costs = counter.count_many(sents)
         scores = bm25(query, sents)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import statistics
 import time
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from pathlib import Path
 from .eval.metrics import answer_retained
 from .tokens import load_tokenizer
 
-METHODS = ("rag", "rag:bm25", "rag:hybrid", "lexical", "truncate", "longllmlingua")
+METHODS = ("rag", "rag:bm25", "rag:hybrid", "extract", "lexical", "truncate", "longllmlingua")
 
 
 def multi_passage_items(path: Path, n: int, seed: int = 0, distractors: int = 9,
@@ -53,6 +54,72 @@ def multi_passage_items(path: Path, n: int, seed: int = 0, distractors: int = 9,
         rng.shuffle(passages)
         items.append({"id": r["id"], "question": r["question"], "answers": r["answers"],
                       "passages": passages, "gold": passages.index(r["context"])})
+    return items
+
+
+_NAME = re.compile(r"(?<![\w.])[A-Z][a-z]{2,}(?: [A-Z][a-z]{2,}){0,2}(?![\w])")
+_SENTENCE = re.compile(r"[^.!?]+[.!?]")
+
+
+def multi_hop_items(path: Path, n: int, seed: int = 0, distractors: int = 8) -> list[dict]:
+    """Up to `n` bridge items {id, question, answers, passages (10), gold, bridge, hop}: two
+    passages are needed, the second found through a name read in the first.
+
+    From a SQuAD question Q whose gold paragraph B holds a name E that Q also names (E not in the
+    answer), a sentence S naming E is taken from another paragraph A of the same article (S
+    not in B and without the answer). E is replaced by `X` in both, and the question reads
+    `S'. Q'` ("X led the Normans to England. When was X born?"): S' finds A, A gives E, and
+    only E says which paragraph answers Q'. The ten passages are A, B, four more paragraphs of
+    the article and four of others, shuffled. `gold` is B's index, `hop` A's, `bridge` is E."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if row.get("answers"):
+                rows.append(row)
+    by_title: dict[str, list[str]] = {}
+    for r in rows:
+        paras = by_title.setdefault(r.get("title", ""), [])
+        if r["context"] not in paras:
+            paras.append(r["context"])
+    titles = sorted(by_title)
+    rng = random.Random(seed)
+    items = []
+    for r in rows:
+        if len(items) >= n:
+            break
+        q, b = r["question"], r["context"]
+        answers = [a.lower() for a in r["answers"]]
+        names = [m.group() for m in _NAME.finditer(q) if m.start() > 0 and m.group() in b
+                 and not any(m.group().lower() in a or a in m.group().lower() for a in answers)]
+        found = None
+        for e in names:
+            for a in by_title[r.get("title", "")]:
+                if a == b:
+                    continue
+                for m in _SENTENCE.finditer(a):
+                    sent = m.group().strip()
+                    if (re.search(rf"\b{re.escape(e)}\b", sent) and sent not in b and 6 <= len(sent.split()) <= 40
+                            and not any(x in sent.lower() for x in answers)):
+                        found = (e, a, sent)
+                        break
+                if found:
+                    break
+            if found:
+                break
+        if not found:
+            continue
+        e, a, sent = found
+        mask = re.compile(rf"\b{re.escape(e)}\b")
+        question = f"{mask.sub('X', sent)} {mask.sub('X', q)}"
+        same = [p for p in by_title[r.get("title", "")] if p not in (a, b)]
+        if len(same) < distractors // 2:
+            continue
+        others = rng.sample([t for t in titles if t != r.get("title", "")], distractors - distractors // 2)
+        passages = [a, b, *rng.sample(same, distractors // 2), *(rng.choice(by_title[t]) for t in others)]
+        rng.shuffle(passages)
+        items.append({"id": r["id"], "question": question, "answers": r["answers"], "passages": passages,
+                      "gold": passages.index(b), "hop": passages.index(a), "bridge": e})
     return items
 
 
@@ -96,8 +163,9 @@ def run_method(method: str, items: Sequence[dict], ratio: float, peer_cache: Pat
     for it in items:
         t0 = time.perf_counter()
         if method.startswith("rag"):
-            mode = method.partition(":")[2] or "auto"
-            res = compress_passages(it["question"], it["passages"], ratio=ratio, relevance_mode=mode)
+            mode = method.partition(":")[2]
+            res = compress_passages(it["question"], it["passages"], ratio=ratio,
+                                    **({"relevance_mode": mode} if mode else {}))
             secs = time.perf_counter() - t0
             text = "\n\n".join(res.texts)
             gold = any(p.index == it["gold"] for p in res.passages)

@@ -118,6 +118,37 @@ def test_orders_and_relevance_modes():
     assert ends_order([1, 2, 3, 4, 5]) == [1, 3, 5, 4, 2]
 
 
+BRIDGE_Q = "The Tarrow viaduct was built by which firm, and in what year was that firm founded?"
+BRIDGE = [
+    "The Tarrow viaduct carries the A61 road over the river valley south of Aldermoor. It was built by the "
+    "Hollins & Crane group between 1998 and 2002 and is 340 metres long.",
+    "Hollins & Crane was established in 1871 by two brothers as a small ironworks in Leeds. It grew into one of "
+    "the largest civil engineering contractors in the north of England.",
+    "The river valley south of Aldermoor is home to otters, kingfishers and several rare mosses. A walking trail "
+    "follows the water for twelve miles.",
+    "In 1904 a firm of clockmakers in the town built the market hall clock, which still keeps time today.",
+    "Aldermoor's railway station opened in 1849. Trains run hourly to York and every two hours to the coast.",
+    "The town council was founded as a borough corporation and meets in the old guildhall every second Tuesday.",
+]
+
+
+def test_model_relevance_follows_a_name_to_the_second_passage():
+    """The founding year sits in a passage the question does not point at (it never names the
+    firm): the second hop finds it through the name the first passage gives."""
+    from promptzip.rag import model_scores
+
+    scores = model_scores(BRIDGE_Q, BRIDGE, load_tokenizer("cl100k_base"))
+    assert {"Hollins", "Crane"} <= set(scores.hop_names) and "Tarrow" not in scores.hop_names
+    assert scores.hop[1] == 1.0 or scores.hop[1] >= scores.hop[3]
+    assert scores.queries[1] != BRIDGE_Q and scores.queries[0] == BRIDGE_Q  # read again with the names
+    res = compress_passages(BRIDGE_Q, BRIDGE, ratio=0.25)
+    joined = " ".join(res.texts)
+    assert "Hollins" in joined and "1871" in joined
+    assert res.tokens_after <= res.budget * 1.05
+    assert res.report()["hop"] == scores.hop_names
+    assert "hop" not in compress_passages(BRIDGE_Q, BRIDGE, ratio=0.25, relevance_mode="bm25").report()
+
+
 def test_budget_sharing_and_bm25():
     share = share_budget(100, [30, 200, 50], [1.0, 1.0, 0.0001])
     assert share[0] == 30 and share.sum() <= 100 and share[1] >= 60

@@ -13,7 +13,7 @@ class PromptzipOptions(BaseModel):
     top_k: int | None = None
     threshold: float | None = None
     order: str = "ends"
-    relevance: str = "bm25"
+    relevance: str = "model"
     extract: bool = True
     tokenizer: str = "cl100k_base"
 
