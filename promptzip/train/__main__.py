@@ -6,6 +6,7 @@ Steps (each resumable; files under --work, default $PROMPTZIP_HOME/train):
             paragraphs), text (SmolLM2 on plain text, GSM8K and meetings)
   fit       fine-tune MiniLM (or, --base mpnet-base-v2, the MPNet teacher) on one or more
             label files (comma-separated), checkpointed
+  teacher   the MPNet teacher end to end: its base, labels, fit, export, validation
   teach     text labelled with an exported teacher's probabilities (distillation data; gold
             labels kept beside them where the source has them)
   export    ONNX fp32 + int8 from a run
@@ -187,6 +188,36 @@ RECIPE = {  # the shipped model: `qa` labels won the comparison (MODEL_CARD.md);
 }
 
 
+TEACHER_RECIPE = {  # issue 24's teacher: MPNet on stage 6's examples and losses, from its pretrained
+    # weights; the embeddings and two lowest layers stay fixed (their backward pass is not paid),
+    # batches are drawn by window length (the base pays per subword: ~12 s a step of 8 on 2 cores)
+    "data": ["qa-soft.jsonl", "qa-agnostic.jsonl", "qa-agnostic.jsonl"], "run": "teacher", "steps": 1200,
+    "lr": 5e-5, "batch": 8, "max_len": 256, "listwise": 0.3, "ranking": "spans", "freeze": 2, "seed": 0,
+}
+
+
+def cmd_teacher(args) -> None:
+    """The teacher end to end, each step resuming: its base (470 MB, once), labels, fit, export
+    to WORK/teacher-onnx, held-out validation (WORK/teacher-onnx/validation.json)."""
+    from ..runtime.store import prepare
+
+    if not SHARED.is_dir():
+        raise SystemExit("promptzip.train: ../shared/corpora is needed to train the teacher")
+    w, r = Path(args.work), TEACHER_RECIPE
+    prepare(TEACHER, log=_log)
+    for name, (source, limit) in RECIPE["labels"].items():
+        if name in r["data"]:
+            cmd_labels(argparse.Namespace(source=source, out=str(w / name), limit=limit, offset=0))
+    run = w / "runs" / r["run"]
+    cmd_fit(argparse.Namespace(data=",".join(str(w / n) for n in r["data"]), run=str(run), steps=r["steps"],
+                               batch=r["batch"], lr=r["lr"], max_len=r["max_len"], per_file=0, seed=r["seed"],
+                               save_every=20, init="", listwise=r["listwise"], ranking=r["ranking"], stop=args.stop,
+                               span=0.0, deepen="", base=TEACHER, freeze=r["freeze"], bucket=True))
+    out = w / "teacher-onnx"
+    cmd_export(argparse.Namespace(run=str(run), out=str(out)))
+    cmd_validate(argparse.Namespace(model=str(out), limit=300, precision="int8", out=str(out / "validation.json")))
+
+
 VARIANTS = {"selfinfo": ("selfinfo.jsonl",), "qa": ("qa-compare.jsonl",),
             "mix": ("qa-compare.jsonl", "selfinfo.jsonl")}
 
@@ -278,6 +309,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--gold", type=float, default=0.0,
                    help="teacher-labelled examples: weight of the gold labels in the target (0 = the teacher's alone)")
     p.set_defaults(func=cmd_fit)
+    p = sub.add_parser("teacher", help="the MPNet teacher end to end (base, labels, fit, export, validation)")
+    p.add_argument("--stop", type=int, default=0, help="end at this step of the schedule (0 = all of it)")
+    p.set_defaults(func=cmd_teacher)
     p = sub.add_parser("teach", help="label text with a teacher's keep probabilities (distillation data)")
     p.add_argument("--teacher", required=True, help="an exported teacher folder (model.int8.onnx, tokenizer.json)")
     p.add_argument("--source", choices=("squad-agnostic", "squad-query", "covidqa", "prose"), required=True)
