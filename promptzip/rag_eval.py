@@ -21,9 +21,8 @@ from .tokens import load_tokenizer
 METHODS = ("rag", "rag:bm25", "rag:hybrid", "extract", "lexical", "truncate", "longllmlingua")
 
 
-def multi_passage_items(path: Path, n: int, seed: int = 0, distractors: int = 9,
-                        same_article: bool = False) -> list[dict]:
-    """Up to `n` items {id, question, answers, passages (10 strings), gold (its index)}."""
+def _answerable(path: Path) -> tuple[list[dict], dict[str, list[str]]]:
+    """The rows with answers, and each article's distinct paragraphs (by title)."""
     rows = []
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -35,6 +34,13 @@ def multi_passage_items(path: Path, n: int, seed: int = 0, distractors: int = 9,
         paras = by_title.setdefault(r.get("title", ""), [])
         if r["context"] not in paras:
             paras.append(r["context"])
+    return rows, by_title
+
+
+def multi_passage_items(path: Path, n: int, seed: int = 0, distractors: int = 9,
+                        same_article: bool = False) -> list[dict]:
+    """Up to `n` items {id, question, answers, passages (10 strings), gold (its index)}."""
+    rows, by_title = _answerable(path)
     titles = sorted(by_title)
     rng = random.Random(seed)
     items = []
@@ -71,17 +77,7 @@ def multi_hop_items(path: Path, n: int, seed: int = 0, distractors: int = 8) -> 
     `S'. Q'` ("X led the Normans to England. When was X born?"): S' finds A, A gives E, and
     only E says which paragraph answers Q'. The ten passages are A, B, four more paragraphs of
     the article and four of others, shuffled. `gold` is B's index, `hop` A's, `bridge` is E."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            if row.get("answers"):
-                rows.append(row)
-    by_title: dict[str, list[str]] = {}
-    for r in rows:
-        paras = by_title.setdefault(r.get("title", ""), [])
-        if r["context"] not in paras:
-            paras.append(r["context"])
+    rows, by_title = _answerable(path)
     titles = sorted(by_title)
     rng = random.Random(seed)
     items = []
