@@ -72,8 +72,8 @@ def multi_hop_items(path: Path, n: int, seed: int = 0, distractors: int = 8) -> 
     passages are needed, the second found through a name read in the first.
 
     From a SQuAD question Q whose gold paragraph B holds a name E that Q also names (E not in the
-    answer), a sentence S naming E is taken from another paragraph A of the same article (S
-    not in B and without the answer). E is replaced by `X` in both, and the question reads
+    answer), a sentence S naming E is taken from another paragraph A of the same article that
+    does not hold the answer (S not in B). E is replaced by `X` in both, and the question reads
     `S'. Q'` ("X led the Normans to England. When was X born?"): S' finds A, A gives E, and
     only E says which paragraph answers Q'. The ten passages are A, B, four more paragraphs of
     the article and four of others, shuffled. `gold` is B's index, `hop` A's, `bridge` is E."""
@@ -86,17 +86,16 @@ def multi_hop_items(path: Path, n: int, seed: int = 0, distractors: int = 8) -> 
             break
         q, b = r["question"], r["context"]
         answers = [a.lower() for a in r["answers"]]
-        names = [m.group() for m in _NAME.finditer(q) if m.start() > 0 and m.group() in b
+        names = [m.group() for m in _NAME.finditer(q) if m.start() > 0 and re.search(rf"\b{m.group()}\b", b)
                  and not any(m.group().lower() in a or a in m.group().lower() for a in answers)]
         found = None
         for e in names:
             for a in by_title[r.get("title", "")]:
-                if a == b:
+                if a == b or any(x in a.lower() for x in answers):  # B alone holds the answer
                     continue
                 for m in _SENTENCE.finditer(a):
                     sent = m.group().strip()
-                    if (re.search(rf"\b{re.escape(e)}\b", sent) and sent not in b and 6 <= len(sent.split()) <= 40
-                            and not any(x in sent.lower() for x in answers)):
+                    if re.search(rf"\b{re.escape(e)}\b", sent) and sent not in b and 6 <= len(sent.split()) <= 40:
                         found = (e, a, sent)
                         break
                 if found:

@@ -174,3 +174,20 @@ def test_squad_with_distractors_keeps_answers():
     kept = [answer_retained(" ".join(compress_passages(it["question"], it["passages"], ratio=0.2).texts),
                             it["answers"]) for it in items]
     assert sum(kept) / len(kept) >= 0.85, sum(kept)
+
+
+@needs_shared
+def test_bridge_items_need_two_passages():
+    import re
+
+    from promptzip.rag_eval import multi_hop_items
+
+    items = multi_hop_items(SHARED / "qa" / "squad_v2_half_dev.jsonl", 40)
+    assert len(items) == 40
+    for it in items:
+        bridge = re.compile(rf"\b{re.escape(it['bridge'])}\b")
+        gold, hop = it["passages"][it["gold"]], it["passages"][it["hop"]]
+        assert len(it["passages"]) == 10 and it["gold"] != it["hop"]
+        assert not bridge.search(it["question"]) and "X" in it["question"]  # the question never names it
+        assert bridge.search(gold) and bridge.search(hop)
+        assert any(a in gold for a in it["answers"]) and not any(a in hop for a in it["answers"])
