@@ -710,10 +710,16 @@ def main(argv: list[str] | None = None) -> None:
         ("fidelity", "Fidelity", "fidelity (promptzip eval)",
          lambda: bench_fidelity(args.work, args.methods, only, args.measured_only)),
     ]
+    timed = ("pipeline", "extract")  # sections that are timings only: training runs hold meanwhile
     for name, title, what, measure in jobs:
         if name in sections:
             print(f"bench: {what} ...", file=sys.stderr)
-            existing[title] = f"\n{stamp}\n\n{measure()}\n\n"
+            if name in timed:
+                with paused_training():
+                    text = measure()
+            else:
+                text = measure()
+            existing[title] = f"\n{stamp}\n\n{text}\n\n"
     head = ["# Benchmarks", "",
             "Written by `make bench` (`python -m promptzip.bench`); numbers are measured, never edited.",
             "Each section names the machine and date it was measured on.", ""]
