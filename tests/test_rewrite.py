@@ -142,7 +142,7 @@ def test_unreachable_endpoint_is_a_clear_error():
     assert "cannot reach" in res.output and "2 tries" in res.output
 
 
-# -- a real OpenAI-compatible server: llama.cpp's, from llama-cpp-python, serving the same GGUF --
+# -- a real OpenAI-compatible server: llama.cpp's, from the prebuilt xllamacpp wheel, serving the same GGUF --
 def _gguf() -> Path | None:
     models = Path(os.environ["PROMPTZIP_MODELS"]) / "smollm2-135m-instruct"
     found = sorted(models.glob("*.gguf"))
@@ -151,15 +151,15 @@ def _gguf() -> Path | None:
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
-    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed (`make test` installs it)")
+    pytest.importorskip("xllamacpp", reason="xllamacpp is not installed (`make test` installs it)")
     gguf = _gguf()
     if gguf is None:
         pytest.skip("SmolLM2 GGUF not prepared: run `make models`")
     port = _free_port()
     log = open(tmp_path_factory.mktemp("llama") / "server.log", "w+")  # a pipe would fill and stall it
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2"],
-                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "promptzip.runtime.llama_server", "--model", str(gguf),
+                             "--port", str(port), "--ctx", "2048", "--threads", "2", "--parallel", "2",
+                             "--alias", "smollm2"], stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 120
     import urllib.request
