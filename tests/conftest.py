@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -31,6 +33,7 @@ needs_models = pytest.mark.skipif(
 # PROMPTZIP_HOME (set per test below).
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="promptzip-tests-"))
 os.environ["TIKTOKEN_CACHE_DIR"] = str(_SESSION_TMP / "tiktoken")
+atexit.register(shutil.rmtree, _SESSION_TMP, True)  # not left behind in /tmp after the session
 
 
 @pytest.fixture(autouse=True)

@@ -73,7 +73,7 @@ def teach(teacher: Path, source: str, out: Path, limit: int, train_titles: set[s
     from ..compressors.extract import Scorer
 
     done = {ex.id for ex in read_examples(out)} if out.exists() else set()
-    scorer = Scorer(teacher, "int8")
+    scorer = Scorer(teacher, "int8" if (teacher / "model.int8.onnx").is_file() else "fp32")
     has_gold = source != "prose"
     t0, words_done = time.perf_counter(), 0
 
