@@ -391,6 +391,9 @@ def test_the_mpnet_teacher_trains_exports_and_scores_like_torch(tiny_mpnet, tmp_
         assert np.abs(ref - got).max() < 1e-4
     p = sc.probs(words, "Who landed?")
     assert p.shape == (len(words),) and ((p > 0) & (p < 1)).all()
+    together = sc.probs_many([(words, "Who landed?"), (words[:5], None), ([], None)])  # fp32: padding changes nothing
+    assert np.abs(together[0] - p).max() < 1e-5 and np.abs(together[1] - sc.probs(words[:5])).max() < 1e-5
+    assert together[2].shape == (0,)
 
 
 def test_distillation_targets_mix_gold_into_the_teacher_s_and_rank_by_gold():

@@ -128,19 +128,23 @@ class Scorer:
         return [table[w] for w in words]
 
     def probs(self, words: list[str], query: str | None = None) -> np.ndarray:
-        if not words:
-            return np.zeros(0)
-        plan = self.plan(words, query)
-        sums = np.zeros(len(words))
-        counts = np.zeros(len(words))
-        order = sorted(range(len(plan)), key=lambda i: len(plan[i][0]))
-        for k in range(0, len(order), self.batch_size):
-            batch = [plan[i] for i in order[k:k + self.batch_size]]
-            width = max(len(w[0]) for w in batch)
+        return self.probs_many([(words, query)])[0]
+
+    def probs_many(self, docs: list[tuple[list[str], str | None]]) -> list[np.ndarray]:
+        """Keep probabilities of the words of several (words, query) documents, their windows run
+        together, shortest first, `batch_size` per call (a short document no longer runs alone)."""
+        plans = [self.plan(words, query) if words else [] for words, query in docs]
+        sums = [np.zeros(len(words)) for words, _ in docs]
+        counts = [np.zeros(len(words)) for words, _ in docs]
+        flat = [(d, w) for d, plan in enumerate(plans) for w in plan]
+        flat.sort(key=lambda x: len(x[1][0]))
+        for k in range(0, len(flat), self.batch_size):
+            batch = flat[k:k + self.batch_size]
+            width = max(len(w[0]) for _, w in batch)
             ids = np.full((len(batch), width), self.pad, dtype=np.int64)
             mask = np.zeros_like(ids)
             types = np.zeros_like(ids)
-            for r, (i, t, _, _) in enumerate(batch):
+            for r, (_, (i, t, _, _)) in enumerate(batch):
                 ids[r, :len(i)] = i
                 mask[r, :len(i)] = 1
                 types[r, :len(t)] = t
@@ -148,11 +152,11 @@ class Scorer:
             if self.typed:
                 feed["token_type_ids"] = types
             p = self.sess.run(["probs"], feed)[0]
-            for r, (_, _, own, (a, b)) in enumerate(batch):
+            for r, (d, (_, _, own, (a, b))) in enumerate(batch):
                 sel = (own >= a) & (own < b)
-                np.add.at(sums, own[sel], p[r, :len(own)][sel])
-                np.add.at(counts, own[sel], 1)
-        return sums / np.maximum(counts, 1)
+                np.add.at(sums[d], own[sel], p[r, :len(own)][sel])
+                np.add.at(counts[d], own[sel], 1)
+        return [x / np.maximum(c, 1) for x, c in zip(sums, counts, strict=True)]
 
 
 class Extract(Compressor):

@@ -40,6 +40,7 @@ from .labels import (
 )
 
 SOURCES = ("squad-agnostic", "squad-query", "covidqa", "prose")
+CHUNK = 64  # examples whose windows run through the teacher together
 
 
 def source_examples(source: str, train_titles: set[str], squad: Path, per: int = 1) -> Iterator[Example]:
@@ -73,20 +74,21 @@ def teach(teacher: Path, source: str, out: Path, limit: int, train_titles: set[s
     from ..compressors.extract import Scorer
 
     done = {ex.id for ex in read_examples(out)} if out.exists() else set()
-    scorer = Scorer(teacher, "int8" if (teacher / "model.int8.onnx").is_file() else "fp32")
+    scorer = Scorer(teacher, "int8" if (teacher / "model.int8.onnx").is_file() else "fp32", batch_size=8)
     has_gold = source != "prose"
     t0, words_done = time.perf_counter(), 0
 
     def labelled() -> Iterator[Example]:
         nonlocal words_done
-        for n, ex in enumerate(itertools.islice(source_examples(source, train_titles, squad, per), limit)):
-            if f"teacher:{ex.id}" in done:
-                continue
-            p = scorer.probs(ex.words, ex.query)
-            words_done += len(ex.words)
-            yield Example(f"teacher:{ex.id}", f"teacher:{source}", ex.words, np.round(p, 4).tolist(), ex.query,
-                          hard=ex.labels if has_gold else None)
-            if n % 200 == 0:
-                log(f"teach {source}: {n} examples, {words_done / (time.perf_counter() - t0):,.0f} words/s")
+        todo = (ex for ex in itertools.islice(source_examples(source, train_titles, squad, per), limit)
+                if f"teacher:{ex.id}" not in done)
+        n = 0
+        while chunk := list(itertools.islice(todo, CHUNK)):
+            for ex, p in zip(chunk, scorer.probs_many([(ex.words, ex.query) for ex in chunk]), strict=True):
+                words_done += len(ex.words)
+                yield Example(f"teacher:{ex.id}", f"teacher:{source}", ex.words, np.round(p, 4).tolist(), ex.query,
+                              hard=ex.labels if has_gold else None)
+            n += len(chunk)
+            log(f"teach {source}: {n} examples, {words_done / (time.perf_counter() - t0):,.0f} words/s")
 
     return write_examples(out, labelled())
