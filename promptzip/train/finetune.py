@@ -328,7 +328,7 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
         tmp.replace(state_path)
 
     model.train()
-    t0 = time.perf_counter()
+    t0, first = time.perf_counter(), step
     while step < end:
         while (run / PAUSE).exists():
             time.sleep(5)
@@ -375,7 +375,7 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
         step += 1
         losses.append(loss.item())
         if step % 10 == 0:
-            rate = step / (time.perf_counter() - t0)
+            rate = (step - first) / (time.perf_counter() - t0)  # this process's steps (a resumed run's too)
             log(f"step {step}/{steps} loss {np.mean(losses[-10:]):.4f} ({rate:.2f} steps/s)")
         if step % save_every == 0 or step == end:
             save()
