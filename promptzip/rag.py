@@ -8,7 +8,7 @@ Per query:
    then a second hop: names the best passages hold (not the question's) extend the query, and
    the passages those names lead to are read again with it (`model_scores`). The others:
    BM25 of the query terms (IDF from the query's own passages), fused with the cosine of
-   all-MiniLM-L6-v2 sentence embeddings (`hybrid`), either alone (`bm25`: ten times faster than
+   all-MiniLM-L6-v2 sentence embeddings (`hybrid`), either alone (`bm25`: fifteen times faster than
    `model`), `embed`, or `auto`: BM25, with the hybrid re-scoring the top passages when BM25
    is unsure. Scores are relative to the record: the best passage scores 1.
 2. **Passages**: ranked by relevance and cut by `top_k` and a relevance `threshold`; without

@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
         relevance: Annotated[Relevance, typer.Option(
             "--relevance", help="Passage relevance: model (the extract classifier reads each passage "
             "with the query, and names in the best passages lead a second hop; one word budget over all "
-            "passages), bm25 (about ten times faster; keeps fewer answers that need two passages), auto "
+            "passages), bm25 (about fifteen times faster; keeps fewer answers that need two passages), auto "
             "(BM25, re-scored with MiniLM embeddings when BM25 is unsure), hybrid (both, every passage), "
             "or embed.")] = Relevance.model,
         no_extract: Annotated[bool, typer.Option(
