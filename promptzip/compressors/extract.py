@@ -214,8 +214,8 @@ class Extract(Compressor):
         if not w.words:
             ctx.emit_words(np.zeros(0, dtype=bool), w.word_start, w.local)
             return
-        key = (tuple(w.words), ctx.request.query, folder, self.settings["precision"],
-               self.settings["max_len"], self.settings["overlap"])
+        key = (hash(tuple(w.words)), len(w.words), ctx.request.query, folder, self.settings["precision"],
+               self.settings["max_len"], self.settings["overlap"])  # a hash: the memo holds no document's words
         p = _MEMO.get(key)  # the same words again: a refit, a tighter cap, rag's second pass
         if p is None:
             p = scorer.probs(w.words, ctx.request.query)
