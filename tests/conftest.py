@@ -46,3 +46,17 @@ def _home(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def demo_text() -> str:
     return DEMO.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def llama_server():
+    """A real OpenAI-compatible server: llama.cpp's (prebuilt xllamacpp wheel) serving the
+    SmolLM2 GGUF as `smollm2` on a loopback port; its `/v1` URL."""
+    pytest.importorskip("xllamacpp", reason="xllamacpp is not installed (`make test` installs it)")
+    found = sorted((_MODELS / "smollm2-135m-instruct").glob("*.gguf"))
+    if not found:
+        pytest.skip("SmolLM2 GGUF not prepared: run `make models`")
+    from promptzip.runtime.llama_server import LocalServer
+
+    with LocalServer(found[0], alias="smollm2", ctx=2048, threads=2, parallel=2) as url:
+        yield url

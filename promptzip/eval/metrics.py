@@ -126,3 +126,19 @@ def bootstrap_ci(values: Sequence[float], n: int = 1000, seed: int = 0,
     means = arr[rng.integers(0, len(arr), size=(n, len(arr)))].mean(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
+
+
+def ratio_ci(num: Sequence[float], den: Sequence[float], n: int = 1000, seed: int = 0,
+             level: float = 0.95) -> tuple[float, float, float] | None:
+    """sum(num) / sum(den) over paired items (e.g. a method's EM over the uncompressed
+    context's EM on the same rows), with a percentile bootstrap interval that resamples items;
+    None when the denominator is zero."""
+    a, b = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    if len(a) == 0 or b.sum() == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), size=(n, len(a)))
+    sums = b[idx].sum(axis=1)
+    ratios = a[idx].sum(axis=1)[sums > 0] / sums[sums > 0]
+    lo, hi = np.quantile(ratios, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(a.sum() / b.sum()), float(lo), float(hi)

@@ -11,7 +11,7 @@ LABELS = {
     "achieved_ratio": "kept ratio", "precision": "reconstruction precision", "answer_retained": "answer kept", "numbers_kept": "numbers kept",
     "names_kept": "names kept", "structure_kept": "structure kept",
     "entities_kept": "entities kept", "invented_numbers": "invented numbers", "embed_sim": "MiniLM cos", "ll_answer": "answer log-lik",
-    "ll_delta": "Δ log-lik vs original", "em": "reader EM", "f1": "reader F1", "tokens_per_s": "tokens/s",
+    "ll_delta": "Δ log-lik vs original", "em": "reader EM", "em_kept": "EM kept vs original", "f1": "reader F1", "tokens_per_s": "tokens/s",
 }
 
 
@@ -24,11 +24,12 @@ def _cell(entry: dict, metric: str, digits: int = 3) -> str:
     return f"{v['mean']:.{digits}f} [{v['lo']:.{digits}f}, {v['hi']:.{digits}f}]"
 
 
-def markdown(summary: list[dict], title: str) -> str:
+def markdown(summary: list[dict], title: str, reader: str | None = None) -> str:
     metrics = [m for m in LABELS if any(m in e for e in summary)]
     head = "| method | target | n | " + " | ".join(LABELS[m] for m in metrics) + " |"
     sep = "|---|---:|---:|" + "---:|" * len(metrics)
-    lines = [f"### {title}", "", "Mean [95% bootstrap interval].", "", head, sep]
+    note = "Mean [95% bootstrap interval]." + (f" Reader: {reader}." if reader else "")
+    lines = [f"### {title}", "", note, "", head, sep]
     for e in summary:
         target = "-" if e["method"] == "original" else f"{e['target_ratio']:g}"
         lines.append(f"| {e['method']} | {target} | {e['n']} | "
@@ -98,5 +99,5 @@ def write_all(out: Path, title: str, rows: list[dict], summary: list[dict], meta
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"meta": meta, "summary": summary, "rows": rows},
                                                  indent=1) + "\n", encoding="utf-8")
-    (out / "results.md").write_text(markdown(summary, title), encoding="utf-8")
+    (out / "results.md").write_text(markdown(summary, title, meta.get("reader")), encoding="utf-8")
     return [out / "results.json", out / "results.md", *plots(summary, out, title)]

@@ -24,13 +24,22 @@ from ..pipeline import compress
 from ..tokens import TokenCounter, load_tokenizer
 from .baselines import random_drop
 from .data import EvalItem
-from .metrics import answer_retained, bootstrap_ci, exact_match, f1, precision, structure_kept
+from .metrics import (
+    answer_retained,
+    bootstrap_ci,
+    exact_match,
+    f1,
+    precision,
+    ratio_ci,
+    structure_kept,
+)
 from .peers import PEERS, run_peers
 
 NO_QUERY = "noquery"  # `NAME:noquery` runs a query-aware method without the question
 EVAL_ONLY = {"random": "random word dropping at the requested ratio (a floor)", **PEERS}
 METRICS = ("achieved_ratio", "precision", "answer_retained", "numbers_kept", "names_kept", "entities_kept",
-           "invented_numbers", "structure_kept", "embed_sim", "ll_answer", "ll_delta", "em", "f1", "tokens_per_s")
+           "invented_numbers", "structure_kept", "embed_sim", "ll_answer", "ll_delta", "em", "em_kept", "f1",
+           "tokens_per_s")
 
 
 @dataclass
@@ -273,7 +282,8 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
         if reader and gold and fresh:  # the reader reads an item's new rows in one batch
             texts = [t for _, t, _ in fresh]
             for (row, _, _), ll in zip(fresh, reader.answer_logprobs(texts, item.question, gold), strict=True):
-                row.ll_answer, row.ll_delta = ll, ll - base_ll
+                row.ll_answer = ll  # None: the reader cannot score given text
+                row.ll_delta = ll - base_ll if ll is not None and base_ll is not None else None
             todo = [(row, t) for row, t, answered in fresh if not answered]  # latent rows answered with `ask`
             if generate and item.kind == "qa" and todo:
                 for (row, _), pred in zip(todo, reader.generate_many([t for _, t in todo], item.question), strict=True):
@@ -293,18 +303,26 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
 def aggregate(rows: Sequence[Row], seed: int = 0) -> list[dict]:
     """Mean, 95% bootstrap interval and spread per (method, target ratio)."""
     groups: dict[tuple[str, float], list[Row]] = {}
+    base = {r.item: r.em for r in rows if r.method == "original" and r.em is not None}
     for r in rows:
         groups.setdefault((r.method, r.target_ratio), []).append(r)
     out = []
     for (method, ratio), group in sorted(groups.items(), key=lambda kv: (kv[0][0] != "original", kv[0])):
         entry: dict = {"method": method, "target_ratio": ratio, "n": len(group)}
         for metric in METRICS:
+            if metric == "em_kept":
+                continue
             values = [getattr(r, metric) for r in group if getattr(r, metric) is not None]
             if not values:
                 continue
             lo, hi = bootstrap_ci(values, seed=seed)
             entry[metric] = {"mean": statistics.fmean(values), "lo": lo, "hi": hi,
                              "sd": statistics.pstdev(values)}
+        if "em" in entry and method != "original":  # how much of the uncompressed EM it keeps
+            pairs = [(r.em, base[r.item]) for r in group if r.em is not None and r.item in base]
+            kept = ratio_ci([p for p, _ in pairs], [b for _, b in pairs], seed=seed) if pairs else None
+            if kept:
+                entry["em_kept"] = {"mean": kept[0], "lo": kept[1], "hi": kept[2], "sd": None}
         out.append(entry)
     return out
 

