@@ -35,7 +35,7 @@ def _root(
 
 
 def _register() -> None:
-    from . import batch, compress, eval, info, latent, models, rag
+    from . import batch, compress, eval, info, latent, models, rag, serve
 
     compress.register(app)
     batch.register(app)
@@ -44,6 +44,7 @@ def _register() -> None:
     models.register(app)
     rag.register(app)
     latent.register(app)
+    serve.register(app)
 
 
 _register()
