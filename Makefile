@@ -34,7 +34,7 @@ train: install
 	$(BIN)/promptzip models prepare
 	$(BIN)/python -m promptzip.train all
 
-# The extract teacher (MPNet, 110M; issue 24): its 470 MB base on demand, then 1,200 resumable
+# The extract teacher (MPNet, 110M; issue 24): its 470 MB base on demand, then 800 resumable
 # steps (hours on 2 cores: run it again to go on), export to ~/.promptzip/train/teacher-onnx and a
 # held-out validation. The shipped fast model is distilled from its probabilities.
 teacher: install
@@ -65,7 +65,7 @@ test-adapters: install models
 
 # All sections take hours (fidelity runs an LM reader over thousands of rows; it resumes from
 # bench-work/). A quick refresh: make bench BENCH_SECTIONS=pipeline,ratio
-BENCH_SECTIONS ?= pipeline,ratio,formats,extract,extract-fidelity,structure,rag,rewrite,latent,fidelity
+BENCH_SECTIONS ?= pipeline,ratio,formats,extract,extract-fidelity,structure,rag,serve,rewrite,latent,fidelity
 bench: install models peers
 	$(BIN)/python -m promptzip.bench --out BENCHMARKS.md --sections $(BENCH_SECTIONS)
 

@@ -672,6 +672,12 @@ def md_sections(text: str) -> dict[str, str]:
     return found
 
 
+def _bench_serve() -> str:
+    from .bench_serve import bench_serve
+
+    return bench_serve()
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -701,6 +707,7 @@ def main(argv: list[str] | None = None) -> None:
          bench_structure),
         ("formats", "Formats: real JSON, CSV, HTML, logs, code and LaTeX", "formats (../shared/corpora/formats)",
          _bench_formats),
+        ("serve", "Serve: the compression proxy under load", "serve (proxy under load)", _bench_serve),
         ("rag", "RAG: multi-passage SQuAD", "rag (multi-passage SQuAD)", lambda: bench_rag(args.work)),
         ("rewrite", "Rewrite: chunk-summarize with a faithfulness guard",
          "rewrite (chunk-summarize with the guard)", lambda: bench_rewrite(args.work, args.measured_only)),
@@ -710,7 +717,7 @@ def main(argv: list[str] | None = None) -> None:
         ("fidelity", "Fidelity", "fidelity (promptzip eval)",
          lambda: bench_fidelity(args.work, args.methods, only, args.measured_only)),
     ]
-    timed = ("pipeline", "extract")  # sections that are timings only: training runs hold meanwhile
+    timed = ("pipeline", "extract", "serve")  # sections that are timings only: training runs hold meanwhile
     for name, title, what, measure in jobs:
         if name in sections:
             print(f"bench: {what} ...", file=sys.stderr)
