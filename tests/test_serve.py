@@ -240,3 +240,30 @@ def test_the_mcp_server_answers_the_sdks_own_stdio_client():
     assert report["output_tokens"] < 0.4 * report["input_tokens"]
     assert "Jonas Weber" in squeezed.structured_content["text"]
     assert bad.is_error and "ratio" in bad.content[0].text
+
+
+class _Broken:
+    """An engine whose compression fails (a stand-in for a model that crashed mid-request)."""
+
+    def chat(self, body, policy):
+        raise RuntimeError("the model fell over")
+
+    completion = compress_call = chat
+
+
+@needs_models
+def test_a_compression_failure_forwards_the_original_or_fails_as_configured(llama_server):
+    from promptzip.serve.app import create_app
+
+    app = create_app(llama_server, Policy(min_tokens=100), engine=_Broken())
+    with _Uvicorn(app) as url:
+        resp = httpx.post(url + "/v1/chat/completions", timeout=120,
+                          json={"model": "smollm2", "messages": _messages(), "max_tokens": 2})
+        assert resp.status_code == 200 and resp.json()["choices"]
+        assert resp.headers["x-promptzip-error"] == "RuntimeError: the model fell over"
+        assert resp.headers["x-promptzip-compressed-messages"] == "0" and "x-promptzip-input-tokens" not in resp.headers
+        resp = httpx.post(url + "/v1/chat/completions", headers={"x-promptzip-on-error": "fail"}, timeout=120,
+                          json={"model": "smollm2", "messages": _messages(), "max_tokens": 2})
+        assert resp.status_code == 500 and resp.json()["error"]["code"] == "compression_failed"
+        metrics = httpx.get(url + "/metrics", timeout=30).text
+        assert "promptzip_compression_failures_total 2.0" in metrics

@@ -272,11 +272,13 @@ def create_app(upstream: str, policy: Policy | None = None, *, key_env: str = "P
         m_seconds.observe(out.seconds)
         m_in.inc(out.tokens_in)
         m_out.inc(out.tokens_out)
-        extra = {PREFIX + "method": pol.method, PREFIX + "input-tokens": str(out.tokens_in),
-                 PREFIX + "output-tokens": str(out.tokens_out), PREFIX + "compressed-messages": str(out.compressed),
+        extra = {PREFIX + "method": pol.method, PREFIX + "compressed-messages": str(out.compressed),
                  PREFIX + "seconds": f"{out.seconds:.4f}"}
-        if out.error:
+        if out.error:  # forwarded as it came: no token counts were made
             extra[PREFIX + "error"] = out.error.replace("\n", " ").encode("ascii", "replace").decode()
+        else:
+            extra[PREFIX + "input-tokens"] = str(out.tokens_in)
+            extra[PREFIX + "output-tokens"] = str(out.tokens_out)
         path = "/chat/completions" if route == "chat" else "/completions"
         return await forward(route, request, "POST", path, out.body, extra)
 
