@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models train teacher peers demo test test-all test-adapters bench lint docs clean
+.PHONY: install models train teacher distill peers demo test test-all test-adapters bench lint docs clean
 
 install: $(STAMP)
 
@@ -39,6 +39,12 @@ train: install
 # held-out validation. The shipped fast model is distilled from its probabilities.
 teacher: install
 	$(BIN)/python -m promptzip.train teacher
+
+# The extract student (issue 24): the teacher finished if it is not, its probabilities on more text
+# (~/.promptzip/train/teacher.jsonl), the shipped model trained further on them, exported and
+# validated under ~/.promptzip/train/runs/student (hours; resumable). Shipping it is a separate step.
+distill: install
+	$(BIN)/python -m promptzip.train distill
 
 # The LLMLingua peer for `promptzip eval`, in its own venv: llmlingua 0.2.2 needs transformers
 # 4.46 (it unpacks past_key_values as tuples). Same CPU torch from local disk.

@@ -220,6 +220,42 @@ def cmd_teacher(args) -> None:
     cmd_validate(argparse.Namespace(model=str(out), limit=300, precision="fp32", out=str(out / "validation.json")))
 
 
+DISTILL_RECIPE = {  # issue 24's student: the teacher's probabilities on more text, then the shipped model
+    # trained further on them (plus the gold answer labels where a row has them)
+    "teach": (("squad-agnostic", 4000), ("squad-query", 4000), ("covidqa", 100), ("prose", 1500)),
+    "data": ["teacher.jsonl", "qa-soft.jsonl"], "run": "student", "steps": 3000, "lr": 3e-5, "batch": 8,
+    "max_len": 256, "listwise": 0.3, "ranking": "spans", "gold": 0.5, "seed": 0,
+}
+
+
+def cmd_distill(args) -> None:
+    """The teacher (finished if it is not), its labels (WORK/teacher.jsonl), and the student: the
+    shipped model (dequantized) trained on them, exported to WORK/runs/student/onnx and validated
+    on the held-out articles (validation.json there). Every step resumes or is skipped when done;
+    shipping is a separate, deliberate `ship --runs student`."""
+    w, r = Path(args.work), DISTILL_RECIPE
+    teacher = w / "teacher-onnx"
+    if not (teacher / "validation.json").is_file():
+        cmd_teacher(argparse.Namespace(work=args.work, stop=0))
+    for source, limit in r["teach"]:
+        cmd_teach(argparse.Namespace(teacher=str(teacher), source=source, out=str(w / "teacher.jsonl"), limit=limit,
+                                     per=1))
+    init = w / "runs" / "shipped" / "state.pt"
+    if not init.is_file():
+        cmd_from_onnx(argparse.Namespace(model=str(Path(__file__).resolve().parents[2] / "models" / "extract-minilm"),
+                                         out=str(init)))
+    run = w / "runs" / r["run"]
+    cmd_fit(argparse.Namespace(data=",".join(str(w / n) for n in r["data"]), run=str(run), steps=r["steps"],
+                               batch=r["batch"], lr=r["lr"], max_len=r["max_len"], per_file=0, seed=r["seed"],
+                               save_every=50, init=str(init), listwise=r["listwise"], ranking=r["ranking"],
+                               stop=args.stop, span=0.0, deepen="", base=BASE, freeze=0, bucket=False, gold=r["gold"]))
+    if args.stop:
+        return
+    out = run / "onnx"
+    cmd_export(argparse.Namespace(run=str(run), out=str(out)))
+    cmd_validate(argparse.Namespace(model=str(out), limit=300, precision="int8", out=str(out / "validation.json")))
+
+
 VARIANTS = {"selfinfo": ("selfinfo.jsonl",), "qa": ("qa-compare.jsonl",),
             "mix": ("qa-compare.jsonl", "selfinfo.jsonl")}
 
@@ -314,6 +350,10 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("teacher", help="the MPNet teacher end to end (base, labels, fit, export, validation)")
     p.add_argument("--stop", type=int, default=0, help="end at this step of the schedule (0 = all of it)")
     p.set_defaults(func=cmd_teacher)
+    p = sub.add_parser("distill", help="teacher, its labels, and the student trained on them (issue 24)")
+    p.add_argument("--stop", type=int, default=0, help="end the student at this step (0 = all of it)")
+    p.set_defaults(func=cmd_distill)
+
     p = sub.add_parser("teach", help="label text with a teacher's keep probabilities (distillation data)")
     p.add_argument("--teacher", required=True, help="an exported teacher folder (model.int8.onnx, tokenizer.json)")
     p.add_argument("--source", choices=("squad-agnostic", "squad-query", "covidqa", "prose"), required=True)
