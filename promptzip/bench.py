@@ -331,8 +331,35 @@ def bench_extract_fidelity(work: Path) -> str:
     return "\n".join(parts)
 
 
+READER = "qwen2.5-coder-0.5b-instruct"
+READER_N = 200
+READER_METHODS = ["truncate", "lexical", "selfinfo", "llmlingua", "extract", "extract:noquery"]
+
+
+def bench_reader(work: Path, measured_only: bool = False) -> str:
+    """SQuAD read by a reader that can answer (Qwen2.5-Coder-0.5B-Instruct through llama.cpp):
+    EM / F1 / answer kept per method and ratio, and how much of the uncompressed EM each keeps."""
+    if not SHARED.is_dir():
+        return "Skipped: ../shared/corpora is not beside this checkout."
+    from .eval.peers import peer_python
+    from .runtime.store import prepare
+
+    prepare(READER, log=lambda m: print(f"bench: {m}", file=sys.stderr))
+    methods = [m for m in READER_METHODS if m != "llmlingua" or peer_python().exists()]
+    name, rel, _, _, _ = FIDELITY[0]
+    title = f"SQuAD v2 half-dev (answerable, first {READER_N}), read by Qwen2.5-Coder-0.5B-Instruct"
+    parts = [f"`promptzip eval --reader-model {READER}`: the reader answers each question over each compressed "
+             "context (greedy, the frozen reader prompt, llama.cpp's server on 2 threads); EM and F1 under SQuAD "
+             "normalization, and EM kept = the method's EM over the uncompressed context's on the same rows. The "
+             "log-likelihood column is empty: llama.cpp's server does not score given text."
+             + ("" if "llmlingua" in methods else " LLMLingua peer not run: `make peers` has not been run.")]
+    parts += _eval_table(work, (name, rel, READER_N, "answer", title), methods, measured_only,
+                         out_name=f"{name}-qwen", extra=["--reader-model", READER, "--no-embed"])
+    return "\n".join(parts)
+
+
 def _eval_table(work: Path, spec: tuple, methods: list[str], measured_only: bool,
-                out_name: str = "") -> list[str]:
+                out_name: str = "", extra: list[str] | None = None) -> list[str]:
     """`promptzip eval` of `methods` on one FIDELITY dataset (rows kept in bench-work/eval-NAME,
     NAME = `out_name` or the dataset's): its table and links to its plots (docs/bench/NAME)."""
     dataset, rel, limit, reader, title = spec
@@ -346,6 +373,7 @@ def _eval_table(work: Path, spec: tuple, methods: list[str], measured_only: bool
         cmd += ["--limit", str(limit)]
     if dataset == "qmsum":
         cmd += ["--max-chars", "20000"]  # ~5k tokens: peers and reader stay affordable on 2 cores
+    cmd += extra or []
     if measured_only:
         cmd += ["--measured-only"]
     if reader is None:
@@ -714,6 +742,8 @@ def main(argv: list[str] | None = None) -> None:
         ("latent", "Latent: reconstruction and speed", "latent encoder", bench_latent),
         ("extract-fidelity", "Fidelity of the shipped extract model (SQuAD)",
          "fidelity of the shipped extract model (SQuAD)", lambda: bench_extract_fidelity(args.work)),
+        ("reader", "Reader that can answer: SQuAD read by Qwen2.5-Coder-0.5B", "SQuAD with the Qwen reader",
+         lambda: bench_reader(args.work, args.measured_only)),
         ("fidelity", "Fidelity", "fidelity (promptzip eval)",
          lambda: bench_fidelity(args.work, args.methods, only, args.measured_only)),
     ]

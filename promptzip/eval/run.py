@@ -231,7 +231,7 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
             base_ll = reader.answer_logprob(item.context, item.question, gold) if reader and gold else None
             orig = Row(item.id, "original", 1.0, 1.0, n_in, n_in, 0.0, 0.0,
                        answer_retained=float(answer_retained(item.context, item.answers)) if item.kind == "qa" else None,
-                       numbers_kept=1.0, names_kept=1.0, entities_kept=1.0, invented_numbers=0, embed_sim=1.0, ll_answer=base_ll,
+                       numbers_kept=1.0, names_kept=1.0, entities_kept=1.0, invented_numbers=0, embed_sim=1.0 if embedder else None, ll_answer=base_ll,
                        ll_delta=0.0 if base_ll is not None else None)
             if item.kind == "document":
                 orig.structure_kept = 1.0
