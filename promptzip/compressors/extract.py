@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -65,6 +66,7 @@ def model_dir(setting: str = "") -> Path:
 MAX_LEN, OVERLAP, BATCH = 256, 4, 4  # window subwords (as in training), context per side, windows per call
 MEMO_SIZE = 64  # documents whose word probabilities are remembered (oldest out first)
 _MEMO: dict[tuple, np.ndarray] = {}
+_MEMO_LOCK = threading.Lock()
 
 
 class Scorer:
@@ -216,12 +218,14 @@ class Extract(Compressor):
             return
         key = (hash(tuple(w.words)), len(w.words), ctx.request.query, folder, self.settings["precision"],
                self.settings["max_len"], self.settings["overlap"])  # a hash: the memo holds no document's words
-        p = _MEMO.get(key)  # the same words again: a refit, a tighter cap, rag's second pass
+        with _MEMO_LOCK:  # threads share it (`promptzip serve` compresses requests in worker threads)
+            p = _MEMO.get(key)  # the same words again: a refit, a tighter cap, rag's second pass
         if p is None:
             p = scorer.probs(w.words, ctx.request.query)
-            _MEMO[key] = p
-            while len(_MEMO) > MEMO_SIZE:
-                del _MEMO[next(iter(_MEMO))]
+            with _MEMO_LOCK:
+                _MEMO[key] = p
+                while len(_MEMO) > MEMO_SIZE:
+                    del _MEMO[next(iter(_MEMO))]
         numbers = self.settings["numbers"]
         if numbers == "score" or (numbers == "auto" and ctx.request.query):
             w.score_numbers()
