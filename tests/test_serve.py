@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -267,3 +268,41 @@ def test_a_compression_failure_forwards_the_original_or_fails_as_configured(llam
         assert resp.status_code == 500 and resp.json()["error"]["code"] == "compression_failed"
         metrics = httpx.get(url + "/metrics", timeout=30).text
         assert "promptzip_compression_failures_total 2.0" in metrics
+
+
+class _Overloaded(BaseHTTPRequestHandler):
+    """An upstream that fails every request with its own OpenAI-style error."""
+
+    def _fail(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+        body = json.dumps({"error": {"message": "model overloaded", "type": "server_error", "code": 503}}).encode()
+        self.send_response(503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET = _fail  # noqa: N815 - the stdlib's names
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_failing_upstreams_error_comes_back_as_it_sent_it():
+    from promptzip.serve.app import create_app
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Overloaded)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    try:
+        app = create_app(f"http://127.0.0.1:{upstream.server_port}/v1", Policy(method="truncate"))
+        with _Uvicorn(app) as url:
+            resp = httpx.post(url + "/v1/chat/completions", timeout=30,
+                              json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+            assert resp.status_code == 503 and resp.json()["error"]["message"] == "model overloaded"
+            assert resp.headers["x-promptzip-compressed-messages"] == "0"
+            assert httpx.get(url + "/v1/models", timeout=30).status_code == 503
+            assert httpx.get(url + "/health", timeout=30).status_code == 200  # still serving
+            metrics = httpx.get(url + "/metrics", timeout=30).text
+            assert 'promptzip_upstream_errors_total{kind="http_503"} 2.0' in metrics
+    finally:
+        upstream.shutdown()
