@@ -355,7 +355,36 @@ def bench_reader(work: Path, measured_only: bool = False) -> str:
              + ("" if "llmlingua" in methods else " LLMLingua peer not run: `make peers` has not been run.")]
     parts += _eval_table(work, (name, rel, READER_N, "answer", title), methods, measured_only,
                          out_name=f"{name}-qwen", extra=["--reader-model", READER, "--no-embed"])
+    rows = gsm8k_reader_rows(work / "gsm8k-cot-reader.jsonl", GSM8K_N)
+    parts += ["", f"GSM8K as the LLMLingua papers read it: the 8-shot chain-of-thought prompt "
+              "(prompts/gsm8k_cot_prompt_hardest.txt) is the context that methods compress, the question is one "
+              f"of the last {GSM8K_N} problems of prompts/gsm8k_train.jsonl (none of them among the examples), "
+              "and the reader reasons step by step to 'The answer is N' (at most 320 tokens); EM compares N with "
+              "the gold number."]
+    parts += _eval_table(work, ("gsm8k-cot", str(rows), None, "answer", f"GSM8K: {GSM8K_N} problems after the "
+                                "8-shot CoT prompt, read by Qwen2.5-Coder-0.5B-Instruct"), methods, measured_only,
+                         out_name="gsm8k-cot-qwen", extra=["--reader-model", READER, "--no-embed"])
+    parts += ["", "QMSum is not in this section: its gold answers are free-form summaries, which neither EM "
+              "nor F1 of a 0.5B model's summary measures, and llama.cpp's server gives no log-likelihood of "
+              "given text (the Fidelity section has QMSum read by SmolLM2's log-likelihood)."]
     return "\n".join(parts)
+
+
+GSM8K_N = 25
+
+
+def gsm8k_reader_rows(out: Path, n: int) -> Path:
+    """QA rows of style `cot`: the 8-shot CoT prompt as context, each of the last `n` GSM8K
+    training problems that is not one of its examples as question, its number as answer."""
+    prompt = (SHARED / "prompts" / "gsm8k_cot_prompt_hardest.txt").read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in (SHARED / "prompts" / "gsm8k_train.jsonl").read_text(encoding="utf-8")
+            .splitlines() if line.strip()]
+    picked = [r for r in reversed(rows) if r["prompt"].strip()[:80] not in prompt][:n]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps({"id": r["id"], "context": prompt, "question": r["prompt"],
+                                       "answers": [r["answer"]], "style": "cot"}) + "\n" for r in picked),
+                   encoding="utf-8")
+    return out
 
 
 def _eval_table(work: Path, spec: tuple, methods: list[str], measured_only: bool,

@@ -148,3 +148,27 @@ def test_the_local_reader_serves_a_gguf_for_its_lifetime(monkeypatch):
     assert rd.name == f"smollm2-135m-instruct (local llama.cpp, reader prompt v{chat_reader.PROMPT_VERSION})"
     with pytest.raises(OSError):  # the server is gone with the block
         urllib.request.urlopen(url.replace("/chat/completions", "/models"), timeout=2)
+
+
+def test_worked_answers_end_on_their_number():
+    from promptzip.eval.chat_reader import final_number
+
+    assert final_number("48 / 2 = 24 in May.\n48 + 24 = 72 in all.\nThe answer is 72.") == "72"
+    assert final_number("So she pays $1,250.0 in total") == "1250"
+    assert final_number("The answer is -3, not 4.") == "-3"
+    assert final_number("no idea") == ""
+    msgs = messages("Question: 1+1?\nLet's think step by step\nThe answer is 2.", "What is 2+3?", "cot")
+    assert "The answer is N" in msgs[0]["content"] and msgs[-1]["content"].endswith("Let's think step by step")
+    assert msgs[-1]["content"].startswith("Question: 1+1?")  # the worked examples first: a shared prefix
+
+
+def test_cot_rows_load_and_unknown_styles_are_refused(tmp_path):
+    from promptzip.errors import UsageError
+    from promptzip.eval.data import load_items
+
+    path = tmp_path / "cot.jsonl"
+    path.write_text(json.dumps({"context": "demos", "question": "q", "answers": ["7"], "style": "cot"}) + "\n")
+    assert load_items(path)[0].style == "cot"
+    path.write_text(json.dumps({"context": "demos", "question": "q", "answers": ["7"], "style": "poem"}) + "\n")
+    with pytest.raises(UsageError, match="unknown style"):
+        load_items(path)

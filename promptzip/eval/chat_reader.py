@@ -6,6 +6,10 @@ F1 under SQuAD normalization in `metrics.py`). Requests run `concurrency` at a t
 rewrite backend's retries (`runtime/endpoint.py`) and completion cache (`runtime/cache.py`), so
 a resumed eval asks nothing twice.
 
+Rows of style `cot` (GSM8K: the context is the worked examples, the question a new problem) are
+asked to reason step by step and end with "The answer is N"; the number after the last "answer
+is" (else the last number) is the answer, compared as EM. They have no log-likelihood.
+
 The gold answer's log-likelihood needs the server to score text it did not generate: the
 legacy `POST {base}/completions` with `echo` and `logprobs` (vLLM and OpenAI's older models
 do; llama.cpp's server refuses `echo`). The reader asks once; where the server refuses or
@@ -26,6 +30,7 @@ changes `PROMPT_VERSION`, and with it the reader's name, so checkpointed rows ar
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +53,17 @@ UNREACHED = (None, 401, 403, 407, 429)  # failures that say nothing about scorin
 LOCAL = {"qwen2.5-coder-0.5b-instruct": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"}
 
 
-def messages(context: str, question: str | None) -> list[dict]:
+COT_SYSTEM = ("Solve the problem. Reason step by step as the worked examples do, and end with a line "
+              "'The answer is N.' where N is a number.")
+COT_MAX_TOKENS = 320
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_ANSWER_IS = re.compile(r"answer is[^\d-]*(-?\d[\d,]*(?:\.\d+)?)", re.IGNORECASE)
+
+
+def messages(context: str, question: str | None, style: str = "span") -> list[dict]:
+    if style == "cot":  # the (compressed) worked examples, then the problem
+        return [{"role": "system", "content": COT_SYSTEM},
+                {"role": "user", "content": f"{context}\n\nQuestion: {question}\nLet's think step by step"}]
     if question:
         return [{"role": "system", "content": SYSTEM}, *EXAMPLE,
                 {"role": "user", "content": f"Text:\n{context}\n\nQuestion: {question}"}]
@@ -60,6 +75,16 @@ def scoring_prompt(context: str, question: str | None) -> str:
     if question:
         return f"{SYSTEM}\n\nText:\n{context}\n\nQuestion: {question}\nAnswer:"
     return f"Text:\n{context}\n\nSummary:"
+
+
+def final_number(text: str) -> str:
+    """The number a worked answer ends on: after its last "answer is", else its last number;
+    thousands separators and a trailing ".0" dropped."""
+    found = _ANSWER_IS.findall(text) or _NUMBER.findall(text)
+    if not found:
+        return ""
+    value = found[-1].replace(",", "")
+    return value[:-2] if value.endswith(".0") else value
 
 
 def first_line(text: str) -> str:
@@ -82,19 +107,21 @@ class ChatReader:
         self.max_answer_tokens = MAX_ANSWER_TOKENS
 
     # -- answers ------------------------------------------------------------------------------
-    def generate(self, context: str, question: str | None, max_new_tokens: int = MAX_ANSWER_TOKENS) -> str:
-        msgs = messages(context, question)
-        key = CompletionCache.key(f"reader:{self.name}", msgs, max_new_tokens)
+    def generate(self, context: str, question: str | None, max_new_tokens: int = MAX_ANSWER_TOKENS,
+                 style: str = "span") -> str:
+        msgs = messages(context, question, style)
+        limit = COT_MAX_TOKENS if style == "cot" else max_new_tokens
+        key = CompletionCache.key(f"reader:{self.name}", msgs, limit)
         text = self.cache.get(key)
         if text is None:
-            text = self.gen.complete(msgs, max_new_tokens)
+            text = self.gen.complete(msgs, limit)
             self.cache.put(key, text)
-        return first_line(text)
+        return final_number(text) if style == "cot" else first_line(text)
 
     def generate_many(self, contexts: list[str], question: str | None,
-                      max_new_tokens: int = MAX_ANSWER_TOKENS) -> list[str]:
+                      max_new_tokens: int = MAX_ANSWER_TOKENS, style: str = "span") -> list[str]:
         with ThreadPoolExecutor(max_workers=self.gen.concurrency) as pool:
-            return list(pool.map(lambda c: self.generate(c, question, max_new_tokens), contexts))
+            return list(pool.map(lambda c: self.generate(c, question, max_new_tokens, style), contexts))
 
     # -- log-likelihood -----------------------------------------------------------------------
     def answer_logprob(self, context: str, question: str | None, answer: str) -> float | None:

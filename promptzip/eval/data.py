@@ -2,7 +2,9 @@
 
 Shapes (JSONL, one object per line):
 * QA: `context` (or `contexts[]`, joined by blank lines), `question`, `answers[]`; rows whose
-  `answers` is empty (SQuAD 2.0 unanswerable) are skipped;
+  `answers` is empty (SQuAD 2.0 unanswerable) are skipped; `"style": "cot"` marks a row whose
+  reader reasons step by step and ends with a number (GSM8K: the context is the worked examples,
+  only they are compressed, and the answer is the final number);
 * summarization: `document`, `summary`;
 * prompts: `prompt`, `answer`;
 * a `.txt` file is one document with no reference (ratio and structure only).
@@ -16,6 +18,8 @@ from pathlib import Path
 
 from ..errors import InputError, UsageError
 
+STYLES = ("span", "cot")
+
 
 @dataclass
 class EvalItem:
@@ -24,6 +28,7 @@ class EvalItem:
     question: str | None
     answers: list[str] = field(default_factory=list)
     kind: str = "qa"  # qa | summarization | prompt | document
+    style: str = "span"  # qa: the reader answers with a span, or reasons to a number ("cot")
 
 
 def _item(row: dict, line_no: int) -> EvalItem | None:
@@ -35,7 +40,10 @@ def _item(row: dict, line_no: int) -> EvalItem | None:
         answers = [a for a in row.get("answers") or [] if a and a.strip()]
         if not answers:
             return None
-        return EvalItem(rid, ctx, row["question"], answers, "qa")
+        style = row.get("style", "span")
+        if style not in STYLES:
+            raise UsageError(f"line {line_no}: unknown style {style!r}", f"Use one of {', '.join(STYLES)}.")
+        return EvalItem(rid, ctx, row["question"], answers, "qa", style)
     if "document" in row and "summary" in row:
         return EvalItem(rid, row["document"], None, [row["summary"]], "summarization")
     if "prompt" in row and "answer" in row:

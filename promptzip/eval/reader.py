@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import UsageError
 from ..runtime.lm import LM_NAME as MODEL
 from ..runtime.lm import load_causal_lm
 
@@ -77,8 +78,9 @@ class Reader:
         return out
 
     def generate_many(self, contexts: list[str], question: str | None, max_new_tokens: int = 16,
-                      batch_size: int = 16) -> list[str]:
+                      batch_size: int = 16, style: str = "span") -> list[str]:
         """`generate` for several contexts, batched (left padding, greedy)."""
+        _spans_only(style)
         torch = self._torch
         out: list[str] = []
         for lo in range(0, len(contexts), batch_size):
@@ -95,7 +97,8 @@ class Reader:
                 out.append(text.strip().split("\n")[0].strip())
         return out
 
-    def generate(self, context: str, question: str | None, max_new_tokens: int = 16) -> str:
+    def generate(self, context: str, question: str | None, max_new_tokens: int = 16, style: str = "span") -> str:
+        _spans_only(style)
         torch = self._torch
         prompt = self._prompt(context, question)
         with torch.inference_mode():
@@ -103,3 +106,9 @@ class Reader:
                                       do_sample=False, pad_token_id=self.tok.eos_token_id)
         text = self.tok.decode(out[0, len(prompt):], skip_special_tokens=True)
         return text.strip().split("\n")[0].strip()
+
+
+def _spans_only(style: str) -> None:
+    if style != "span":
+        raise UsageError(f"SmolLM2-135M cannot work {style!r} rows out (it answers nothing right even with spans)",
+                         "Read them with --reader-model qwen2.5-coder-0.5b-instruct or --reader-endpoint URL.")

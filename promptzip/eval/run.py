@@ -223,12 +223,13 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
     for item in items:
         n_in = counter.count(item.context)
         gold = item.answers[0] if item.answers else None
+        scored = item.style == "span"  # a worked-out number has no single gold continuation to score
         orig = ckpt.get(item.id, "original", 1.0)
         if not measure:
             rows += [r for r in [orig] + [reusable(item.id, m, r) for m in methods for r in ratios] if r]
             continue
         if orig is None:
-            base_ll = reader.answer_logprob(item.context, item.question, gold) if reader and gold else None
+            base_ll = reader.answer_logprob(item.context, item.question, gold) if reader and gold and scored else None
             orig = Row(item.id, "original", 1.0, 1.0, n_in, n_in, 0.0, 0.0,
                        answer_retained=float(answer_retained(item.context, item.answers)) if item.kind == "qa" else None,
                        numbers_kept=1.0, names_kept=1.0, entities_kept=1.0, invented_numbers=0, embed_sim=1.0 if embedder else None, ll_answer=base_ll,
@@ -236,7 +237,7 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
             if item.kind == "document":
                 orig.structure_kept = 1.0
             if reader and generate and item.kind == "qa":
-                pred = reader.generate(item.context, item.question)
+                pred = reader.generate(item.context, item.question, style=item.style)
                 orig.em, orig.f1 = exact_match(pred, item.answers), f1(pred, item.answers)
             ckpt.add(orig)
         base_ll = orig.ll_answer
@@ -281,12 +282,14 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
                 fresh.append((row, text, answer is not None))
         if reader and gold and fresh:  # the reader reads an item's new rows in one batch
             texts = [t for _, t, _ in fresh]
-            for (row, _, _), ll in zip(fresh, reader.answer_logprobs(texts, item.question, gold), strict=True):
+            lls = reader.answer_logprobs(texts, item.question, gold) if scored else [None] * len(texts)
+            for (row, _, _), ll in zip(fresh, lls, strict=True):
                 row.ll_answer = ll  # None: the reader cannot score given text
                 row.ll_delta = ll - base_ll if ll is not None and base_ll is not None else None
             todo = [(row, t) for row, t, answered in fresh if not answered]  # latent rows answered with `ask`
             if generate and item.kind == "qa" and todo:
-                for (row, _), pred in zip(todo, reader.generate_many([t for _, t in todo], item.question), strict=True):
+                preds = reader.generate_many([t for _, t in todo], item.question, style=item.style)
+                for (row, _), pred in zip(todo, preds, strict=True):
                     row.em, row.f1 = exact_match(pred, item.answers), f1(pred, item.answers)
         for row, _, _ in fresh:
             ckpt.add(row)
