@@ -377,8 +377,8 @@ def gsm8k_reader_rows(out: Path, n: int) -> Path:
     """QA rows of style `cot`: the 8-shot CoT prompt as context, each of the last `n` GSM8K
     training problems that is not one of its examples as question, its number as answer."""
     prompt = (SHARED / "prompts" / "gsm8k_cot_prompt_hardest.txt").read_text(encoding="utf-8")
-    rows = [json.loads(line) for line in (SHARED / "prompts" / "gsm8k_train.jsonl").read_text(encoding="utf-8")
-            .splitlines() if line.strip()]
+    with open(SHARED / "prompts" / "gsm8k_train.jsonl", encoding="utf-8") as f:  # not splitlines: U+2028 in rows
+        rows = [json.loads(line) for line in f if line.strip()]
     picked = [r for r in reversed(rows) if r["prompt"].strip()[:80] not in prompt][:n]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps({"id": r["id"], "context": prompt, "question": r["prompt"],
