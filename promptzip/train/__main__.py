@@ -237,6 +237,16 @@ def cmd_distill(args) -> None:
     teacher = w / "teacher-onnx"
     if not (teacher / "validation.json").is_file():
         cmd_teacher(argparse.Namespace(work=args.work, stop=0))
+    mine = json.loads((teacher / "validation.json").read_text(encoding="utf-8"))
+    shipped_manifest = Path(__file__).resolve().parents[2] / "models" / "extract-minilm" / "manifest.json"
+    theirs = json.loads(shipped_manifest.read_text(encoding="utf-8"))["validation"]["fp32"]
+    gains = {k: mine[k]["answer_retained"] - theirs[k]["answer_retained"] for k in ("0.33", "0.2-query")}
+    _log("distill: teacher vs shipped model (fp32, held-out paragraphs, answer kept): "
+         + ", ".join(f"{k} {mine[k]['answer_retained']:.3f} vs {theirs[k]['answer_retained']:.3f}" for k in gains))
+    if max(gains.values()) <= 0 and not args.force:
+        raise SystemExit("promptzip.train: the teacher is no better than the shipped model on the held-out "
+                         "paragraphs, so its labels would teach the student less than it knows; "
+                         "`distill --force` goes on anyway")
     for source, limit in r["teach"]:
         cmd_teach(argparse.Namespace(teacher=str(teacher), source=source, out=str(w / "teacher.jsonl"), limit=limit,
                                      per=1))
@@ -352,6 +362,8 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_teacher)
     p = sub.add_parser("distill", help="teacher, its labels, and the student trained on them (issue 24)")
     p.add_argument("--stop", type=int, default=0, help="end the student at this step (0 = all of it)")
+    p.add_argument("--force", action="store_true", help="distill even from a teacher that validates no better "
+                   "than the shipped model")
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("teach", help="label text with a teacher's keep probabilities (distillation data)")
