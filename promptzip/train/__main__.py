@@ -112,7 +112,7 @@ def cmd_export(args) -> None:
     from .export import export
 
     paths = export(Path(args.run) / "state.pt", Path(args.out))
-    _log(f"export: {paths['fp32']} and {paths['int8']}")
+    _log("export: " + " and ".join(str(p) for p in paths.values()))
 
 
 def cmd_from_onnx(args) -> None:
