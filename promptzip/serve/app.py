@@ -24,6 +24,7 @@ unreachable, 504 upstream timeout; the upstream's own errors come back as it sen
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import time
@@ -32,7 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import PromptzipError, UsageError
-from .policy import Policy, apply, plan
+from ..tokens import load_tokenizer
+from .policy import Policy, apply, message_texts, plan
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host", "content-length"}
@@ -52,25 +54,22 @@ class Outcome:
 class Engine:
     """Compression of request bodies (synchronous; the app calls it in worker threads)."""
 
-    def __init__(self) -> None:
-        from ..tokens import load_tokenizer
-
-        self._load = load_tokenizer
-
     def chat(self, body: dict, policy: Policy) -> Outcome:
         from ..compressors import get_method
         from ..pipeline import compress
 
         t0 = time.perf_counter()
-        counter = self._load(policy.tokenizer)
+        counter = load_tokenizer(policy.tokenizer)
+        count = functools.lru_cache(maxsize=None)(counter.count)  # each message's text is counted once
         messages = body.get("messages")
-        todo = plan(messages, policy, counter.count)
-        total = sum(counter.count(t) for m in messages for _, t in _texts(m))
+        todo = plan(messages, policy, count)  # checks that messages are objects
+        total = sum(count(t) for m in messages for _, t in message_texts(m))
         if not todo.pieces:
             return Outcome(body, total, total, 0, time.perf_counter() - t0)
         query = todo.query if get_method(policy.method).query_aware else None
-        sizes = [counter.count(t) for _, _, t in todo.pieces]
+        sizes = [count(t) for _, _, t in todo.pieces]
         replaced: dict[tuple[int, int | None], str] = {}
+        saved = 0
         for (i, part, text), n in zip(todo.pieces, sizes, strict=True):
             target = None
             if policy.target_tokens is not None:
@@ -79,8 +78,7 @@ class Engine:
                            target_tokens=target, query=query, force=policy.force, tokenizer=counter)
             if res.report.output_tokens < n:
                 replaced[(i, part)] = res.text
-        saved = sum(n - counter.count(replaced[(i, p)]) for (i, p, _), n in zip(todo.pieces, sizes, strict=True)
-                    if (i, p) in replaced)
+                saved += n - res.report.output_tokens
         out = {**body, "messages": apply(messages, replaced)}
         return Outcome(out, total, total - saved, len(replaced), time.perf_counter() - t0)
 
@@ -88,7 +86,7 @@ class Engine:
         from ..pipeline import compress
 
         t0 = time.perf_counter()
-        counter = self._load(policy.tokenizer)
+        counter = load_tokenizer(policy.tokenizer)
         prompt = body.get("prompt")
         if not isinstance(prompt, str):
             n = sum(counter.count(p) for p in prompt if isinstance(p, str)) if isinstance(prompt, list) else 0
@@ -130,12 +128,6 @@ class Engine:
                        query=body.get("query"), force=pol.force, tokenizer=pol.tokenizer,
                        input_format=str(body.get("input_format", "auto")))
         return {"text": res.text, "report": res.report.to_dict()}
-
-
-def _texts(message: Any) -> list[tuple[int | None, str]]:
-    from .policy import message_texts
-
-    return message_texts(message) if isinstance(message, Mapping) else []
 
 
 def error_body(message: str, kind: str, code: str | None = None) -> dict:
