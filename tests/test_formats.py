@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -208,6 +209,44 @@ def test_latex_quotes_are_not_inline_code():
     assert abs(res.report.ratio - 0.33) <= 0.03
     plain = compress(body, method="extract", ratio=0.33, input_format="text")
     assert abs(plain.report.ratio - 0.33) <= 0.03
+
+
+def _balance(text: str) -> tuple[int, int]:
+    """(groups left open, closing braces without a group) of `text`."""
+    depth = stray = 0
+    for m in re.finditer(r"(?<!\\)[{}]", text):
+        depth += 1 if m.group() == "{" else -1
+        if depth < 0:
+            stray, depth = stray + 1, 0
+    return depth, stray
+
+
+def test_latex_groups_and_environments_stay_whole():
+    rng = random.Random(3)
+    words = "the logic of proof was studied by many authors in the early years of the century".split()
+    parts = []
+    for i in range(60):
+        prose = " ".join(rng.choice(words) for _ in range(12))
+        parts.append(f"{prose} \\emph{{{' '.join(rng.choice(words) for _ in range(4))}}}. See \\textsc{{bce}}.")
+        if i % 10 == 0:
+            parts.append("\\begin{itemize}\n\\item " + prose + "\n\\item " + prose + "\n\\end{itemize}")
+    text = LATEX % "\n\n".join(parts)
+    assert _balance(text) == (0, 0)
+    for method in ("extract", FAST):
+        for ratio in (0.5, 0.2):
+            out = compress(text, method=method, ratio=ratio, input_format="latex").text
+            assert _balance(out) == (0, 0), (method, ratio)
+            assert out.count("\\begin{itemize}") == out.count("\\end{itemize}"), (method, ratio)
+            assert "\\textsc{bce" not in out.replace("\\textsc{bce}", "")  # a brace is not punctuation to trim
+
+
+def test_rebalance_closes_after_the_last_kept_word_and_drops_strays():
+    from promptzip.formats.latex import rebalance
+
+    src = r"A \emph{Prior Analytics} and \textbf{bold words} end \begin{quote} said so \end{quote}"
+    assert rebalance(src, r"A \emph{Prior and words} end \begin{quote} said") == \
+        "A \\emph{Prior} and words end \\begin{quote} said\n\\end{quote}"
+    assert rebalance(src, "a rewritten summary {") == "a rewritten summary {"  # not words of the source
 
 
 # -- scripts without spaces, giant words ------------------------------------------------

@@ -54,13 +54,13 @@ class Words:
 
     def trim_punctuation(self, sentence_ends: bool) -> None:
         """Words written without the punctuation at their edges (`(Norman:` -> `Norman`): commas,
-        brackets and quotes cost ~15% of a thinned paragraph's tokens. A word of punctuation alone
+        brackets and quotes (but not braces, which are markup) cost ~15% of a thinned paragraph's tokens. A word of punctuation alone
         writes nothing; a dot that ends an abbreviation or an initial stays (`U.S.`, `J.`), and
         with `sentence_ends` so does the `.`, `?` or `!` that ends a unit. Protected words (but
         for the punctuation around a number: `1066.` -> `1066`), structural and forced words and
         blocks stay verbatim."""
         free = (~self.must | self.number) & ~(self.forced | self.block)
-        cut = {x: _trimmed(x) for x in dict.fromkeys(self.words) if x[0] in _EDGE or x[-1] in _EDGE}
+        cut = {x: _trimmed(x) for x in dict.fromkeys(self.words) if x[0] in _TRIM or x[-1] in _TRIM}
         if not cut:
             return
         lo = np.zeros(len(self.words), dtype=np.int64)
@@ -207,14 +207,15 @@ _MONTHS = frozenset("""january february march april may june july august septemb
 december jan feb mar apr jun jul aug sep sept oct nov dec""".split())
 _NAME_LINKS = frozenset("of and the de du la le von van da del for & -".split())
 _EDGE = "\"'“”‘’«»‹›()[]{},.;:!?¿¡…"
+_TRIM = _EDGE.replace("{}", "")  # braces are markup (LaTeX groups, code), not prose punctuation
 _CLOSING = "\"'”’)]"
 
 
 def _trimmed(word: str) -> tuple[int, int]:
     """[start, end) of `word` without the punctuation at its edges, keeping the dot of an
     abbreviation or an initial (`U.S.`, `J.`)."""
-    a = len(word) - len(word.lstrip(_EDGE))
-    b = len(word.rstrip(_EDGE))
+    a = len(word) - len(word.lstrip(_TRIM))
+    b = len(word.rstrip(_TRIM))
     if a < b < len(word) and word[b] == "." and ("." in word[a:b] or (b - a == 1 and word[a].isupper())):
         b += 1
     return a, max(a, b)
