@@ -22,6 +22,9 @@ NOT_NAMES = frozenset(
     Must Each Every Many Most Such Both Either Neither Once Now Only Just Even Still Yet Like
     Unto Thou Thy Thee Ye Behold Lord God Question Answer Q""".split()
 )
+MONTHS = frozenset("""january february march april may june july august september october november
+december jan feb mar apr jun jul aug sep sept oct nov dec""".split())
+WEEKDAYS = frozenset("monday tuesday wednesday thursday friday saturday sunday".split())
 
 
 class Tally:

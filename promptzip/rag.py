@@ -46,6 +46,7 @@ import numpy as np
 
 from .compressors.lexical import fold
 from .errors import InputError, UsageError
+from .fidelity import MONTHS, WEEKDAYS
 from .segment import sentence_bounds
 from .tokens import DEFAULT_TOKENIZER, TokenCounter, load_tokenizer
 
@@ -229,7 +230,7 @@ def _top_mean(p: np.ndarray) -> float:
 def model_scores(query: str, texts: Sequence[str], counter: TokenCounter, force: Sequence[str] = ()) -> ModelScores:
     """The classifier's keep probabilities for every passage, read with the query; a passage's
     relevance from its best words. Then a second hop: the names (capitalized words outside the
-    question) that score highest in the HOP_FROM best passages extend the query; BM25 of those
+    question, months and weekdays aside) that score highest in the HOP_FROM best passages extend the query; BM25 of those
     names finds the passages they lead to, and the classifier reads each such passage again
     with the extended query (a bridge question names the first passage's subject; the answer
     sits in a passage about a name read there, which the question alone does not point at)."""
@@ -247,7 +248,8 @@ def model_scores(query: str, texts: Sequence[str], counter: TokenCounter, force:
         for w, x in zip(words[i], probs[i], strict=True):
             name = w.strip(".,;:!?()[]{}\"'")
             t = _term(name.lower())
-            if name[:1].isupper() and t and t not in asked and len(name) > 1:
+            if (name[:1].isupper() and t and t not in asked and len(name) > 1
+                    and name.lower() not in MONTHS and name.lower() not in WEEKDAYS):  # a date leads nowhere
                 candidates[name] = max(candidates.get(name, 0.0), float(x))
     names = sorted(candidates, key=lambda n: -candidates[n])[:HOP_NAMES]
     hop = bm25(" ".join(names), texts) if names else np.zeros(len(texts))

@@ -121,7 +121,7 @@ def test_orders_and_relevance_modes():
 BRIDGE_Q = "The Tarrow viaduct was built by which firm, and in what year was that firm founded?"
 BRIDGE = [
     "The Tarrow viaduct carries the A61 road over the river valley south of Aldermoor. It was built by the "
-    "Hollins & Crane group between 1998 and 2002 and is 340 metres long.",
+    "Hollins & Crane group between March 1998 and June 2002 and is 340 metres long.",
     "Hollins & Crane was established in 1871 by two brothers as a small ironworks in Leeds. It grew into one of "
     "the largest civil engineering contractors in the north of England.",
     "The river valley south of Aldermoor is home to otters, kingfishers and several rare mosses. A walking trail "
@@ -139,6 +139,7 @@ def test_model_relevance_follows_a_name_to_the_second_passage():
 
     scores = model_scores(BRIDGE_Q, BRIDGE, load_tokenizer("cl100k_base"))
     assert {"Hollins", "Crane"} <= set(scores.hop_names) and "Tarrow" not in scores.hop_names
+    assert not {"March", "June"} & set(scores.hop_names)  # a date leads to no passage
     assert scores.hop[1] == 1.0 or scores.hop[1] >= scores.hop[3]
     assert scores.queries[1] != BRIDGE_Q and scores.queries[0] == BRIDGE_Q  # read again with the names
     res = compress_passages(BRIDGE_Q, BRIDGE, ratio=0.25)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..fidelity import NOT_NAMES
+from ..fidelity import MONTHS, NOT_NAMES
 from ..pipeline import WORD_KINDS, Context, select_by_score, word_pieces_flagged
 from ..segment import FORCED, GAP_TEXT, STRUCTURE, Gap, Kind, protected_besides_numbers
 from .lexical import STOPWORDS
@@ -203,8 +203,6 @@ def select_words(ctx: Context, w: Words, scores: np.ndarray, rounds: int = 3,
     return best
 
 
-_MONTHS = frozenset("""january february march april may june july august september october november
-december jan feb mar apr jun jul aug sep sept oct nov dec""".split())
 _NAME_LINKS = frozenset("of and the de du la le von van da del for & -".split())
 _EDGE = "\"'“”‘’«»‹›()[]{},.;:!?¿¡…"
 _TRIM = _EDGE.replace("{}", "")  # braces are markup (LaTeX groups, code), not prose punctuation
@@ -273,7 +271,7 @@ def _phrases(words: list[str], unit_of: np.ndarray) -> list[tuple[int, int]]:
     cores = [x.strip(_EDGE) for x in words]
     name = [bool(c) and c[0].isupper() and c not in NOT_NAMES for c in cores]
     number = [any(map(str.isdigit, c)) for c in cores]
-    month = [c.lower() in _MONTHS for c in cores]
+    month = [c.lower() in MONTHS for c in cores]
     n, found, i = len(words), [], 0
     while i < n:
         if not (name[i] or number[i] or month[i]):
