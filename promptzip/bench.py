@@ -355,6 +355,7 @@ def bench_reader(work: Path, measured_only: bool = False) -> str:
              + ("" if "llmlingua" in methods else " LLMLingua peer not run: `make peers` has not been run.")]
     parts += _eval_table(work, (name, rel, READER_N, "answer", title), methods, measured_only,
                          out_name=f"{name}-qwen", extra=["--reader-model", READER, "--no-embed"])
+    parts += _em_kept_headline(work / f"eval-{name}-qwen")
     rows = gsm8k_reader_rows(work / "gsm8k-cot-reader.jsonl", GSM8K_N)
     parts += ["", f"GSM8K as the LLMLingua papers read it: the 8-shot chain-of-thought prompt "
               "(prompts/gsm8k_cot_prompt_hardest.txt) is the context that methods compress, the question is one "
@@ -365,10 +366,36 @@ def bench_reader(work: Path, measured_only: bool = False) -> str:
                                 "8-shot CoT prompt, read by Qwen2.5-Coder-0.5B-Instruct"),
                          [m for m in methods if m in GSM8K_METHODS], measured_only,
                          out_name="gsm8k-cot-qwen", extra=["--reader-model", READER, "--no-embed"])
+    parts += _em_kept_headline(work / "eval-gsm8k-cot-qwen")
     parts += ["", "QMSum is not in this section: its gold answers are free-form summaries, which neither EM "
               "nor F1 of a 0.5B model's summary measures, and llama.cpp's server gives no log-likelihood of "
               "given text (the Fidelity section has QMSum read by SmolLM2's log-likelihood)."]
     return "\n".join(parts)
+
+
+def _em_kept_headline(out: Path) -> list[str]:
+    """The headline of a reader table: per method, the share of the uncompressed context's EM it
+    keeps at each ratio (mean [95% interval], paired on the same rows), with the share of the
+    text it really kept where that is off its target."""
+    path = out / "results.json"
+    if not path.is_file():
+        return []
+    summary = json.loads(path.read_text(encoding="utf-8"))["summary"]
+    original = next((r["em"]["mean"] for r in summary if r["method"] == "original"), None)
+    kept: dict[str, dict[float, str]] = {}
+    for r in summary:
+        if r["method"] != "original" and r.get("em_kept"):
+            k, got = r["em_kept"], r["achieved_ratio"]["mean"]
+            miss = f" (kept {got:.2f} of the text)" if abs(got - r["target_ratio"]) > 0.05 else ""
+            kept.setdefault(r["method"], {})[r["target_ratio"]] = f"{k['mean']:.2f} [{k['lo']:.2f}, {k['hi']:.2f}]{miss}"
+    if not kept or original is None:
+        return []
+    lines = ["", f"How much of the uncompressed EM ({original:.3f}) each method keeps:", "",
+             "| method | " + " | ".join(f"EM kept @{x:g}" for x in RATIOS) + " |",
+             "|---|" + "---:|" * len(RATIOS)]
+    for method, by in sorted(kept.items(), key=lambda kv: -sum(float(v.split()[0]) for v in kv[1].values())):
+        lines.append(f"| {method} | " + " | ".join(by.get(x, "-") for x in RATIOS) + " |")
+    return lines
 
 
 GSM8K_N = 20  # about 15 s a problem on 2 cores (up to 320 tokens of reasoning)

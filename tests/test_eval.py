@@ -158,3 +158,23 @@ def test_noquery_mode_withholds_the_question(tmp_path):
     bad = runner.invoke(app, ["eval", str(_dataset(tmp_path)), "--methods", "lexical:sideways", "--no-reader",
                               "--no-embed", "--out", str(tmp_path / "o")])
     assert bad.exit_code == 2
+
+
+def test_bench_headline_says_how_much_em_each_method_keeps(tmp_path):
+    from promptzip.bench import _em_kept_headline
+
+    def row(method, target, got, kept):
+        ci = {"mean": kept, "lo": kept - 0.1, "hi": kept + 0.1, "sd": None}
+        return {"method": method, "target_ratio": target, "achieved_ratio": {"mean": got},
+                "em": {"mean": 0.4}, "em_kept": None if method == "original" else ci}
+
+    summary = [row("original", 1.0, 1.0, 1.0), row("a", 0.5, 0.5, 0.9), row("a", 0.2, 0.21, 0.5),
+               row("b", 0.2, 0.87, 0.8)]
+    assert _em_kept_headline(tmp_path) == []  # nothing measured yet
+    (tmp_path / "results.json").write_text(json.dumps({"summary": summary}), encoding="utf-8")
+    lines = _em_kept_headline(tmp_path)
+    assert "(0.400)" in lines[1]
+    a = next(x for x in lines if x.startswith("| a |"))
+    assert a == "| a | 0.90 [0.80, 1.00] | - | 0.50 [0.40, 0.60] |"
+    b = next(x for x in lines if x.startswith("| b |"))
+    assert "(kept 0.87 of the text)" in b  # a method off its target says what it kept
