@@ -178,3 +178,37 @@ def test_bench_headline_says_how_much_em_each_method_keeps(tmp_path):
     assert a == "| a | 0.90 [0.80, 1.00] | - | 0.50 [0.40, 0.60] |"
     b = next(x for x in lines if x.startswith("| b |"))
     assert "(kept 0.87 of the text)" in b  # a method off its target says what it kept
+
+
+def test_peers_compress_a_shared_context_once(tmp_path, monkeypatch):
+    """A few-shot prompt is every row's context: the peer compresses it once per ratio, and every
+    row gets that result; a resumed run asks for nothing again."""
+    import sys
+
+    from promptzip.eval import peers
+    from promptzip.eval.data import EvalItem
+
+    log = tmp_path / "asked.txt"
+    fake = tmp_path / "python"
+    fake.write_text(f"""#!{sys.executable}
+import json, sys
+_, worker, req, res, model = sys.argv
+rows = [json.loads(x) for x in open(req)]
+open({str(log)!r}, "a").write("".join(r["key"] + "\\n" for r in rows))
+with open(res, "a") as out:
+    for r in rows:
+        out.write(json.dumps({{"key": r["key"], "text": r["context"][:4], "error": None, "seconds": 1.0}}) + "\\n")
+""")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PROMPTZIP_PEERS_PYTHON", str(fake))
+    monkeypatch.setattr(peers, "model_path", lambda name: tmp_path)
+    items = [EvalItem(f"q{i}", "shared few-shot prompt", f"question {i}") for i in range(5)]
+    items.append(EvalItem("other", "another context", "question"))
+    cache = tmp_path / "cache.jsonl"
+    got = peers.run_peers("llmlingua", items, [0.5, 0.2], cache=cache)
+    assert len(got) == 12 and got[("q3", 0.2)] == ("shar", 1.0) and got[("other", 0.5)][0] == "anot"
+    assert len(log.read_text().splitlines()) == 4  # two contexts x two ratios
+    assert len(peers.run_peers("llmlingua", items, [0.5, 0.2], cache=cache)) == 12
+    assert len(log.read_text().splitlines()) == 4
+    peers.run_peers("longllmlingua", items, [0.5], cache=tmp_path / "long.jsonl")
+    assert len(log.read_text().splitlines()) == 4 + 6  # the question-aware peer reads each question

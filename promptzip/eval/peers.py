@@ -46,13 +46,21 @@ def run_peers(method: str, items: Sequence[EvalItem], ratios: Sequence[float],
         res = cache or Path(tmp) / "results.jsonl"
         have = _read_results(res)
         req = Path(tmp) / "requests.jsonl"
+        # the same context (and question, for the question-aware peer) at the same ratio is
+        # compressed once: a few-shot prompt is every row's context
+        groups: dict[tuple, list[tuple[str, EvalItem, float]]] = {}
+        for item in items:
+            for ratio in ratios:
+                same = (item.context, item.question if method != "llmlingua" else None, ratio)
+                groups.setdefault(same, []).append((f"{item.id}\t{ratio}", item, ratio))
+        twins: dict[str, str] = {}  # key -> the key whose result it shares
         n = 0
         with open(req, "w", encoding="utf-8") as f:
-            for item in items:
-                for ratio in ratios:
-                    key = f"{item.id}\t{ratio}"
-                    if key in have:
-                        continue
+            for group in groups.values():
+                doer = next((g for g in group if g[0] in have), group[0])
+                twins.update((key, doer[0]) for key, _, _ in group if key not in have and key != doer[0])
+                key, item, ratio = doer
+                if key not in have:
                     f.write(json.dumps({"key": key, "method": method, "context": item.context,
                                         "question": item.question, "ratio": ratio}) + "\n")
                     n += 1
@@ -63,6 +71,12 @@ def run_peers(method: str, items: Sequence[EvalItem], ratios: Sequence[float],
             if proc.returncode != 0:
                 tail = "\n".join(proc.stderr.strip().splitlines()[-3:])
                 raise ModelError(f"the {method} peer failed: {tail}", "Check `make peers`.")
+        if twins:
+            done = _read_results(res)
+            with open(res, "a", encoding="utf-8") as f:
+                for key, twin in twins.items():
+                    if twin in done:
+                        f.write(json.dumps({**done[twin], "key": key}) + "\n")
         out: dict[tuple[str, float], tuple[str, float]] = {}
         for key, row in _read_results(res).items():
             if row.get("error"):
