@@ -373,6 +373,9 @@ def bench_reader(work: Path, measured_only: bool = False) -> str:
     return "\n".join(parts)
 
 
+MIN_RIGHT = 5  # uncompressed right answers below which a reader's EM kept is not reported
+
+
 def _em_kept_headline(out: Path) -> list[str]:
     """The headline of a reader table: per method, the share of the uncompressed context's EM it
     keeps at each ratio (mean [95% interval], paired on the same rows), with the share of the
@@ -381,7 +384,12 @@ def _em_kept_headline(out: Path) -> list[str]:
     if not path.is_file():
         return []
     summary = json.loads(path.read_text(encoding="utf-8"))["summary"]
-    original = next((r["em"]["mean"] for r in summary if r["method"] == "original"), None)
+    first = next((r for r in summary if r["method"] == "original"), None)
+    original = first["em"]["mean"] if first else None
+    if first and round(original * first["n"]) < MIN_RIGHT:
+        return ["", f"The reader answers {round(original * first['n'])} of the {first['n']} uncompressed problems "
+                "right: too few for its EM to say what a compression costs here (a stronger reader, "
+                "`--reader-endpoint`, is needed for this set)."]
     kept: dict[str, dict[float, str]] = {}
     for r in summary:
         if r["method"] != "original" and r.get("em_kept"):

@@ -168,7 +168,7 @@ def test_bench_headline_says_how_much_em_each_method_keeps(tmp_path):
 
     def row(method, target, got, kept):
         ci = {"mean": kept, "lo": kept - 0.1, "hi": kept + 0.1, "sd": None}
-        return {"method": method, "target_ratio": target, "achieved_ratio": {"mean": got},
+        return {"method": method, "target_ratio": target, "achieved_ratio": {"mean": got}, "n": 200,
                 "em": {"mean": 0.4}, "em_kept": None if method == "original" else ci}
 
     summary = [row("original", 1.0, 1.0, 1.0), row("a", 0.5, 0.5, 0.9), row("a", 0.2, 0.21, 0.5),
@@ -181,6 +181,9 @@ def test_bench_headline_says_how_much_em_each_method_keeps(tmp_path):
     assert a == "| a | 0.90 [0.80, 1.00] | - | 0.50 [0.40, 0.60] |"
     b = next(x for x in lines if x.startswith("| b |"))
     assert "(kept 0.87 of the text)" in b  # a method off its target says what it kept
+    summary[0]["n"], summary[0]["em"]["mean"] = 10, 0.1  # one right answer in ten
+    (tmp_path / "results.json").write_text(json.dumps({"summary": summary}), encoding="utf-8")
+    assert "answers 1 of the 10 uncompressed problems right" in " ".join(_em_kept_headline(tmp_path))
 
 
 def test_peers_compress_a_shared_context_once(tmp_path, monkeypatch):
