@@ -391,17 +391,19 @@ def _em_kept_headline(out: Path) -> list[str]:
                 "right: too few for its EM to say what a compression costs here (a stronger reader, "
                 "`--reader-endpoint`, is needed for this set)."]
     kept: dict[str, dict[float, str]] = {}
+    total: dict[str, float] = {}  # a method's EM kept summed over ratios: the table's order
     for r in summary:
         if r["method"] != "original" and r.get("em_kept"):
             k, got = r["em_kept"], r["achieved_ratio"]["mean"]
             miss = f" (kept {got:.2f} of the text)" if abs(got - r["target_ratio"]) > 0.05 else ""
             kept.setdefault(r["method"], {})[r["target_ratio"]] = f"{k['mean']:.2f} [{k['lo']:.2f}, {k['hi']:.2f}]{miss}"
+            total[r["method"]] = total.get(r["method"], 0.0) + k["mean"]
     if not kept or original is None:
         return []
     lines = ["", f"How much of the uncompressed EM ({original:.3f}) each method keeps:", "",
              "| method | " + " | ".join(f"EM kept @{x:g}" for x in RATIOS) + " |",
              "|---|" + "---:|" * len(RATIOS)]
-    for method, by in sorted(kept.items(), key=lambda kv: -sum(float(v.split()[0]) for v in kv[1].values())):
+    for method, by in sorted(kept.items(), key=lambda kv: -total[kv[0]]):
         lines.append(f"| {method} | " + " | ".join(by.get(x, "-") for x in RATIOS) + " |")
     return lines
 
