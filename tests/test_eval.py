@@ -163,6 +163,30 @@ def test_noquery_mode_withholds_the_question(tmp_path):
     assert bad.exit_code == 2
 
 
+def test_method_parameters_in_eval(tmp_path):
+    """`NAME:KEY=VALUE` measures a setting beside the defaults, under its own rows."""
+    from promptzip.eval.data import EvalItem
+    from promptzip.eval.run import compress_with, parse_method
+
+    assert parse_method("extract:noquery:cost_power=0") == ("extract", True, {"cost_power": "0"})
+    assert parse_method("truncate:side=tail") == ("truncate", False, {"side": "tail"})
+    counter = load_tokenizer("cl100k_base")
+    text = "First words come here. " + "Middle filler text. " * 20 + "Last words end it."
+    item = EvalItem("x", text, None, ["words"])
+    head, _ = compress_with("truncate", item, 0.2, counter)
+    tail, _ = compress_with("truncate:side=tail", item, 0.2, counter)
+    assert head.startswith("First") and tail.rstrip().endswith("end it.")
+    for bad_method in ("truncate:side=middle", "truncate:colour=red", "truncate:noquery:noquery"):
+        bad = runner.invoke(app, ["eval", str(_dataset(tmp_path)), "--methods", bad_method, "--no-reader",
+                                  "--no-embed", "--out", str(tmp_path / "o")])
+        assert bad.exit_code == 2, bad_method
+    rows = runner.invoke(app, ["eval", str(_dataset(tmp_path)), "--methods", "truncate,truncate:side=tail",
+                               "--ratios", "0.5", "--no-reader", "--no-embed", "--out", str(tmp_path / "ok")])
+    assert rows.exit_code == 0, rows.output
+    measured = [json.loads(line) for line in (tmp_path / "ok" / "rows.jsonl").read_text().splitlines()]
+    assert {r["method"] for r in measured} == {"original", "truncate", "truncate:side=tail"}
+
+
 def test_bench_headline_says_how_much_em_each_method_keeps(tmp_path):
     from promptzip.bench import _em_kept_headline
 

@@ -34,7 +34,8 @@ def register(app: typer.Typer) -> None:
                                              "rows) or a .txt document.")],
         methods: Annotated[str, typer.Option("--methods", help="Comma-separated methods; `random` is "
                                              "the word-dropping floor; NAME:noquery runs a query-aware "
-                                             "method without the question.")] = "truncate,lexical,random",
+                                             "method without the question; NAME:KEY=VALUE sets one of its "
+                                             "parameters (e.g. extract:noquery:cost_power=0).")] = "truncate,lexical,random",
         ratios: Annotated[str, typer.Option("--ratios", help="Comma-separated target ratios (`latent`: "
                                             "0.25,0.125,0.0625 = 4x, 8x, 16x; its rows add the "
                                             "reconstruction's precision, and EM/F1 come from `ask`).")] = "0.5,0.33,0.2",

@@ -36,6 +36,18 @@ from .metrics import (
 from .peers import PEERS, run_peers
 
 NO_QUERY = "noquery"  # `NAME:noquery` runs a query-aware method without the question
+
+
+def parse_method(method: str) -> tuple[str, bool, dict[str, str]]:
+    """`NAME[:noquery][:KEY=VALUE]...` -> (name, without the question?, the method's parameters as
+    `-p` takes them), e.g. `extract:noquery:cost_power=0` (a selection setting measured beside the
+    defaults; its rows are its own)."""
+    name, *parts = method.split(":")
+    params = dict(p.split("=", 1) for p in parts if "=" in p)
+    modes = [p for p in parts if "=" not in p]
+    if any(m != NO_QUERY for m in modes) or len(modes) > 1:
+        raise UsageError(f"unknown method mode {method!r}", f"Use NAME, NAME:{NO_QUERY} or NAME[:{NO_QUERY}]:KEY=VALUE.")
+    return name, bool(modes), params
 EVAL_ONLY = {"random": "random word dropping at the requested ratio (a floor)", **PEERS}
 METRICS = ("achieved_ratio", "precision", "answer_retained", "numbers_kept", "names_kept", "entities_kept",
            "invented_numbers", "structure_kept", "embed_sim", "ll_answer", "ll_delta", "em", "em_kept", "f1",
@@ -105,9 +117,9 @@ def compress_with(method: str, item: EvalItem, ratio: float, counter: TokenCount
         return precomputed[method][(item.id, ratio)]
     if method == "random":
         return random_drop(item.context, ratio, counter, f"{item.id}:{ratio}"), None
-    name, _, mode = method.partition(":")
-    query = item.question if get_method(name).query_aware and mode != NO_QUERY else None
-    return compress(item.context, method=name, ratio=ratio, query=query, tokenizer=counter).text, None
+    name, noquery, params = parse_method(method)
+    query = item.question if get_method(name).query_aware and not noquery else None
+    return compress(item.context, method=name, ratio=ratio, query=query, tokenizer=counter, **params).text, None
 
 
 def method_identity(method: str) -> str | None:
@@ -118,7 +130,7 @@ def method_identity(method: str) -> str | None:
     if method in EVAL_ONLY or name in EVAL_ONLY:
         return None
     cls = get_method(name)
-    weights = cls().model_id()
+    weights = cls(**parse_method(method)[2]).model_id()
     return f"{name} v{cls.version}" + (f" {weights}" if weights else "")
 
 
@@ -196,10 +208,8 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
     counter = load_tokenizer(tokenizer)
     for m in methods:
         if m not in EVAL_ONLY:
-            name, _, mode = m.partition(":")
-            get_method(name)  # unknown names fail before any work
-            if mode not in ("", NO_QUERY):
-                raise UsageError(f"unknown method mode {m!r}", f"Use NAME or NAME:{NO_QUERY}.")
+            name, _, params = parse_method(m)
+            get_method(name)(**params)  # unknown names, modes and parameters fail before any work
     if "latent" in methods:
         for r in ratios:
             latent_rate(r)  # 4x, 8x, 16x only: fail before any work
