@@ -10,6 +10,8 @@ Sections (each replaced in BENCHMARKS.md only when it runs)
   onnxruntime forward pass of the same model and the LLMLingua peer (tokens/s, peak RSS);
 * extract-fidelity: the fidelity section's SQuAD table for the shipped `extract` alone, reader
   log-likelihood without generated answers (the whole fidelity section takes hours);
+* extract-knobs: each selection setting of `extract` switched off in turn beside the defaults
+  (answer kept, reader log-likelihood, Qwen's exact match; `promptzip.bench_knobs`);
 * structure: numbers and prompt structure kept by `extract` on the GSM8K and BBH
   chain-of-thought prompts;
 * rag: `promptzip rag` on multi-passage SQuAD (gold + 9 distractors) next to lexical, truncate
@@ -768,6 +770,12 @@ def md_sections(text: str) -> dict[str, str]:
     return found
 
 
+def _bench_knobs(work: Path) -> str:
+    from .bench_knobs import bench_knobs
+
+    return bench_knobs(work, SHARED)
+
+
 def _bench_serve() -> str:
     from .bench_serve import bench_serve
 
@@ -810,6 +818,8 @@ def main(argv: list[str] | None = None) -> None:
         ("latent", "Latent: reconstruction and speed", "latent encoder", bench_latent),
         ("extract-fidelity", "Fidelity of the shipped extract model (SQuAD)",
          "fidelity of the shipped extract model (SQuAD)", lambda: bench_extract_fidelity(args.work)),
+        ("extract-knobs", "Extract selection settings, each switched off", "extract selection settings",
+         lambda: _bench_knobs(args.work)),
         ("reader", "Reader that can answer: SQuAD read by Qwen2.5-Coder-0.5B", "SQuAD with the Qwen reader",
          lambda: bench_reader(args.work, args.measured_only)),
         ("fidelity", "Fidelity", "fidelity (promptzip eval)",

@@ -242,3 +242,27 @@ with open(res, "a") as out:
     assert len(log.read_text().splitlines()) == 4
     peers.run_peers("longllmlingua", items, [0.5], cache=tmp_path / "long.jsonl")
     assert len(log.read_text().splitlines()) == 4 + 6  # the question-aware peer reads each question
+
+
+def test_knob_table_pairs_each_setting_with_the_defaults(tmp_path):
+    """The extract-knobs bench: a setting's difference is taken row by row against the defaults,
+    over the rows both have."""
+    from promptzip import bench_knobs as k
+
+    out = tmp_path / "knobs"
+    out.mkdir()
+    rows = []
+    for i in range(40):
+        rows.append({"item": f"r{i}", "method": "extract:noquery", "answer_retained": 1.0})
+        rows.append({"item": f"r{i}", "method": "extract:noquery:articles=1", "answer_retained": 1.0 if i % 4 else 0.0})
+    rows.append({"item": "only-here", "method": "extract:noquery:articles=1", "answer_retained": 0.0})
+    (out / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    by = k._rows(out, "answer_retained")
+    mean, lo, hi, n = k.paired(by, "extract:noquery", "extract:noquery:articles=1")
+    assert n == 40 and mean == pytest.approx(-0.25) and lo < mean < hi <= 0
+    assert "extract:noquery:question_words=1" not in k.variants("noquery")
+    assert "extract:question_words=1" in k.variants("query")
+    results = {(s, c): (by, k.SETTINGS[s][0]) for s in k.SETTINGS for c, *_ in k.MEASURES}
+    lines = k.table(results)
+    articles = next(line for line in lines if line.startswith("| `articles=1`") and "without" in line)
+    assert "-0.250" in articles
