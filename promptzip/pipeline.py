@@ -226,10 +226,13 @@ class Context:
             for s, e in kept_pieces[kept_at[i]:kept_at[i + 1]].tolist():
                 if prev_end is not None:
                     # a line break where the whitespace just before this word holds one;
-                    # nothing between pieces of one word (CJK text, a giant word)
+                    # nothing between adjacent pieces of one word, or in CJK text; a space
+                    # where pieces of a giant word were dropped between them (not glued)
                     gap = text[prev_end:s]
                     if any(c.isspace() for c in gap):
                         out.append("\n" if "\n" in gap[len(gap.rstrip()):] else " ")
+                    elif gap and not _NOSPACE_SCRIPT.search(gap):
+                        out.append(" ")
                 out.append(text[s:e])
                 prev_end = e
             return "".join(out).encode("utf-8")

@@ -19,7 +19,7 @@ from promptzip import compress
 from promptzip.errors import ModelError, UsageError
 from promptzip.formats import detect
 from promptzip.formats.detect import sniff
-from tests.conftest import ROOT, SHARED, needs_shared
+from tests.conftest import ROOT, SHARED, needs_models, needs_shared
 
 FAST = "lexical"  # no model: the handlers' own selection is what these tests check
 
@@ -262,6 +262,28 @@ def test_chinese_holds_the_ratio():
 def test_a_word_longer_than_the_budget_is_cut_not_dropped():
     res = compress("ab" * 20000 + "\n", method=FAST, ratio=0.3)
     assert len(res.text) > 1000 and abs(res.report.ratio - 0.3) <= 0.03
+
+
+@needs_models
+def test_a_giant_word_is_kept_or_dropped_whole_never_cut(tmp_path):
+    """A LaTeX reference list or a prefixed hash (longer than GIANT_WORD, shorter than GIANT_WHOLE)
+    is one item: no output holds a part of it (it was cut into 16-character pieces, and the kept
+    ones were glued: `ols-of-db-0,tabl1,table:...`)."""
+    ref = r"\cref{" + ",".join(f"table:symbols-of-db-{i}" for i in range(8)) + "}"
+    hashed = "sha256:" + "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    prose = ("We trained every model for two hundred epochs with the same schedule and report the mean of "
+             "three seeds, which varied little between runs of the same network. ")
+    text = f"The symbols are listed in {ref} for every database. " + prose * 3 + f"The file is {hashed} here.\n"
+    for ratio in (0.5, 0.33, 0.2):
+        out = compress(text, method="extract", ratio=ratio, input_format="text").text
+        for giant in (ref, hashed):
+            pieces = [giant[i:i + 16] for i in range(0, len(giant), 16)]
+            assert giant in out or not any(p in out for p in pieces[1:-1]), (ratio, out)
+    long_word = "".join(f"segment{i:03d}-" for i in range(60))  # 720 characters: thinned in pieces
+    out = compress(prose + long_word + " " + prose, method="extract", ratio=0.3, input_format="text").text
+    assert long_word not in out
+    for kept in out.split():
+        assert kept in prose or kept in long_word  # a space where pieces were dropped between, not glued
 
 
 def test_empty_and_blank_inputs():

@@ -48,6 +48,7 @@ from .words import (
     phrases_of,
     question_words,
     select_words,
+    whole_giants,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,10 +167,11 @@ class Extract(Compressor):
     description = "Learned word keep/drop classifier (fine-tuned MiniLM-L6, ONNX int8); fast, query-aware."
     query_aware = True
     refits = True
-    version = "7"  # 2: phrase-aware scores; 3: numbers scored with a query; 4: question words damped;
+    version = "8"  # 2: phrase-aware scores; 3: numbers scored with a query; 4: question words damped;
     # 5: windows overlap by 4 subwords (was 8); 6: articles last, punctuation dropped without a query,
     # words ranked by probability / tokens^0.25; 7: --ratio refitted on the measured output, CJK
-    # text and words over 64 characters cut into pieces, LaTeX quotes are not inline code
+    # text and words over 64 characters cut into pieces, LaTeX quotes are not inline code; 8: a giant
+    # word of at most 256 characters is kept or dropped whole, a longer one's pieces spaced apart
     params = (
         Param("model", str, "", "model folder (default: the shipped models/extract-minilm)"),
         Param("precision", str, "int8", "which ONNX file to run", ("int8", "fp32")),
@@ -241,7 +243,7 @@ class Extract(Compressor):
         if self.settings["bridge"] > 0:
             lifted = bridge_scores(s, self.settings["bridge"])
             s = lifted if articles is None else np.where(articles, s, lifted)
-        phrases = phrases_of(w) if self.settings["phrases"] == "on" else []
+        phrases = whole_giants(w, phrases_of(w) if self.settings["phrases"] == "on" else [])
         punctuation = self.settings["punctuation"]
         if punctuation == "auto":
             punctuation = "keep" if ctx.request.query else "drop"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..fidelity import MONTHS, NOT_NAMES
-from ..pipeline import WORD_KINDS, Context, select_by_score, word_pieces_flagged
+from ..pipeline import _NOSPACE_SCRIPT, WORD_KINDS, Context, select_by_score, word_pieces_flagged
 from ..segment import FORCED, GAP_TEXT, STRUCTURE, Gap, Kind, protected_besides_numbers
 from .lexical import STOPWORDS
 
@@ -60,6 +60,8 @@ class Words:
         for the punctuation around a number: `1066.` -> `1066`), structural and forced words and
         blocks stay verbatim."""
         free = (~self.must | self.number) & ~(self.forced | self.block)
+        for a, b in giant_words(self):  # a giant word's pieces: its inner punctuation is not an edge
+            free[a:b] = False
         cut = {x: _trimmed(x) for x in dict.fromkeys(self.words) if x[0] in _TRIM or x[-1] in _TRIM}
         if not cut:
             return
@@ -257,6 +259,49 @@ def bridge_scores(scores: np.ndarray, bridge: float = 0.9) -> np.ndarray:
     if bridge > 0 and len(out) > 2:
         out[1:-1] = np.maximum(out[1:-1], np.minimum(out[:-2], out[2:]) * bridge)
     return out
+
+
+GIANT_WHOLE = 256  # characters: a giant word up to this long is kept or dropped whole
+
+
+def giant_words(w: Words) -> list[tuple[int, int]]:
+    """[start, end) word ranges that are the pieces of one giant word (longer than
+    `pipeline.GIANT_WORD`, cut into pieces by `word_pieces_flagged`) of at most GIANT_WHOLE
+    characters: a hash, a URL or a LaTeX reference list is kept or dropped whole, never cut into
+    a misleading part of itself. Longer runs (a minified line, base64) stay pieces, so a budget
+    smaller than the word still keeps some of it; CJK pieces are words of their own."""
+    sp = w.spans
+    if len(sp) < 2:
+        return []
+    glued = ((sp[1:, 0] == sp[:-1, 1]) & (w.unit_of[1:] == w.unit_of[:-1]) & ~w.block[1:] & ~w.block[:-1])
+    found, i, n = [], 0, len(w.words)
+    for j in np.flatnonzero(glued).tolist():
+        if j < i:
+            continue
+        k = j + 1
+        while k < n - 1 and glued[k]:
+            k += 1
+        run = range(j, k + 1)
+        if (sp[k, 1] - sp[j, 0] <= GIANT_WHOLE
+                and not any(_NOSPACE_SCRIPT.search(w.words[x]) for x in run)):
+            found.append((j, k + 1))
+        i = k + 1
+    return found
+
+
+def whole_giants(w: Words, phrases: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Phrases plus giant words as items kept whole (a giant word holding a protected span, say a
+    number, is kept whole); a phrase overlapping a giant word yields to it."""
+    giants = giant_words(w)
+    if not giants:
+        return phrases
+    for a, b in giants:
+        if w.must[a:b].any():
+            w.must[a:b] = True
+    hit = np.zeros(max(b for _, b in giants + phrases), dtype=bool)
+    for a, b in giants:
+        hit[a:b] = True
+    return sorted(giants + [(a, b) for a, b in phrases if not hit[a:b].any()])
 
 
 def phrases_of(w: Words) -> list[tuple[int, int]]:
