@@ -297,6 +297,7 @@ def bench_fidelity(work: Path, methods: str, only: list[str], measured_only: boo
     if not SHARED.is_dir():
         return "Skipped: ../shared/corpora is not beside this checkout."
     from .eval.peers import PEERS, peer_python
+    from .runtime.lm import resolve_dtype
 
     wanted = [m for m in methods.split(",") if m]
     notes = []
@@ -304,7 +305,7 @@ def bench_fidelity(work: Path, methods: str, only: list[str], measured_only: boo
         wanted = [m for m in wanted if m not in PEERS]
         notes.append("LLMLingua peers skipped: `make peers` has not been run.")
     parts = ["Measured with `promptzip eval` (rows are checkpointed in bench-work/; a re-run adds only "
-             "what is missing). Reader: SmolLM2-135M-Instruct (bf16); similarity: all-MiniLM-L6-v2. "
+             f"what is missing). Reader: SmolLM2-135M-Instruct ({resolve_dtype('auto')}); similarity: all-MiniLM-L6-v2. "
              "Plots put the *achieved* kept ratio on x.", f"Methods in this run: {', '.join(wanted)}.",
              *notes]
     for spec in FIDELITY:

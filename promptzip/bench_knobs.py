@@ -115,6 +115,7 @@ def bench_knobs(work: Path, shared: Path) -> str:
     if not shared.is_dir():
         return "Skipped: ../shared/corpora is not beside this checkout."
     from .compressors.extract import Extract
+    from .runtime.lm import resolve_dtype
     from .runtime.store import prepare
 
     prepare(QWEN, log=lambda m: print(f"bench: {m}", file=sys.stderr))
@@ -122,7 +123,7 @@ def bench_knobs(work: Path, shared: Path) -> str:
     sha = Extract().model_id() or "?"
     head = (f"`extract` version {Extract.version}, models/extract-minilm/model.int8.onnx sha256 {sha[:12]}…; "
             f"SQuAD v2 half-dev (answerable): answer kept on the first {KEPT_N} rows, the readers on the first "
-            f"{READER_N} (SmolLM2-135M-Instruct's log-likelihood per token of the first gold answer, "
+            f"{READER_N} (SmolLM2-135M-Instruct's log-likelihood ({resolve_dtype('auto')}) per token of the first gold answer, "
             "Qwen2.5-Coder-0.5B-Instruct's exact match through llama.cpp, greedy). Each row below switches one "
             "selection setting off (`-p KEY=VALUE`) and gives its difference from the defaults, paired over "
             "the same rows (negative: the setting helps).")

@@ -25,11 +25,13 @@ from .words import collect_words, select_words
 class SelfInfo(Compressor):
     name = "selfinfo"
     description = "Word deletion by self-information under the local SmolLM2-135M (slow, LM-scored)."
-    version = "2"  # 2: a few-shot answer line must start a text, line or sentence (words.py)
+    version = "3"  # 2: a few-shot answer line must start a text, line or sentence (words.py); 3: the LM in
+    # float32 where the CPU has no native bfloat16 (`dtype` auto)
     params = (
         Param("window", int, 512, "LM tokens scored per forward pass", bounds=(16, 8192)),
         Param("context", int, 128, "LM tokens of preceding text seen but not scored", bounds=(0, 4096)),
-        Param("dtype", str, "bfloat16", "torch dtype of the LM", ("bfloat16", "float32")),
+        Param("dtype", str, "auto", "torch dtype of the LM (auto: bfloat16 where the CPU computes in it, "
+              "float32 elsewhere)", ("auto", "bfloat16", "float32")),
     )
 
     def model_id(self) -> str | None:

@@ -1,4 +1,5 @@
-"""The local reader: SmolLM2-135M-Instruct (torch, bfloat16 on CPU) reading a context.
+"""The local reader: SmolLM2-135M-Instruct (torch on CPU; bfloat16 where the CPU computes in it,
+float32 elsewhere: `runtime.lm.resolve_dtype`) reading a context.
 
 Two signals: the answer it generates (EM/F1 against the gold answers; weak for a 135M model)
 and the mean log-likelihood of the gold answer's tokens given the context, a continuous signal
@@ -18,7 +19,7 @@ from ..runtime.lm import load_causal_lm
 
 class Reader:
     def __init__(self, path: Path | None = None, max_context_tokens: int = 2048,
-                 max_answer_tokens: int = 64, dtype: str = "bfloat16") -> None:
+                 max_answer_tokens: int = 64, dtype: str = "auto") -> None:
         import torch
 
         self.name = MODEL
