@@ -21,7 +21,7 @@ import numpy as np
 from .eval.metrics import bootstrap_ci
 
 DATA = "qa/squad_v2_half_dev.jsonl"
-KEPT_N, READER_N = 500, 200
+KEPT_N, READER_N = 500, 100
 QWEN = "qwen2.5-coder-0.5b-instruct"
 SETTINGS = {"noquery": ("extract:noquery", 0.33, "without the question @0.33"),
             "query": ("extract", 0.2, "with the question @0.2")}
