@@ -34,15 +34,16 @@ train: install
 	$(BIN)/promptzip models prepare
 	$(BIN)/python -m promptzip.train all
 
-# The extract teacher (MPNet, 110M; issue 24): its 470 MB base on demand, then 800 resumable
-# steps (hours on 2 cores: run it again to go on), export to ~/.promptzip/train/teacher-onnx and a
+# The extract teacher (MPNet, 110M; issue 24): its 470 MB base on demand, then 400 resumable
+# steps (an hour on 2 cores: run it again to go on), export to ~/.promptzip/train/teacher-onnx and a
 # held-out validation. The shipped fast model is distilled from its probabilities.
 teacher: install
 	$(BIN)/python -m promptzip.train teacher
 
 # The extract student (issue 24): the teacher finished if it is not, its probabilities on more text
 # (~/.promptzip/train/teacher.jsonl), the shipped model trained further on them, exported and
-# validated under ~/.promptzip/train/runs/student (hours; resumable). Shipping it is a separate step.
+# validated under ~/.promptzip/train/runs/student (under an hour after the teacher; resumable).
+# Shipping it is a separate step.
 distill: install
 	$(BIN)/python -m promptzip.train distill
 
