@@ -26,7 +26,7 @@ QWEN = "qwen2.5-coder-0.5b-instruct"
 SETTINGS = {"noquery": ("extract:noquery", 0.33, "without the question @0.33"),
             "query": ("extract", 0.2, "with the question @0.2")}
 KNOBS = (  # (parameter=its off value, what switching it off does, the settings where it acts)
-    ("articles=1", "a, an and the score like any other word (default 0: they go first)", ("noquery", "query")),
+    ("articles=1", "a, an and the score like any other word (default 0: they are dropped first)", ("noquery", "query")),
     ("cost_power=0", "words rank by probability alone (default 0.25: probability / tokens^0.25)",
      ("noquery", "query")),
     ("bridge=0", "a word between two well-scored ones is not lifted (default 0.9)", ("noquery", "query")),
