@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -37,6 +38,11 @@ class Words:
     shown: list[str] | None = None  # what each word writes when it differs from `words` (trimmed)
     blank: np.ndarray | None = None  # bool per word: trimmed to nothing, so never kept
 
+    @cached_property
+    def giants(self) -> list[tuple[int, int]]:
+        """`giant_words` of this document, found once (trimming and selection both read them)."""
+        return giant_words(self)
+
     def score_numbers(self) -> None:
         """Let numbers compete for the budget by score like other words (still kept or dropped
         whole): for query-aware compression, where the question says which numbers matter."""
@@ -60,7 +66,7 @@ class Words:
         for the punctuation around a number: `1066.` -> `1066`), structural and forced words and
         blocks stay verbatim."""
         free = (~self.must | self.number) & ~(self.forced | self.block)
-        for a, b in giant_words(self):  # a giant word's pieces: its inner punctuation is not an edge
+        for a, b in self.giants:  # a giant word's pieces: its inner punctuation is not an edge
             free[a:b] = False
         cut = {x: _trimmed(x) for x in dict.fromkeys(self.words) if x[0] in _TRIM or x[-1] in _TRIM}
         if not cut:
@@ -292,7 +298,7 @@ def giant_words(w: Words) -> list[tuple[int, int]]:
 def whole_giants(w: Words, phrases: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Phrases plus giant words as items kept whole (a giant word holding a protected span, say a
     number, is kept whole); a phrase overlapping a giant word yields to it."""
-    giants = giant_words(w)
+    giants = w.giants
     if not giants:
         return phrases
     for a, b in giants:
