@@ -61,6 +61,8 @@ class Compressor(ABC):
     # Bump when the output for the same input and settings changes (batch resume keys on it).
     version: ClassVar[str] = "1"
     params: ClassVar[tuple[Param, ...]] = ()
+    # parameters a later version removed: name -> why (a usage error says so, not "no parameter")
+    retired: ClassVar[dict[str, str]] = {}
     # cheap to run again on the same document (a second budget costs no model pass): the
     # pipeline then refits a --ratio output on its measured tokens
     refits: ClassVar[bool] = False
@@ -68,6 +70,12 @@ class Compressor(ABC):
     def __init__(self, **params: Any) -> None:
         known = {p.name: p for p in self.params}
         unknown = sorted(set(params) - set(known))
+        gone = [name for name in unknown if name in self.retired]
+        if gone:
+            raise UsageError(
+                f"method {self.name}: parameter {gone[0]} was retired ({self.retired[gone[0]]})",
+                "Leave it out; the model card's settings section has the measurements.",
+            )
         if unknown:
             valid = ", ".join(known) or "none"
             raise UsageError(

@@ -6,9 +6,9 @@ cut into windows of at most `max_len` subwords on word boundaries; each window a
 whose core holds it, so no word is judged at a chunk edge. Windows run in batches through one
 onnxruntime session. A word's probability is the mean of its subwords'. Selection is ONE
 budget over the whole document, measured in the target tokenizer (greedy by probability,
-skipping what does not fit), or, with `threshold`, every word at or above it. Names, dates
-and quantities are kept or dropped whole, and a word between two strong neighbours is lifted
-(`phrases`, `bridge`: an answer survives only whole). Protected spans,
+skipping what does not fit), or, with `threshold`, every word at or above it. A word between
+two strong neighbours is lifted (`bridge`: `border of the Tibetan Plateau` keeps its `of the`).
+A giant word (a hash, a URL, a LaTeX reference list) is kept or dropped whole. Protected spans,
 list markers, structural lines and `--force` units are always kept; blocks (code, tables,
 JSON, headings) are single items scored by their mean probability.
 
@@ -45,7 +45,6 @@ from .words import (
     bridge_scores,
     collect_words,
     phrase_groups,
-    phrases_of,
     question_words,
     select_words,
     whole_giants,
@@ -167,11 +166,14 @@ class Extract(Compressor):
     description = "Learned word keep/drop classifier (fine-tuned MiniLM-L6, ONNX int8); fast, query-aware."
     query_aware = True
     refits = True
-    version = "8"  # 2: phrase-aware scores; 3: numbers scored with a query; 4: question words damped;
+    version = "9"  # 2: phrase-aware scores; 3: numbers scored with a query; 4: question words damped;
     # 5: windows overlap by 4 subwords (was 8); 6: articles last, punctuation dropped without a query,
     # words ranked by probability / tokens^0.25; 7: --ratio refitted on the measured output, CJK
     # text and words over 64 characters cut into pieces, LaTeX quotes are not inline code; 8: a giant
-    # word of at most 256 characters is kept or dropped whole, a longer one's pieces spaced apart
+    # word of at most 256 characters is kept or dropped whole, a longer one's pieces spaced apart;
+    # 9: `phrases` retired (names, dates and quantities no longer kept or dropped as one item)
+    retired = {"phrases": "version 9: keeping a name, date or quantity whole moved neither the answer kept "
+               "nor the readers' scores on SQuAD, so it was removed"}
     params = (
         Param("model", str, "", "model folder (default: the shipped models/extract-minilm)"),
         Param("precision", str, "int8", "which ONNX file to run", ("int8", "fp32")),
@@ -181,8 +183,6 @@ class Extract(Compressor):
               "with the square)", bounds=(8, 512)),
         Param("overlap", int, OVERLAP, "context subwords added on each side of a window", bounds=(0, None)),
         Param("batch", int, BATCH, "windows per onnxruntime call", bounds=(1, None)),
-        Param("phrases", str, "on", "the words of a name, date or quantity kept or dropped together "
-              "(off = every word on its own)", ("on", "off")),
         Param("bridge", float, 0.9, "a word between two well-scored ones scores this times the lesser "
               "of theirs (0 = off)", bounds=(0, 1)),
         Param("numbers", str, "auto", "numbers: always kept (keep), or kept or dropped whole by score "
@@ -243,7 +243,7 @@ class Extract(Compressor):
         if self.settings["bridge"] > 0:
             lifted = bridge_scores(s, self.settings["bridge"])
             s = lifted if articles is None else np.where(articles, s, lifted)
-        phrases = whole_giants(w, phrases_of(w) if self.settings["phrases"] == "on" else [])
+        phrases = whole_giants(w)
         punctuation = self.settings["punctuation"]
         if punctuation == "auto":
             punctuation = "keep" if ctx.request.query else "drop"

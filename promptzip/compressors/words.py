@@ -17,7 +17,6 @@ from functools import cached_property
 
 import numpy as np
 
-from ..fidelity import MONTHS, NOT_NAMES
 from ..pipeline import _NOSPACE_SCRIPT, WORD_KINDS, Context, select_by_score, word_pieces_flagged
 from ..segment import FORCED, GAP_TEXT, STRUCTURE, Gap, Kind, protected_besides_numbers
 from .lexical import STOPWORDS
@@ -211,7 +210,6 @@ def select_words(ctx: Context, w: Words, scores: np.ndarray, rounds: int = 3,
     return best
 
 
-_NAME_LINKS = frozenset("of and the de du la le von van da del for & -".split())
 _EDGE = "\"'“”‘’«»‹›()[]{},.;:!?¿¡…"
 _TRIM = _EDGE.replace("{}", "")  # braces are markup (LaTeX groups, code), not prose punctuation
 _CLOSING = "\"'”’)]"
@@ -229,11 +227,11 @@ def _trimmed(word: str) -> tuple[int, int]:
 
 def phrase_groups(w: Words, scores: np.ndarray, phrases: list[tuple[int, int]]
                   ) -> tuple[np.ndarray | None, np.ndarray]:
-    """Items to select when `phrases` are kept or dropped whole: each phrase's unprotected words
-    form one item scored with the phrase's best word (its protected words, say the numbers of
-    `July 16, 1969`, stay items of their own, so protection costs what it did); other words are
-    items alone. Returns (item of each word, score of each item), or (None, scores) without
-    phrases."""
+    """Items to select when `phrases` ([start, end) word ranges, the pieces of giant words) are
+    kept or dropped whole: each range's unprotected words form one item scored with the range's
+    best word (its protected words stay items of their own, so protection costs what it did);
+    other words are items alone. Returns (item of each word, score of each item), or (None,
+    scores) without ranges."""
     if not phrases:
         return None, scores
     item = np.arange(len(w.words))
@@ -295,55 +293,11 @@ def giant_words(w: Words) -> list[tuple[int, int]]:
     return found
 
 
-def whole_giants(w: Words, phrases: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Phrases plus giant words as items kept whole (a giant word holding a protected span, say a
-    number, is kept whole); a phrase overlapping a giant word yields to it."""
+def whole_giants(w: Words) -> list[tuple[int, int]]:
+    """The document's giant words as items kept or dropped whole (a giant word holding a protected
+    span, say a number, is kept whole)."""
     giants = w.giants
-    if not giants:
-        return phrases
     for a, b in giants:
         if w.must[a:b].any():
             w.must[a:b] = True
-    hit = np.zeros(max(b for _, b in giants + phrases), dtype=bool)
-    for a, b in giants:
-        hit[a:b] = True
-    return sorted(giants + [(a, b) for a, b in phrases if not hit[a:b].any()])
-
-
-def phrases_of(w: Words) -> list[tuple[int, int]]:
-    """Names (`Ngawa Tibetan and Qiang Autonomous Prefecture`), dates (`August 30, 2008`) and
-    quantities (`9 meters`) of a document, as [start, end) word ranges inside one unit (blocks
-    excluded): an answer survives only whole."""
-    return [(a, b) for a, b in _phrases(w.words, w.unit_of) if not w.block[a:b].any()]
-
-
-def _phrases(words: list[str], unit_of: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) word ranges of names, dates and quantities inside one unit."""
-    cores = [x.strip(_EDGE) for x in words]
-    name = [bool(c) and c[0].isupper() and c not in NOT_NAMES for c in cores]
-    number = [any(map(str.isdigit, c)) for c in cores]
-    month = [c.lower() in MONTHS for c in cores]
-    n, found, i = len(words), [], 0
-    while i < n:
-        if not (name[i] or number[i] or month[i]):
-            i += 1
-            continue
-        j = i + 1
-        while j < n and unit_of[j] == unit_of[i]:
-            ends_clause = words[j - 1].endswith((".", ",", ";", ":", "!", "?"))
-            date_comma = number[j] and (month[j - 1] or number[j - 1])  # `May 5, 2008`
-            if ends_clause and not date_comma:
-                break
-            if name[j] or number[j] or month[j]:
-                j += 1
-            elif (cores[j].lower() in _NAME_LINKS and j + 1 < n and unit_of[j + 1] == unit_of[i]
-                  and name[j + 1] and not words[j].endswith((",", "."))):
-                j += 2
-            else:
-                if number[j - 1] and cores[j].isalpha() and cores[j].lower() not in STOPWORDS:
-                    j += 1  # a unit after a quantity
-                break
-        if j - i >= 2:
-            found.append((i, j))
-        i = j
-    return found
+    return list(giants)
