@@ -7,7 +7,7 @@ whose core holds it, so no word is judged at a chunk edge. Windows run in batche
 onnxruntime session. A word's probability is the mean of its subwords'. Selection is ONE
 budget over the whole document, measured in the target tokenizer (greedy by probability,
 skipping what does not fit), or, with `threshold`, every word at or above it. A word between
-two strong neighbours is lifted (`bridge`: `border of the Tibetan Plateau` keeps its `of the`).
+two strong neighbours is lifted (`bridge`: `Bank of England` keeps its `of`).
 A giant word (a hash, a URL, a LaTeX reference list) is kept or dropped whole. Protected spans,
 list markers, structural lines and `--force` units are always kept; blocks (code, tables,
 JSON, headings) are single items scored by their mean probability.

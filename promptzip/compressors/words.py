@@ -258,7 +258,7 @@ def question_words(words: list[str], query: str) -> np.ndarray:
 
 def bridge_scores(scores: np.ndarray, bridge: float = 0.9) -> np.ndarray:
     """A word between two well-scored neighbours gets `bridge` times the lesser of their scores
-    (`border of the Tibetan Plateau` keeps its `of the`)."""
+    (`Bank of England` keeps its `of`)."""
     out = scores.astype(np.float64, copy=True)
     if bridge > 0 and len(out) > 2:
         out[1:-1] = np.maximum(out[1:-1], np.minimum(out[:-2], out[2:]) * bridge)
