@@ -328,7 +328,9 @@ def bench_extract_fidelity(work: Path) -> str:
              f"{sha[:12]}…, measured as in the Fidelity section (same rows, reader and metrics) but "
              "without the reader's own answers (EM/F1: generation takes hours on 2 cores); where "
              "that section's date is older, its `extract` rows are an earlier model's and these "
-             "supersede them."]
+             "supersede them. Tokens/s here are not a speed measure: a document's first ratio pays the "
+             "model's forward pass and its other ratios reuse those probabilities (`extract` keeps the "
+             "last documents' in memory); the Extract speed section measures speed."]
     parts += _eval_table(work, (name, rel, limit, "loglik", title), ["extract", "extract:noquery"],
                          measured_only=False, out_name=f"{name}-extract")
     return "\n".join(parts)
