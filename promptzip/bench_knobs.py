@@ -126,6 +126,6 @@ def bench_knobs(work: Path, shared: Path) -> str:
             "Qwen2.5-Coder-0.5B-Instruct's exact match through llama.cpp, greedy). Each row below switches one "
             "selection setting off (`-p KEY=VALUE`) and gives its difference from the defaults, paired over "
             "the same rows (negative: the setting helps). `phrases` (names, dates and quantities kept or dropped "
-            "whole) was retired in version 9 after this table measured it level on every column; its last "
-            "figures are in models/extract-minilm/MODEL_CARD.md.")
+            "whole) was retired in version 9 after version 8's run of this table measured it level on every "
+            "column; those figures are in models/extract-minilm/MODEL_CARD.md.")
     return "\n".join([head, "", *table(results)])
