@@ -74,7 +74,7 @@ class Compressor(ABC):
         if gone:
             raise UsageError(
                 f"method {self.name}: parameter {gone[0]} was retired ({self.retired[gone[0]]})",
-                "Leave it out; the model card's settings section has the measurements.",
+                "Leave it out (`promptzip methods` lists the current parameters).",
             )
         if unknown:
             valid = ", ".join(known) or "none"

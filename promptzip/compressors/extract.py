@@ -173,7 +173,7 @@ class Extract(Compressor):
     # word of at most 256 characters is kept or dropped whole, a longer one's pieces spaced apart;
     # 9: `phrases` retired (names, dates and quantities no longer kept or dropped as one item)
     retired = {"phrases": "version 9: keeping a name, date or quantity whole moved neither the answer kept "
-               "nor the readers' scores on SQuAD, so it was removed"}
+               "nor the readers' scores on SQuAD, so it was removed; the extract model card has the figures"}
     params = (
         Param("model", str, "", "model folder (default: the shipped models/extract-minilm)"),
         Param("precision", str, "int8", "which ONNX file to run", ("int8", "fp32")),
@@ -243,19 +243,19 @@ class Extract(Compressor):
         if self.settings["bridge"] > 0:
             lifted = bridge_scores(s, self.settings["bridge"])
             s = lifted if articles is None else np.where(articles, s, lifted)
-        phrases = whole_giants(w)
+        giants = whole_giants(w)  # word ranges kept or dropped whole
         punctuation = self.settings["punctuation"]
         if punctuation == "auto":
             punctuation = "keep" if ctx.request.query else "drop"
         if punctuation != "keep":
             w.trim_punctuation(sentence_ends=punctuation == "ends")
         if not budgeted:
-            group, item_scores = phrase_groups(w, s, phrases)
+            group, item_scores = phrase_groups(w, s, giants)
             keep = item_scores >= self.settings["threshold"]
             keep = w.must | (keep if group is None else keep[group])
             keep = keep if w.blank is None else keep & ~w.blank
         else:
-            keep = select_words(ctx, w, s, phrases=phrases, cost_power=self.settings["cost_power"])
+            keep = select_words(ctx, w, s, phrases=giants, cost_power=self.settings["cost_power"])
         if ctx.request.word_scores:
             ctx.word_scores = [(word, round(float(x), 4), bool(k))
                                for word, x, k in zip(w.words, p, keep, strict=True)]
