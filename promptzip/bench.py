@@ -12,6 +12,8 @@ Sections (each replaced in BENCHMARKS.md only when it runs)
   log-likelihood without generated answers (the whole fidelity section takes hours);
 * extract-knobs: each selection setting of `extract` switched off in turn beside the defaults
   (answer kept, reader log-likelihood, Qwen's exact match; `promptzip.bench_knobs`);
+* extract-models: the shipped `extract` model beside the teacher and students trained locally
+  (`make teacher`, `make distill`) on issue 24's rows (`promptzip.bench_models`);
 * structure: numbers and prompt structure kept by `extract` on the GSM8K and BBH
   chain-of-thought prompts;
 * rag: `promptzip rag` on multi-passage SQuAD (gold + 9 distractors) next to lexical, truncate
@@ -779,6 +781,13 @@ def _bench_knobs(work: Path) -> str:
     return bench_knobs(work, SHARED)
 
 
+def _bench_models(work: Path) -> str:
+    from .bench_models import bench_models
+    from .config import home
+
+    return bench_models(work, SHARED, home() / "train")
+
+
 def _bench_serve() -> str:
     from .bench_serve import bench_serve
 
@@ -823,6 +832,8 @@ def main(argv: list[str] | None = None) -> None:
          "fidelity of the shipped extract model (SQuAD)", lambda: bench_extract_fidelity(args.work)),
         ("extract-knobs", "Extract selection settings, each switched off", "extract selection settings",
          lambda: _bench_knobs(args.work)),
+        ("extract-models", "Extract models on issue 24's rows: shipped, teacher, students",
+         "the shipped extract model beside the teacher and students", lambda: _bench_models(args.work)),
         ("reader", "Reader that can answer: SQuAD read by Qwen2.5-Coder-0.5B", "SQuAD with the Qwen reader",
          lambda: bench_reader(args.work, args.measured_only)),
         ("fidelity", "Fidelity", "fidelity (promptzip eval)",

@@ -266,3 +266,24 @@ def test_knob_table_pairs_each_setting_with_the_defaults(tmp_path):
     lines = k.table(results)
     articles = next(line for line in lines if line.startswith("| `articles=1`") and "without" in line)
     assert "-0.250" in articles
+
+
+def test_model_bench_finds_what_was_built_and_skips_the_shipped_file(tmp_path):
+    """The extract-models bench runs only the trained models present, names the missing ones, and
+    does not run a student twice when its int8 file is the shipped one."""
+    import hashlib
+
+    from promptzip import bench_models as b
+
+    (tmp_path / "teacher-onnx").mkdir()
+    (tmp_path / "teacher-onnx" / "model.fp32.onnx").write_bytes(b"teacher")
+    for rel, data in (("runs/student/onnx", b"old student"), ("runs/student-big/onnx", b"shipped")):
+        (tmp_path / rel).mkdir(parents=True)
+        (tmp_path / rel / "model.int8.onnx").write_bytes(data)
+    found, notes = b.candidates(tmp_path, hashlib.sha256(b"shipped").hexdigest())
+    assert [(s.endswith(":precision=fp32"), p) for _, s, p in found] == [(True, "fp32"), (False, "int8")]
+    assert "runs/student/onnx" in found[1][1]
+    assert len(notes) == 1 and "the shipped file itself" in notes[0]
+    (tmp_path / "teacher-onnx" / "model.fp32.onnx").unlink()
+    found, notes = b.candidates(tmp_path, "0" * 64)
+    assert len(found) == 2 and any("not built" in n and "make teacher" in n for n in notes)
