@@ -24,8 +24,9 @@ SETTINGS = (("noquery", "extract:noquery", 0.33, "no question @0.33"), ("query",
 CANDIDATES = (  # (label, folder under $PROMPTZIP_HOME/train, precision, how it is made)
     ("teacher: MPNet 110M, 400 steps", "teacher-onnx", "fp32", "`make teacher`"),
     ("student: 3,500 teacher-labelled examples, 1,000 steps", "runs/student/onnx", "int8",
-     "`make distill` before session 21"),
-    ("student: 16,500 teacher-labelled examples, 2,000 steps", "runs/student-big/onnx", "int8", "`make distill`"),
+     "`make distill`"),
+    ("student: 16,500 teacher-labelled examples, 2,000 steps", "runs/student-big/onnx", "int8",
+     "the larger distillation's commands in models/extract-minilm/MODEL_CARD.md"),
 )
 
 
