@@ -9,7 +9,6 @@ that is not there is named as missing, never guessed. Rows resume from bench-wor
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from .bench_knobs import DATA, _rows, paired
 from .eval.metrics import bootstrap_ci
+from .fileutil import sha256_file
 
 N = 500
 SETTINGS = (("noquery", "extract:noquery", 0.33, "no question @0.33"), ("query", "extract", 0.2, "question @0.2"))
@@ -30,14 +30,6 @@ CANDIDATES = (  # (label, folder under $PROMPTZIP_HOME/train, precision, how it 
 )
 
 
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def candidates(train: Path, shipped_sha: str) -> tuple[list[tuple[str, str, str]], list[str]]:
     """(label, method suffix, precision) of the trained models found, and notes on the others.
     A student whose int8 file is the shipped one is the default, so it is not run twice."""
@@ -47,7 +39,7 @@ def candidates(train: Path, shipped_sha: str) -> tuple[list[tuple[str, str, str]
         onnx = folder / f"model.{precision}.onnx"
         if not onnx.is_file():
             notes.append(f"{label}: not built on this machine ({how}; {folder} has no {onnx.name}).")
-        elif precision == "int8" and _sha(onnx) == shipped_sha:
+        elif precision == "int8" and sha256_file(onnx) == shipped_sha:
             notes.append(f"{label}: the shipped file itself (sha256 {shipped_sha[:12]}…), so the default row is it.")
         else:
             found.append((label, f":model={folder}" + (":precision=fp32" if precision == "fp32" else ""), precision))
@@ -86,8 +78,8 @@ def bench_models(work: Path, shared: Path, train: Path) -> str:
                 continue
             mean, dlo, dhi, _ = paired(by, base, base + suffix)
             a, b = by[base], by[base + suffix]
-            gained = sum(b[i] > a[i] for i in set(a) & set(b))
-            lost = sum(b[i] < a[i] for i in set(a) & set(b))
+            both = set(a) & set(b)
+            gained, lost = sum(b[i] > a[i] for i in both), sum(b[i] < a[i] for i in both)
             parts.append(f"{mean:+.3f} [{dlo:+.3f}, {dhi:+.3f}] ({gained} / {lost})")
         return " | ".join(parts)
 
