@@ -14,6 +14,9 @@ Sections (each replaced in BENCHMARKS.md only when it runs)
   (answer kept, reader log-likelihood, Qwen's exact match; `promptzip.bench_knobs`);
 * extract-models: the shipped `extract` model beside the teacher and students trained locally
   (`make teacher`, `make distill`) on issue 24's rows (`promptzip.bench_models`);
+* languages: `extract` on held-out rows of English and the seven qa-multi sets, with and without
+  the question, beside the English model, lexical and truncation, and both models' speed
+  (`promptzip.bench_languages`);
 * structure: numbers and prompt structure kept by `extract` on the GSM8K and BBH
   chain-of-thought prompts;
 * rag: `promptzip rag` on multi-passage SQuAD (gold + 9 distractors) next to lexical, truncate
@@ -788,6 +791,12 @@ def _bench_models(work: Path) -> str:
     return bench_models(work, SHARED, home() / "train")
 
 
+def _bench_languages(work: Path) -> str:
+    from .bench_languages import bench_languages
+
+    return bench_languages(work, SHARED)
+
+
 def _bench_serve() -> str:
     from .bench_serve import bench_serve
 
@@ -834,6 +843,8 @@ def main(argv: list[str] | None = None) -> None:
          lambda: _bench_knobs(args.work)),
         ("extract-models", "Extract models on issue 24's rows: shipped, teacher, students",
          "the shipped extract model beside the teacher and students", lambda: _bench_models(args.work)),
+        ("languages", "Languages: extract on held-out rows of eight languages",
+         "extract in every language (held-out rows)", lambda: _bench_languages(args.work)),
         ("reader", "Reader that can answer: SQuAD read by Qwen2.5-Coder-0.5B", "SQuAD with the Qwen reader",
          lambda: bench_reader(args.work, args.measured_only)),
         ("fidelity", "Fidelity", "fidelity (promptzip eval)",

@@ -28,6 +28,8 @@ from . import __version__
 from .compressors import Compressor, get_method
 from .errors import UsageError
 from .fidelity import FidelityTracker
+from .nospace import CHAR_PIECES, NOSPACE_SCRIPT
+from .nospace import pieces as nospace_pieces
 from .report import Report
 from .segment import FORCED, GAP_TEXT, Gap, Kind, Segmenter, Unit, protected_spans
 from .source import Document, PieceSplitter, RangeReader, document_from_bytes, open_document
@@ -171,6 +173,7 @@ class Context:
     kept: np.ndarray | None = None  # set by emit(): which units reached the output whole
     model: str | None = None  # set by methods that run a model, for the report
     model_sha256: str | None = None
+    language: str | None = None  # set by methods that choose their model by the document's language
     device: str = "cpu"
     word_scores: list[tuple[str, float, bool]] | None = None  # (word, keep score, kept), on request
     chunks: list[dict] | None = None  # rewriters: what happened to each chunk
@@ -343,28 +346,27 @@ def word_pieces_flagged(text: str) -> list[tuple[int, int, bool]]:
 
 
 _NONSPACE = re.compile(r"\S+")
-# scripts written without spaces between words: one piece a character (Han, kana, Hangul
-# syllables), or runs of at most 4 (Thai, Lao, Khmer, Myanmar: syllables without a segmenter)
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u3000-\u303f\uff00-\uffef"
-_SEA = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff"
-_NOSPACE_SCRIPT = re.compile(f"[{_CJK}{_SEA}]")
+_NOSPACE_SCRIPT = NOSPACE_SCRIPT
 GIANT_WORD = 64  # a run of non-space characters longer than this is cut into pieces
 _GIANT = re.compile(rf"\S{{{GIANT_WORD + 1}}}")
-_SUBWORD = re.compile(f"[{_CJK}]|[{_SEA}]{{1,4}}|[^\\s{_CJK}{_SEA}]{{1,16}}")
 
 
 def _split_runs(text: str) -> Iterator[tuple[int, int]]:
-    """Whitespace-separated words; a word in a script without spaces, or longer than
-    GIANT_WORD characters (a hash, base64, a minified line), cut into pieces (see _SUBWORD) so
-    that a budget smaller than the word keeps part of it. `emit_words` writes pieces that were
-    adjacent in the input without a space between them."""
+    """Whitespace-separated words; a word in a script without spaces cut into the multilingual
+    vocabulary's pieces (`nospace.pieces`), one longer than GIANT_WORD characters (a hash,
+    base64, a minified line) into pieces of at most 16 characters, so that a budget smaller
+    than the word keeps part of it. `emit_words` writes pieces that were adjacent in the input
+    without a space between them."""
     for m in _NONSPACE.finditer(text):
         s, e = m.span()
-        if e - s <= GIANT_WORD and not _NOSPACE_SCRIPT.search(text, s, e):
-            yield s, e
+        if not _NOSPACE_SCRIPT.search(text, s, e):
+            if e - s <= GIANT_WORD:
+                yield s, e
+            else:
+                for p in CHAR_PIECES.finditer(text, s, e):
+                    yield p.span()
             continue
-        for p in _SUBWORD.finditer(text, s, e):
-            yield p.span()
+        yield from nospace_pieces(text, s, e)
 
 
 def _separator(gap: bytes, gap_kind: int, strongest: int) -> bytes:
@@ -587,6 +589,7 @@ def compress_document(
         force=list(request.force),
         model=ctx.model,
         model_sha256=ctx.model_sha256,
+        language=ctx.language,
         device=ctx.device,
         words=ctx.word_scores,
         chunks=ctx.chunks,

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -47,6 +46,7 @@ import numpy as np
 from .compressors.lexical import fold
 from .errors import InputError, UsageError
 from .fidelity import MONTHS, WEEKDAYS
+from .nospace import words_and_bigrams
 from .segment import sentence_bounds
 from .tokens import DEFAULT_TOKENIZER, TokenCounter, load_tokenizer
 
@@ -63,7 +63,6 @@ TOP_WORDS = 3  # model: a passage's relevance is the mean keep probability of it
 HOP_FROM = 2  # model: the best passages whose names extend the query (the second hop)
 HOP_NAMES = 4  # model: names taken from them, by keep probability
 HOP_WEIGHT = 0.5  # model: weight of the second hop's BM25 beside the model's relevance
-_TERM = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 def passage_text(item: Any) -> str:
@@ -139,7 +138,7 @@ def _term(word: str) -> str | None:
 
 
 def terms(text: str) -> list[str]:
-    return [t for t in map(_term, _TERM.findall(text.lower())) if t]
+    return [t for t in map(_term, words_and_bigrams(text.lower())) if t]
 
 
 def bm25(query: str, docs: Sequence[str], k1: float = 1.2, b: float = 0.75) -> np.ndarray:
@@ -214,11 +213,12 @@ class ModelScores:
     queries: list[str]  # per passage: the query its probabilities were read with
 
 
-def _scored(text: str, query: str, counter: TokenCounter, force: Sequence[str]) -> tuple[list[str], np.ndarray]:
+def _scored(text: str, query: str, counter: TokenCounter, force: Sequence[str],
+            model: str = "auto") -> tuple[list[str], np.ndarray]:
     from .pipeline import compress
 
     res = compress(text, "extract", query=query, tokenizer=counter, force=force, word_scores=True,
-                   threshold=1e-6)  # every word scored; the budgeted pass reads them again from memory
+                   threshold=1e-6, model=model)  # every word scored; the budgeted pass reads them again from memory
     scored = res.report.words or []
     return [w for w, _, _ in scored], np.asarray([x for _, x, _ in scored], dtype=np.float64)
 
@@ -227,7 +227,20 @@ def _top_mean(p: np.ndarray) -> float:
     return float(np.sort(p)[-TOP_WORDS:].mean()) if len(p) else 0.0
 
 
-def model_scores(query: str, texts: Sequence[str], counter: TokenCounter, force: Sequence[str] = ()) -> ModelScores:
+def extract_model(query: str, texts: Sequence[str]) -> str:
+    """The extract model for one record: chosen once by the language of its question and passages
+    (as `extract -p model=auto` chooses for a document), so every passage is read, scored and
+    compared by the same model."""
+    from .compressors.extract import multilingual_ready
+    from .lang import detect
+
+    if detect(" ".join([query, *texts])).english:
+        return "english"
+    return "multilingual" if multilingual_ready() else "auto"  # auto: the English model, with a warning
+
+
+def model_scores(query: str, texts: Sequence[str], counter: TokenCounter, force: Sequence[str] = (),
+                 model: str = "auto") -> ModelScores:
     """The classifier's keep probabilities for every passage, read with the query; a passage's
     relevance from its best words. Then a second hop: the names (capitalized words outside the
     question, months and weekdays aside) that score highest in the HOP_FROM best passages extend the query; BM25 of those
@@ -236,7 +249,7 @@ def model_scores(query: str, texts: Sequence[str], counter: TokenCounter, force:
     sits in a passage about a name read there, which the question alone does not point at)."""
     words, probs = [], []
     for text in texts:
-        w, p = _scored(text, query, counter, force)
+        w, p = _scored(text, query, counter, force, model)
         words.append(w)
         probs.append(p)
     relevance_ = np.asarray([_top_mean(p) for p in probs])
@@ -259,7 +272,7 @@ def model_scores(query: str, texts: Sequence[str], counter: TokenCounter, force:
         for i in np.flatnonzero(hop > 0):
             if int(i) in best:
                 continue
-            _, p2 = _scored(texts[i], extended, counter, force)
+            _, p2 = _scored(texts[i], extended, counter, force, model)
             if _top_mean(p2) > relevance_[i]:
                 probs[i], relevance_[i], queries[i] = p2, _top_mean(p2), extended
     return ModelScores(probs, relevance_, hop, names, queries)
@@ -348,8 +361,9 @@ def compress_passages(
     budget = target_tokens if target_tokens is not None else (
         max(1, round(ratio * total)) if ratio is not None else None)
     scores = None
+    model = extract_model(query, texts) if extract and texts else "auto"
     if relevance_mode == "model" and extract and texts:
-        scores = model_scores(query, texts, counter, force)
+        scores = model_scores(query, texts, counter, force, model)
         lexical = bm25(query, texts)
         fused = scores.relevance + HOP_WEIGHT * scores.hop * scores.relevance.max()
         fused = fused / max(float(fused.max()), 1e-12)
@@ -391,7 +405,7 @@ def compress_passages(
                 drop(i, "budget")
             elif s < tokens[i]:
                 results[i].text = _fit(scores.queries[i] if scores else query, texts[i], int(tokens[i]), int(s),
-                                       counter, extract, force, warnings, sentences=scores is None)
+                                       counter, extract, force, warnings, sentences=scores is None, model=model)
                 if not results[i].text.strip():
                     drop(i, "empty")
     for r in results:  # a passage kept whole costs what it did
@@ -407,7 +421,7 @@ def compress_passages(
 
 
 def _fit(query: str, text: str, tokens: int, share: int, counter: TokenCounter, extract: bool,
-         force: Sequence[str], warnings: list[str], sentences: bool = True) -> str:
+         force: Sequence[str], warnings: list[str], sentences: bool = True, model: str = "auto") -> str:
     """One passage of `tokens` tokens brought to `share`: best sentences (by BM25, unless the
     model already ranked its words), then the extract classifier."""
     bounds = sentence_bounds(text)
@@ -427,7 +441,8 @@ def _fit(query: str, text: str, tokens: int, share: int, counter: TokenCounter, 
         return text
     from .pipeline import compress
 
-    res = compress(text, "extract", target_tokens=share, query=query, force=force, tokenizer=counter)
+    res = compress(text, "extract", target_tokens=share, query=query, force=force, tokenizer=counter,
+                   model=model)
     warnings += [w for w in res.report.warnings if w not in warnings]
     return res.text
 

@@ -37,6 +37,7 @@ class Report:
     force: list[str] = field(default_factory=list)
     model: str | None = None
     model_sha256: str | None = None
+    language: str | None = None  # the document's language where the method chose its model by it
     device: str = "cpu"
     source: str = ""
     warnings: list[str] = field(default_factory=list)
@@ -74,6 +75,8 @@ class Report:
             f"ratio {self.ratio:.3f} ({target})",
             f"{self.elapsed_ms:,.0f} ms",
         ]
+        if self.language:
+            parts.append(f"language {self.language}, model {self.model}")
         if self.numbers_kept is not None:
             parts.append(f"numbers kept {self.numbers_kept:.0%}")
         if self.names_kept is not None:

@@ -24,6 +24,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
+from .nospace import NOSPACE_CHARS as _NOSPACE_CHARS
+
 MAX_BLOCK_CHARS = 1 << 20
 SPLIT_BLOCK_CHARS = 4096  # a table or code block longer than this is cut into runs of lines
 
@@ -73,9 +75,10 @@ _UNITS = (
     r"%|‰|°[CF]?|[kMGT]?B|[kMGT]i?B|km|cm|mm|nm|µm|m|kg|mg|g|lbs?|oz|ms|µs|ns|s|min|h|hrs?|"
     r"Hz|kHz|MHz|GHz|[kMG]?W|V|mAh|Ah|kWh|K|USD|EUR|GBP|x|px|pt|em"
 )
-# starts at a digit so the scan is fast; a sign or currency symbol is glued to it anyway
+# starts at a digit so the scan is fast; a sign or currency symbol is glued to it anyway; not
+# inside a word (`x86`), but a number glued to Chinese or Japanese characters (`约8851.8千米`) is one
 _NUMBER = (
-    r"\d(?<![\w.]\d)(?:[\d,]*\d)?(?:\.\d+)?(?:e[-+]?\d+)?"
+    rf"\d(?<!\.\d)(?<![^\W{_NOSPACE_CHARS}]\d)(?:[\d,]*\d)?(?:\.\d+)?(?:e[-+]?\d+)?"
     rf"(?:\s?(?:{_UNITS})(?![\w]))?"
 )
 _HAS_DIGIT = re.compile(r"\d").search
@@ -95,7 +98,9 @@ _INDENTED = re.compile(r"^(?: {4}|\t)")
 
 # A sentence ends at . ! ? (and closing quotes/brackets) followed by whitespace and a
 # character that is not a lower-case letter.
-_SENT_END = re.compile(r"[.!?…]+[\"'’”)\]]*(?=\s+[^\sa-z])")
+# . ! ? … (and Arabic's ؟) before whitespace and a non-lowercase character; the full-width
+# 。！？ of Chinese and Japanese before any character (those scripts put no space after them)
+_SENT_END = re.compile(r"[.!?…؟]+[\"'’”)\]]*(?=\s+[^\sa-z])|[。！？]+[」』”’）)]*(?=\s*\S)")
 _ABBREV = frozenset(
     "mr mrs ms dr st prof sr jr inc ltd co corp vs etc e.g i.e cf fig no nos vol pp ca approx "
     "dept est jan feb mar apr jun jul aug sep sept oct nov dec gen col lt sgt rev mt u.s u.k".split()

@@ -40,6 +40,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..pipeline import Context
+from ..runtime.onnx import encode_text, subword_ids
 from .base import Compressor, Param
 from .words import (
     bridge_scores,
@@ -52,10 +53,19 @@ from .words import (
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "models" / "extract-minilm"
+MULTILINGUAL_MODEL = ROOT / "models" / "extract-multilingual"
+CHOICES = ("auto", "english", "multilingual")  # `-p model=`: these, or a model folder
 
 
 def model_dir(setting: str = "") -> Path:
-    path = Path(setting or os.environ.get("PROMPTZIP_EXTRACT_MODEL", "") or DEFAULT_MODEL)
+    """The model folder a `model` setting names: english (the default; PROMPTZIP_EXTRACT_MODEL
+    moves it), multilingual, or a folder. `auto` is decided per document (`choose`)."""
+    if setting == "multilingual":
+        path = MULTILINGUAL_MODEL
+    elif setting in ("", "auto", "english"):
+        path = Path(os.environ.get("PROMPTZIP_EXTRACT_MODEL", "") or DEFAULT_MODEL)
+    else:
+        path = Path(setting)
     if not (path / "tokenizer.json").is_file():
         raise ModelError(f"the extract model is missing at {path}",
                          "Run `make models` in a promptzip checkout, or point PROMPTZIP_EXTRACT_MODEL "
@@ -85,15 +95,19 @@ class Scorer:
         self.tok = wordpiece(str(folder / "tokenizer.json"))
         self.max_len, self.overlap, self.batch_size, self.max_query = max_len, overlap, batch_size, max_query
         self.cls, self.sep, self.pad, self.mpnet = specials(self.tok)
-        self.unk = self.tok.token_to_id("[UNK]")
-        self.typed = any(i.name == "token_type_ids" for i in self.sess.get_inputs())  # MPNet has none
+        self.unk = next(i for i in (self.tok.token_to_id("[UNK]"), self.tok.token_to_id("<unk>"), 0) if i is not None)
+        inputs = {i.name for i in self.sess.get_inputs()}
+        self.typed = "token_type_ids" in inputs  # MPNet has none
+        # the multilingual graph reads word embeddings that the caller looks up (runtime.e5q4)
+        self.embed = embeddings_of(folder) if "inputs_embeds" in inputs else None
+        self.name = folder.name
 
     def plan(self, words: list[str], query: str | None):
         """Windows as (subword ids, token types, per-subword word index or -1, core word range)."""
         subs = self.subwords(words)
         # the question takes at most half a window, so every window has room for words
         q_room = min(self.max_query, (self.max_len - 3) // 2)
-        q = self.tok.encode(query, add_special_tokens=False).ids[:q_room] if query else []
+        q = encode_text(self.tok, query)[:q_room] if query else []
         head = np.asarray(([self.cls, *q, self.sep, self.sep] if self.mpnet else [self.cls, *q, self.sep])
                           if q else [self.cls], dtype=np.int64)
         room = self.max_len - len(head) - 1
@@ -104,7 +118,7 @@ class Scorer:
         flat = np.fromiter((i for s in subs for i in s), dtype=np.int64, count=int(lens.sum()))
         owner_of = np.repeat(np.arange(len(words), dtype=np.int64), lens)
         cum = np.concatenate(([0], np.cumsum(lens)))  # strictly increasing: no word is empty
-        type_q = 1 if q else 0
+        type_q = 1 if q and not self.mpnet else 0  # SentencePiece (RoBERTa-style) input: no segment ids
         out = []
         a = 0
         while a < len(words):
@@ -125,8 +139,7 @@ class Scorer:
         """Subword ids of each word (an empty one reads as [UNK]); each distinct word is encoded
         once (a document repeats its words: 80k words hold ~9k distinct ones)."""
         uniq = list(dict.fromkeys(words))
-        table = {u: e.ids or [self.unk]
-                 for u, e in zip(uniq, self.tok.encode_batch(uniq, add_special_tokens=False), strict=True)}
+        table = dict(zip(uniq, subword_ids(self.tok, uniq, self.unk), strict=True))
         return [table[w] for w in words]
 
     def probs(self, words: list[str], query: str | None = None) -> np.ndarray:
@@ -150,7 +163,8 @@ class Scorer:
                 ids[r, :len(i)] = i
                 mask[r, :len(i)] = 1
                 types[r, :len(t)] = t
-            feed = {"input_ids": ids, "attention_mask": mask}
+            feed = {"input_ids": ids, "attention_mask": mask} if self.embed is None else \
+                {"inputs_embeds": self.embed(ids), "attention_mask": mask}
             if self.typed:
                 feed["token_type_ids"] = types
             p = self.sess.run(["probs"], feed)[0]
@@ -159,6 +173,52 @@ class Scorer:
                 np.add.at(sums[d], own[sel], p[r, :len(own)][sel])
                 np.add.at(counts[d], own[sel], 1)
         return [x / np.maximum(c, 1) for x, c in zip(sums, counts, strict=True)]
+
+
+def embeddings_of(folder: Path):
+    """The word-embedding rows a model folder's manifest names (`embeddings`: a prepared base model
+    and its file, sha256-pinned), as a `Q4Rows` lookup."""
+    from ..runtime.store import model_path
+    from ..runtime.verify import check_file
+
+    spec = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("embeddings") or {}
+    if not spec:
+        raise ModelError(f"{folder} reads word embeddings but its manifest does not say from where",
+                         "Restore the folder (`git checkout -- models/`).")
+    path = model_path(spec["model"]) / spec["file"]
+    check_file(path, spec["sha256"])
+    return _rows(str(path))
+
+
+@lru_cache(maxsize=2)
+def _rows(path: str):
+    from ..runtime.e5q4 import Q4Rows
+
+    return Q4Rows(Path(path))
+
+
+def multilingual_ready() -> bool:
+    """Is the multilingual model installed: its folder, and the base file its embeddings come from?"""
+    from ..runtime.store import models_dir
+
+    if not (MULTILINGUAL_MODEL / "manifest.json").is_file():
+        return False
+    spec = json.loads((MULTILINGUAL_MODEL / "manifest.json").read_text(encoding="utf-8")).get("embeddings") or {}
+    return bool(spec) and (models_dir() / spec["model"] / spec["file"]).is_file()
+
+
+def choose(setting: str, text: str) -> tuple[Path, object | None]:
+    """(model folder, the detected `lang.Language` or None) for a `model` setting and the text the
+    model would read: `auto` detects the language and takes the multilingual model for any but
+    English (falling back to English, with a warning from the caller, when it is not installed)."""
+    if setting != "auto" or os.environ.get("PROMPTZIP_EXTRACT_MODEL"):
+        return model_dir(setting), None
+    from ..lang import detect
+
+    lang = detect(text)
+    if lang.english:
+        return model_dir("english"), lang
+    return model_dir("multilingual"), lang
 
 
 class Extract(Compressor):
@@ -175,7 +235,8 @@ class Extract(Compressor):
     retired = {"phrases": "version 9: keeping a name, date or quantity whole moved neither the answer kept "
                "nor the readers' scores on SQuAD, so it was removed; the extract model card has the figures"}
     params = (
-        Param("model", str, "", "model folder (default: the shipped models/extract-minilm)"),
+        Param("model", str, "auto", "auto (English text: the English model; any other language: the "
+              "multilingual one), english, multilingual, or a model folder"),
         Param("precision", str, "int8", "which ONNX file to run", ("int8", "fp32")),
         Param("threshold", float, 0.0, "keep every word with probability >= this instead of "
               "meeting a ratio (0 = off)", bounds=(0, 1)),
@@ -203,18 +264,34 @@ class Extract(Compressor):
     )
 
     def model_id(self) -> str | None:
-        return _sha(model_dir(self.settings["model"]), self.settings["precision"])
+        setting = self.settings["model"]
+        sha = _sha(model_dir(setting), self.settings["precision"])
+        if setting == "auto" and not os.environ.get("PROMPTZIP_EXTRACT_MODEL") and \
+                (MULTILINGUAL_MODEL / "tokenizer.json").is_file():
+            sha = f"{sha}+{_sha(MULTILINGUAL_MODEL, self.settings['precision'])}"  # either may run
+        return sha
 
     def compress(self, ctx: Context) -> None:
-        folder = model_dir(self.settings["model"])
-        scorer = Scorer(folder, self.settings["precision"], self.settings["max_len"],
-                        self.settings["overlap"], self.settings["batch"])
+        w = collect_words(ctx)
+        folder, lang = choose(self.settings["model"], " ".join(w.words[:4000]))
+        try:
+            scorer = Scorer(folder, self.settings["precision"], self.settings["max_len"],
+                            self.settings["overlap"], self.settings["batch"])
+        except ModelError as e:
+            if lang is None or folder != MULTILINGUAL_MODEL:
+                raise
+            ctx.warn(f"the multilingual extract model could not be used ({e}); the English model "
+                     f"read this {lang.code} text. {e.hint}")
+            folder = model_dir("english")
+            scorer = Scorer(folder, self.settings["precision"], self.settings["max_len"],
+                            self.settings["overlap"], self.settings["batch"])
         if scorer.warning:
             ctx.warn(scorer.warning)
-        ctx.model = f"extract-minilm ({self.settings['precision']})"
+        ctx.model = f"{folder.name} ({self.settings['precision']})"
         ctx.model_sha256 = _sha(folder, self.settings["precision"])
         ctx.device = scorer.device
-        w = collect_words(ctx)
+        if lang is not None:
+            ctx.language = lang.code
         if not w.words:
             ctx.emit_words(np.zeros(0, dtype=bool), w.word_start, w.local)
             return

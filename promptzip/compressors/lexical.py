@@ -15,16 +15,15 @@ sentence, so even a text of three sentences lands near its budget. Headings and 
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 
 import numpy as np
 
+from ..nospace import words_and_bigrams
 from ..pipeline import Context, best_partial, select_by_score
 from ..segment import FORCED, STRUCTURE, Unit
 from .base import Compressor, Param
 
-_WORD = re.compile(r"[^\W_]+")
 STOPWORDS = frozenset(
     """a an the and or but if then else of to in on at by for with from as into onto over under
     is are was were be been being am do does did done have has had having it its it's this that
@@ -56,7 +55,7 @@ class Terms:
     def __call__(self, text: str) -> list[str]:
         memo = self._memo
         out = []
-        for w in _WORD.findall(text.lower()):
+        for w in words_and_bigrams(text.lower()):
             t = memo.get(w, "")
             if t == "":
                 if len(memo) >= self._limit:

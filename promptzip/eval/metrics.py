@@ -4,24 +4,49 @@ from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 
+from ..nospace import NOSPACE_SCRIPT
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
+_NOSPACE_CHAR = re.compile(f"({NOSPACE_SCRIPT.pattern})")
 
 
 def normalize(text: str) -> str:
-    text = _ARTICLES.sub(" ", text.lower().translate(_PUNCT))
-    return " ".join(text.split())
+    """SQuAD's normalization made script-blind: NFKC, lowercase, every Unicode punctuation mark
+    (not only ASCII's: `，。「」«»` too) and English articles removed, whitespace collapsed."""
+    text = unicodedata.normalize("NFKC", text).lower().translate(_PUNCT)
+    text = "".join(" " if unicodedata.category(c).startswith("P") else c for c in text)
+    return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def answer_retained(compressed: str, answers: Sequence[str]) -> bool:
-    """A normalized gold answer occurs in the normalized compressed context."""
+    """A normalized gold answer occurs in the normalized compressed context, as whole words; in
+    a script written without spaces (Chinese, Japanese, Thai) as a substring, spaces ignored."""
     hay = f" {normalize(compressed)} "
-    return any(f" {normalize(a)} " in hay for a in answers if normalize(a))
+    squeezed = None
+    for a in answers:
+        n = normalize(a)
+        if not n:
+            continue
+        if NOSPACE_SCRIPT.search(n):
+            squeezed = squeezed if squeezed is not None else hay.replace(" ", "")
+            if n.replace(" ", "") in squeezed:
+                return True
+        elif f" {n} " in hay:
+            return True
+    return False
+
+
+def _tokens(text: str) -> list[str]:
+    """Words of a normalized text; each character of a no-space script is a token of its own
+    (CMRC's and JSQuAD's character-level F1)."""
+    return _NOSPACE_CHAR.sub(r" \1 ", text).split()
 
 
 def exact_match(prediction: str, answers: Sequence[str]) -> float:
@@ -30,10 +55,10 @@ def exact_match(prediction: str, answers: Sequence[str]) -> float:
 
 
 def f1(prediction: str, answers: Sequence[str]) -> float:
-    pred = normalize(prediction).split()
+    pred = _tokens(normalize(prediction))
     best = 0.0
     for a in answers:
-        gold = normalize(a).split()
+        gold = _tokens(normalize(a))
         common = sum((Counter(pred) & Counter(gold)).values())
         if not pred or not gold or not common:
             continue

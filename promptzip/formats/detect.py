@@ -151,8 +151,9 @@ def sniff(head: str) -> StreamInfo:
         table = _table_dialect(body) if len(body) >= 3 else None
         if table:
             return StreamInfo(table, "content")
+        fenced = sum(1 for line in sample if line.lstrip().startswith("```")) >= 2  # prose around fenced code
         is_code, language = _code_language(complete or lines)
-        if is_code:
+        if is_code and not fenced:
             return StreamInfo("code", "content", language)
     if _MARKDOWN.search(t):
         return StreamInfo("markdown", "content")

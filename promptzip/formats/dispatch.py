@@ -57,6 +57,9 @@ def compress_formatted(doc: Document, out: BinaryIO, handler: Handler, info: Str
                                 compressor, sub, None, counter)
         inner["calls"] += 1
         inner["model"], inner["sha"], inner["device"] = rep.model, rep.model_sha256, rep.device
+        if rep.language:  # the languages the handler's text calls were read as, most text first
+            inner.setdefault("languages", {})[rep.language] = inner.get("languages", {}).get(
+                rep.language, 0) + rep.input_tokens
         return buf.getvalue().decode("utf-8")
 
     ctx = FormatContext(counter, input_tokens, budget, request.query, request.force, info.language,
@@ -116,6 +119,7 @@ def compress_formatted(doc: Document, out: BinaryIO, handler: Handler, info: Str
         force=list(request.force),
         model=inner["model"],
         model_sha256=inner["sha"],
+        language=max(inner["languages"], key=inner["languages"].get) if inner.get("languages") else None,
         device=inner["device"],
         source=doc.label,
         warnings=warnings,

@@ -52,4 +52,34 @@ def wordpiece(path: str):
     tok = Tokenizer.from_file(path)
     tok.no_padding()
     tok.no_truncation()
+    if _metaspace(tok):  # the caller says where a word starts after a space (`subword_ids`, `encode_text`)
+        tok.pre_tokenizer.prepend_scheme = "never"
     return tok
+
+
+def _metaspace(tok) -> bool:
+    """A SentencePiece tokenizer (XLM-R's), loaded by `wordpiece` to add no word-start mark itself."""
+    from tokenizers import pre_tokenizers
+
+    return isinstance(tok.pre_tokenizer, pre_tokenizers.Metaspace)
+
+
+def encode_text(tok, text: str) -> list[int]:
+    """Subword ids of a free text (a question), as the tokenizer's own defaults would give them."""
+    return tok.encode(" " + text if _metaspace(tok) else text, add_special_tokens=False).ids
+
+
+def subword_ids(tok, words: list[str], unk: int | None = None) -> list[list[int]]:
+    """Subword ids of each word (an empty one reads as `unk`). A SentencePiece (Metaspace)
+    tokenizer marks a word that starts after a space with `▁`; a word of a script written without
+    spaces (`开发` inside Chinese text) is encoded without that mark, as the model read such text
+    in pre-training (`▁ 开发 ▁ 游戏` would be neither the text nor its tokens). `wordpiece` loads such
+    a tokenizer to add no mark itself, so one tokenizer encodes both kinds of word (`" " + word`
+    gives exactly the ids that the tokenizer's default would give `word`)."""
+    from ..nospace import NOSPACE_SCRIPT
+
+    if unk is None:
+        unk = tok.token_to_id("[UNK]") if tok.token_to_id("[UNK]") is not None else tok.token_to_id("<unk>")
+    if _metaspace(tok):
+        words = [w if NOSPACE_SCRIPT.match(w) else " " + w for w in words]
+    return [e.ids or [unk] for e in tok.encode_batch(words, add_special_tokens=False)]

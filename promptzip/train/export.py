@@ -212,3 +212,56 @@ def _dequantized(shipped: dict, name: str, path: Path):
         q = shipped[name + "_quantized"].astype(np.float32)
         return (q - shipped[name + "_zero_point"].astype(np.float32)) * shipped[name + "_scale"]
     raise RuntimeError(f"{path} has no weight {name}: not an export of this architecture")
+
+
+def export_multilingual(state_path: Path, out_dir: Path, opset: int = 17) -> dict[str, Path]:
+    """The multilingual classifier without its word embeddings: the graph takes `inputs_embeds`
+    (float32, batch x length x 384: the base's fixed Q4 rows, looked up by the caller,
+    `runtime.e5q4.Q4Rows`) and `attention_mask`, adds position embeddings and the embedding
+    LayerNorm itself, and returns `probs` (batch x length). The 250k x 384 table stays out of the
+    graph (the int8 graph with it would be 100 MB; without it, about 22 MB). Fused by
+    onnxruntime's BERT optimizer (attention, skip LayerNorm, bias GELU) when it recognises all
+    layers, then written as fp32 and as per-channel int8."""
+    import onnx
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from .finetune import MULTI
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = torch.load(state_path, weights_only=False)
+    model = build_model(dropout=0.0, base=MULTI)
+    model.load_state_dict(state["model"])
+    model.eval()
+    config = model.encoder.config
+    config._attn_implementation = "eager"  # the optimizer recognises the eager attention subgraph
+
+    class Probs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder, self.head = model.encoder, model.head
+
+        def forward(self, inputs_embeds, attention_mask):
+            types = torch.zeros_like(attention_mask)
+            h = self.encoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                             token_type_ids=types).last_hidden_state
+            return torch.sigmoid(self.head(h).squeeze(-1))
+
+    fp32, int8 = out_dir / "model.fp32.onnx", out_dir / "model.int8.onnx"
+    example = (torch.randn((2, 16, config.hidden_size)), torch.ones((2, 16), dtype=torch.long))
+    axes = {"inputs_embeds": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"},
+            "probs": {0: "batch", 1: "length"}}
+    with torch.inference_mode():
+        torch.onnx.export(Probs(), example, str(fp32), input_names=["inputs_embeds", "attention_mask"],
+                          output_names=["probs"], opset_version=opset, dynamo=False, dynamic_axes=axes)
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    fused = optimize_model(str(fp32), model_type="bert", num_heads=config.num_attention_heads,
+                           hidden_size=config.hidden_size)
+    extra = {}
+    if fused.get_fused_operator_statistics().get("Attention") == config.num_hidden_layers:
+        fused.save_model_to_file(str(fp32))
+        extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, extra_options=extra)
+    shutil.copy(model_path(MULTI) / "tokenizer.json", out_dir / "tokenizer.json")
+    return {"fp32": fp32, "int8": int8}

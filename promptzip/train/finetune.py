@@ -35,6 +35,7 @@ from .labels import Example
 
 BASE = "minilm-l6-v2"
 TEACHER = "mpnet-base-v2"
+MULTI = "multilingual-e5-small"  # the multilingual model's base: its 250k x 384 word embeddings stay fixed
 PAUSE = "PAUSE"  # a file of this name in a run folder holds training between steps (benchmarks)
 
 
@@ -56,9 +57,9 @@ def load_wordpiece(base: str = BASE):
 
 def word_subwords(tok, words: list[str]) -> list[list[int]]:
     """Subword ids of each word (a word with no subwords maps to [UNK])."""
-    enc = tok.encode_batch([w for w in words], add_special_tokens=False)
-    unk = tok.token_to_id("[UNK]")
-    return [e.ids or [unk] for e in enc]
+    from ..runtime.onnx import subword_ids
+
+    return subword_ids(tok, words)
 
 
 def answer_run(labels: list[float] | None) -> tuple[int, int] | None:
@@ -78,7 +79,9 @@ def windows(tok, words: list[str], labels: list[float] | None, query: str | None
     a window holding the whole answer (`answer_run`) records where it is. `hard`: gold labels
     beside soft `labels` (a teacher's); the answer and the ranking loss are read from them."""
     cls, sep, _, mpnet = specials(tok)
-    q_ids = tok.encode(query, add_special_tokens=False).ids[:max_query] if query else []
+    from ..runtime.onnx import encode_text
+
+    q_ids = encode_text(tok, query)[:max_query] if query else []
     head = ([cls, *q_ids, sep, sep] if mpnet else [cls, *q_ids, sep]) if q_ids else [cls]
     room = max_len - len(head) - 1
     subs = word_subwords(tok, words)
@@ -96,7 +99,7 @@ def windows(tok, words: list[str], labels: list[float] | None, query: str | None
             i += 1
         ids.append(sep)
         word_of.append(-1)
-        type_ids = [0] * len(head) + [1 if q_ids else 0] * (len(ids) - len(head))
+        type_ids = [0] * len(head) + [1 if q_ids and not mpnet else 0] * (len(ids) - len(head))
         inside = run is not None and first <= run[0] and run[1] < i
         out.append(Window(ids, type_ids, word_of, labs, (run[0] - first, run[1] - first) if inside else None,
                           list(hard[first:i]) if hard is not None else None))
@@ -295,10 +298,13 @@ def fit(examples: list[Example], run: Path, steps: int, batch_size: int = 8, lr:
         start = deepen(start, deepen_order)
     weights = state["model"] if state is not None else start
     model = build_model(span=span > 0, depth=depth_of(weights) if weights is not None else None, base=base)
-    if freeze:
-        for name, param in model.encoder.named_parameters():
-            if name.startswith("embeddings.") or 0 <= layer_of(name) < freeze:
-                param.requires_grad = False
+    for name, param in model.encoder.named_parameters():
+        if freeze and (name.startswith("embeddings.") or 0 <= layer_of(name) < freeze):
+            param.requires_grad = False
+        if base == MULTI and name == "embeddings.word_embeddings.weight":
+            # 96M of its 117M parameters: fixed, so no gradient, no AdamW state (1.1 GB), and the
+            # shipped model can read them from the pinned base instead of carrying them
+            param.requires_grad = False
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(

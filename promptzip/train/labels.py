@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileutil import read_jsonl
+from ..nospace import NOSPACE_SCRIPT
 from ..pipeline import word_pieces_flagged
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "corpora"
@@ -60,10 +61,22 @@ def _overlapping(spans: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 
 def _content(text: str) -> set[str]:
-    return {w for w in (m.group().lower() for m in _WORD.finditer(text)) if w not in _STOP}
+    """Content words of a text, lowercased; a run of a script without spaces gives its character
+    pairs instead (`首都です` -> 首都, 都で, です), so words of such text match a question's."""
+    out = set()
+    for m in _WORD.finditer(text):
+        w = m.group().lower()
+        if NOSPACE_SCRIPT.search(w):
+            out.update(w[i:i + 2] for i in range(len(w) - 1))
+        elif w not in _STOP:
+            out.add(w)
+    return out
 
 
-_SENT_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+# a sentence ends at . ! ? before a capital, a digit, a quote or a letter of a caseless script
+# (Arabic, Thai, CJK), or at 。！？؟ whatever follows
+_SENT_END = re.compile("(?<=[.!?])\\s+(?=[A-Z0-9\"'(\u0400-\u042f\u0600-\u06ff\u0e00-\u0e7f\u3040-\u9fff])"
+                       "|(?<=[\u3002\uff01\uff1f\u061f])\\s*")
 
 
 def _sentence_bounds(text: str, pos: int) -> tuple[int, int]:
@@ -73,6 +86,14 @@ def _sentence_bounds(text: str, pos: int) -> tuple[int, int]:
             return lo, m.start()
         lo = m.end()
     return lo, len(text)
+
+
+def split_by_title(path: Path, every: int = 8) -> tuple[set[str], set[str]]:
+    """(train, held-out) titles of a SQuAD-style file: every `every`-th title (sorted) is held out,
+    so no held-out paragraph shares its article with a training one."""
+    titles = sorted({row.get("title", "") for row in read_jsonl(path)})
+    held = set(titles[::every])
+    return set(titles) - held, held
 
 
 def squad_groups(path: Path, titles: set[str] | None = None) -> Iterator[tuple[str, str, list[dict]]]:

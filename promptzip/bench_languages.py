@@ -1,0 +1,146 @@
+"""`make bench BENCH_SECTIONS=languages`: `extract` in every language it was trained or validated
+on (issue 35), on held-out rows only.
+
+Rows: for each file of ../shared/corpora/qa-multi, the articles the multilingual model never saw
+(every 8th title, `train.labels.split_by_title`, as its training split them), one question per
+paragraph, the first `N`; for English, SQuAD v2 half-dev (answerable), the first `N`. Each row is
+compressed with its question at 0.33 and 0.2 and without it at 0.33, by `extract` as a user gets it
+(`-p model=auto`), by the English model forced (`-p model=english`: what every language got
+before), by `lexical` (BM25 sentences) and by head truncation. Answer kept: the gold answer in the
+compressed paragraph after NFKC, lowercasing and punctuation removal (`eval.metrics`; a substring
+in scripts without spaces). Then the speed of both models on one long document of each script.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+N = 150
+LANGUAGES = (  # (label, file under qa-multi/ or None for English SQuAD)
+    ("English (SQuAD v2 half-dev)", None),
+    ("Chinese, Simplified (CMRC 2018)", "zh_cmrc2018_train.jsonl"),
+    ("Chinese, Traditional (DRCD)", "zh_drcd_train.jsonl"),
+    ("Japanese (JSQuAD)", "ja_jsquad_train.jsonl"),
+    ("Arabic (ARCD)", "ar_arcd_train.jsonl"),
+    ("Thai (iapp-wiki-qa)", "th_iapp_train.jsonl"),
+    ("Kazakh (KazQAD)", "kk_kazqad_train.jsonl"),
+    ("French (PIAF)", "fr_piaf_train.jsonl"),
+)
+COLUMNS = (  # (method, ratio, header)
+    ("extract", 0.33, "extract+q @0.33"),
+    ("extract", 0.2, "extract+q @0.2"),
+    ("extract:noquery", 0.33, "extract, no q @0.33"),
+    ("extract:model=english", 0.33, "English model+q @0.33"),
+    ("lexical", 0.33, "lexical+q @0.33"),
+    ("truncate", 0.33, "head @0.33"),
+)
+
+
+def held_out_rows(shared: Path, name: str | None, n: int = N) -> list[dict]:
+    """The rows of one language's table line (see the module docstring)."""
+    from .fileutil import read_jsonl
+    from .train.labels import split_by_title, squad_groups
+
+    if name is None:
+        rows = [r for r in read_jsonl(shared / "qa" / "squad_v2_half_dev.jsonl") if r.get("answers")]
+        return rows[:n]
+    path = shared / "qa-multi" / name
+    _, held = split_by_title(path)
+    return [rows[0] for _, _, rows in squad_groups(path, held)][:n]
+
+
+def _eval(rows: list[dict], out: Path, title: str) -> dict[tuple[str, float], dict]:
+    """`promptzip eval` of every column's method over `rows`; (method, ratio) -> answer kept."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "rows-in.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    methods = list(dict.fromkeys(m for m, _, _ in COLUMNS))
+    ratios = sorted({r for _, r, _ in COLUMNS}, reverse=True)
+    subprocess.run([sys.executable, "-m", "promptzip", "eval", str(data), "--methods", ",".join(methods),
+                    "--ratios", ",".join(map(str, ratios)), "--no-reader", "--no-embed", "--out", str(out),
+                    "--title", title], check=True, stdout=subprocess.DEVNULL)
+    summary = json.loads((out / "results.json").read_text(encoding="utf-8"))["summary"]
+    return {(s["method"], round(s["target_ratio"], 2)): s for s in summary}
+
+
+def speed(text: str, model: str, repeats: int = 2) -> dict:
+    """End-to-end tokens/s of `extract -p model=MODEL` at 0.33 on `text`, and of its forward pass
+    alone (the scorer's windows, no selection), best of `repeats` after a warm-up."""
+    from .compressors.extract import Scorer, model_dir
+    from .pipeline import compress
+    from .tokens import load_tokenizer
+
+    tokens = load_tokenizer("cl100k_base").count(text)
+    compress(text[:2000], "extract", ratio=0.33, model=model)  # load everything once
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        res = compress(text + " ", "extract", ratio=0.33, model=model)  # a new text: no memo
+        best = min(best, time.perf_counter() - t0)
+        text = text + " "
+    words = [w for w, _, _ in (compress(text, "extract", ratio=0.33, model=model, word_scores=True).report.words or [])]
+    scorer = Scorer(model_dir(model))
+    t0 = time.perf_counter()
+    scorer.probs(words, None)
+    forward = time.perf_counter() - t0
+    return {"tokens": tokens, "end_to_end": tokens / best, "forward": tokens / forward,
+            "model": res.report.model, "subwords_per_token": sum(len(s) for s in scorer.subwords(words)) / tokens}
+
+
+def bench_languages(work: Path, shared: Path) -> str:
+    if not (shared / "qa-multi").is_dir():
+        return "Skipped: ../shared/corpora/qa-multi is not beside this checkout."
+    from .compressors.extract import multilingual_ready
+
+    if not multilingual_ready():
+        return "Skipped: the multilingual extract model is not installed (`make models`)."
+    lines = ["| language (held-out rows) | rows | " + " | ".join(h for *_, h in COLUMNS) + " |",
+             "|---|---:|" + "---:|" * len(COLUMNS)]
+    for label, name in LANGUAGES:
+        rows = held_out_rows(shared, name)
+        print(f"bench: languages, {label} ({len(rows)} rows) ...", file=sys.stderr)
+        got = _eval(rows, work / "languages" / (name or "en").removesuffix(".jsonl"), label)
+        cells = []
+        for method, ratio, _ in COLUMNS:
+            s = got.get((method, ratio))
+            cells.append("-" if s is None else f"{s['answer_retained']['mean']:.3f} "
+                         f"(ratio {s['achieved_ratio']['mean']:.3f})")
+        lines.append(f"| {label} | {len(rows)} | " + " | ".join(cells) + " |")
+    docs = {
+        "English (WikiText-2 test articles)": ("english", _long_text(shared / "text" / "wikitext2_test_articles.jsonl",
+                                                                      chars=160_000)),
+        "Chinese (CMRC paragraphs joined)": ("multilingual", _long_text(shared / "qa-multi" / "zh_cmrc2018_train.jsonl",
+                                                                        key="context")),
+    }
+    speed_lines = ["| document | model | tokens (cl100k) | subwords per token | end to end, tokens/s | forward pass "
+                   "alone, tokens/s | end to end / forward |", "|---|---|---:|---:|---:|---:|---:|"]
+    for label, (model, text) in docs.items():
+        print(f"bench: languages, speed on {label} ...", file=sys.stderr)
+        s = speed(text, model)
+        speed_lines.append(f"| {label} | {s['model']} | {s['tokens']:,} | {s['subwords_per_token']:.2f} | "
+                           f"{s['end_to_end']:,.0f} | {s['forward']:,.0f} | {s['end_to_end'] / s['forward']:.2f} |")
+    head = ("Answer kept (and the achieved ratio) on held-out rows: articles the multilingual model never "
+            "trained on. `extract` chooses its model by the document's language (`-p model=auto`); the "
+            "English-model column is what every language got before the multilingual model. Answer kept after "
+            "NFKC, lowercasing and punctuation removal; a substring match in scripts without spaces.")
+    return "\n".join([head, "", *lines, "", "Speed (one run; 2 cores):", "", *speed_lines])
+
+
+def _long_text(path: Path, key: str = "text", chars: int = 40_000) -> str:
+    from .fileutil import read_jsonl
+
+    out, seen, size = [], set(), 0
+    for row in read_jsonl(path):
+        t = row.get(key) or ""
+        if t in seen:
+            continue
+        seen.add(t)
+        out.append(t)
+        size += len(t)
+        if size >= chars:
+            break
+    return "\n\n".join(out)

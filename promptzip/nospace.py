@@ -1,0 +1,135 @@
+"""Words for scripts written without spaces (Chinese, Japanese, Thai, Lao, Khmer, Myanmar).
+
+Selection works on words, and these scripts have no spaces to find them by. The units are the
+pieces of the multilingual extract model's SentencePiece (unigram) vocabulary, the XLM-R one:
+learnt from CC-100 text in ~100 languages, its pieces are mostly whole words or morphemes
+(`基于`, `开发`, `游戏`; `ประเทศ`), so a unit is what the model reads as one token and what a
+reader reads as one word. Dropping a unit never cuts a character, and the model labels exactly
+the items the selection keeps or drops, in training as at inference.
+
+Only the no-space parts of a run are cut: a Latin name or a number inside Chinese text
+(`Nexon开发`, `2019年`) stays one unit. Without the vocabulary file (a checkout stripped of the
+multilingual model) the units fall back to single characters (Han, kana) and runs of at most
+four characters (Thai and its neighbours), as before it.
+
+Design trade-off: a segmenter made for one language (jieba, fugashi, pythainlp) cuts its language
+a little better, but three of them would be three heavy dependencies and still leave the other
+scripts; this one is the vocabulary the model already ships, loaded once (~1 s) and only when a
+document holds such text.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u3000-\u303f\uff00-\uffef"
+_SEA = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff"
+NOSPACE_CHARS = _CJK + _SEA  # for character classes of other patterns
+NOSPACE_SCRIPT = re.compile(f"[{_CJK}{_SEA}]")
+# without the vocabulary: one piece a character (Han, kana, Hangul syllables), or runs of at most
+# 4 (Thai, Lao, Khmer, Myanmar); other characters in runs of at most 16
+CHAR_PIECES = re.compile(f"[{_CJK}]|[{_SEA}]{{1,4}}|[^\\s{_CJK}{_SEA}]{{1,16}}")
+_LONG_OTHER = re.compile(f"[^\\s{_CJK}{_SEA}]{{1,16}}")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "models" / "extract-multilingual" / "tokenizer.json"
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def vocabulary_file() -> Path | None:
+    """The SentencePiece tokenizer.json that cuts no-space text: `PROMPTZIP_SEGMENTER`, else the
+    shipped multilingual model's, else the prepared multilingual base's; None when none exists."""
+    env = os.environ.get("PROMPTZIP_SEGMENTER", "")
+    if env:
+        return Path(env) if Path(env).is_file() else None
+    if SHIPPED.is_file():
+        return SHIPPED
+    from .config import home  # the store's folder, read without importing the store
+
+    models = Path(os.environ["PROMPTZIP_MODELS"]).expanduser() if os.environ.get("PROMPTZIP_MODELS") \
+        else home() / "models"
+    store = models / "multilingual-e5-small" / "tokenizer.json"
+    return store if store.is_file() else None
+
+
+def _tokenizer():
+    """The loaded tokenizer (once per process and file), or None."""
+    path = vocabulary_file()
+    key = str(path)
+    with _lock:
+        if key not in _state:
+            tok = None
+            if path is not None:
+                from tokenizers import Tokenizer
+
+                tok = Tokenizer.from_file(key)
+                tok.no_padding()
+                tok.no_truncation()
+            _state[key] = tok
+        return _state[key]
+
+
+def segmenter_name() -> str:
+    """What cuts no-space text here (for reports and model cards)."""
+    path = vocabulary_file()
+    return f"sentencepiece ({path.parent.name})" if path else "characters"
+
+
+def pieces(text: str, s: int, e: int) -> Iterator[tuple[int, int]]:
+    """Units of the run text[s:e] (no whitespace inside), which holds no-space-script characters."""
+    tok = _tokenizer()
+    if tok is None:
+        for m in CHAR_PIECES.finditer(text, s, e):
+            yield m.span()
+        return
+    run = text[s:e]
+    cuts = {0, len(run)}
+    enc = tok.encode(run, add_special_tokens=False)
+    for piece, (a, b) in zip(enc.tokens, enc.offsets, strict=True):
+        if a < b and piece != "\u2581":  # the word-start mark alone is aligned to the first character
+            cuts.add(a)
+            cuts.add(b)
+    marks = sorted(cuts)
+    lo = 0
+    for k in marks[1:]:
+        # a cut between two characters of other scripts (inside `Nexon`, `2019`) is not a word edge
+        if k < len(run) and not (NOSPACE_SCRIPT.match(run, k - 1) or NOSPACE_SCRIPT.match(run, k)):
+            continue
+        piece = run[lo:k]
+        if len(piece) > 16 and not NOSPACE_SCRIPT.search(piece):
+            for m in _LONG_OTHER.finditer(run, lo, k):
+                yield s + m.start(), s + m.end()
+        else:
+            yield s + lo, s + k
+        lo = k
+
+
+_RUN = re.compile(r"[^\W_]+")
+_SCRIPT_PARTS = re.compile(f"([{_CJK}{_SEA}]+)")
+
+
+def words_and_bigrams(text: str) -> list[str]:
+    """Words for lexical matching (BM25, TF-IDF): runs of letters and digits as they are, and in a
+    script without spaces the overlapping character pairs of each run (a lone character as
+    itself), the usual units of CJK retrieval: `生命数耗完` -> 生命, 命数, 数耗, 耗完."""
+    out: list[str] = []
+    for m in _RUN.finditer(text):
+        w = m.group()
+        if not NOSPACE_SCRIPT.search(w):
+            out.append(w)
+            continue
+        for k, part in enumerate(_SCRIPT_PARTS.split(w)):
+            if not part:
+                continue
+            if k % 2 == 0:  # the parts between no-space runs: Latin names, numbers
+                out.append(part)
+            elif len(part) == 1:
+                out.append(part)
+            else:
+                out.extend(part[i:i + 2] for i in range(len(part) - 1))
+    return out
