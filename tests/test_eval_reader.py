@@ -172,3 +172,13 @@ def test_cot_rows_load_and_unknown_styles_are_refused(tmp_path):
     path.write_text(json.dumps({"context": "demos", "question": "q", "answers": ["7"], "style": "poem"}) + "\n")
     with pytest.raises(UsageError, match="unknown style"):
         load_items(path)
+
+
+def test_the_server_answers_to_its_alias_alone(llama_server):
+    """`--alias smollm2` names one model, not the letters s, m, o, l, 2 (issue 39, item 9)."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(llama_server + "/models", timeout=10) as resp:
+        ids = [m["id"] for m in json.load(resp)["data"]]
+    assert ids == ["smollm2"]

@@ -110,7 +110,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8080, ctx: int = 2048
     params.hostnames = [host]
     params.port = port
     if alias:
-        params.model_alias = alias
+        params.model_alias = {alias}  # a set of names: a bare string would be iterated as its letters
     return xlc.Server(params)
 
 
