@@ -36,7 +36,8 @@ HEAD = "<|im_start|>user\n"
 
 @dataclass
 class LatentConfig:
-    readout: str = "pool"  # pool | query
+    readout: str = "pool"  # pool | query (MiniLM encoder) | memory (the SmolLM2 encoder)
+    encoder: str = "minilm"  # minilm: MiniLM + projector; smollm2: the decoder itself with LoRA (ICAE)
     lora_rank: int = 8
     lora_alpha: float = 16.0
     ks: tuple[int, ...] = (16, 8, 4)  # latents per chunk the model is trained for
@@ -121,6 +122,76 @@ def pool_runs(h: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
     return torch.einsum("bsk,bsd->bkd", weight, h) / total.unsqueeze(-1)
 
 
+class SwitchedLoRA(LoRALinear):
+    """LoRA that can be switched off: the SmolLM2 encoder and the frozen decoder are one model,
+    the adapters on while it encodes and off while it reads."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float) -> None:
+        super().__init__(base, rank, alpha)
+        self.enabled = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) if self.enabled else self.base(x)
+
+    def merged(self) -> nn.Linear:
+        out = nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None)
+        with torch.no_grad():
+            out.weight.copy_(self.base.weight + self.scale * self.b @ self.a)
+            if self.base.bias is not None:
+                out.bias.copy_(self.base.bias)
+        return out
+
+
+class DecoderEncoder(nn.Module):
+    """The ICAE / 500xCompressor encoder: SmolLM2-135M itself, with LoRA adapters on every layer's
+    query and value projections, reads the chunk followed by K learned memory tokens; the final
+    hidden states at the memory positions, LayerNorm-ed and scaled to the decoder's embedding
+    statistics, are the K latents. It starts in the decoder's own representation space, which
+    the MiniLM encoder + projector never reached (models/latent-minilm/MODEL_CARD.md: its loss
+    stayed at the decoder's prior). The decoder is the same model with the adapters off."""
+
+    def __init__(self, lm: nn.Module, cfg: LatentConfig, embed_std: float) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.lm = lm
+        for p in self.lm.parameters():
+            p.requires_grad_(False)
+        self.adapters: list[SwitchedLoRA] = []
+        for layer in self.lm.model.layers:
+            att = layer.self_attn
+            att.q_proj = SwitchedLoRA(att.q_proj, cfg.lora_rank, cfg.lora_alpha)
+            att.v_proj = SwitchedLoRA(att.v_proj, cfg.lora_rank, cfg.lora_alpha)
+            self.adapters += [att.q_proj, att.v_proj]
+        dim = lm.config.hidden_size
+        emb = lm.get_input_embeddings().weight
+        # memory tokens start as the mean token embedding plus noise at the embeddings' scale
+        self.memory = nn.ParameterDict({str(k): nn.Parameter(emb.mean(0).detach().repeat(k, 1)
+                                                              + torch.randn(k, dim) * embed_std) for k in cfg.ks})
+        self.norm = nn.LayerNorm(dim)
+        self.scale = nn.Parameter(torch.tensor(float(embed_std)))
+
+    def trainable(self) -> dict[str, torch.Tensor]:
+        return {n: p for n, p in self.named_parameters() if p.requires_grad}
+
+    def switch(self, on: bool) -> None:
+        for a in self.adapters:
+            a.enabled = on
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+        """(B, S) decoder token ids, left-padded (`mask` 0 on the padding) -> (B, k, hidden) latents."""
+        emb = self.lm.get_input_embeddings()(ids)
+        mem = self.memory[str(k)].unsqueeze(0).expand(ids.shape[0], -1, -1)
+        x = torch.cat([emb, mem], dim=1)
+        m = torch.cat([mask, torch.ones(ids.shape[0], k, dtype=mask.dtype)], dim=1)
+        pos = (m.cumsum(1) - 1).clamp(min=0)
+        self.switch(True)
+        try:
+            h = self.lm.model(inputs_embeds=x, attention_mask=m, position_ids=pos).last_hidden_state[:, -k:]
+        finally:
+            self.switch(False)
+        return self.norm(h) * self.scale
+
+
 def load_bases(dtype=torch.float32):
     """(MiniLM BertModel, its tokenizer, SmolLM2 model, its tokenizer) from the prepared models."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, BertModel
@@ -137,5 +208,8 @@ def load_bases(dtype=torch.float32):
     return bert, btok, lm, ltok
 
 
-def build(cfg: LatentConfig, bert, lm) -> LatentEncoder:
-    return LatentEncoder(bert, cfg, float(lm.get_input_embeddings().weight.std()))
+def build(cfg: LatentConfig, bert, lm) -> nn.Module:
+    std = float(lm.get_input_embeddings().weight.std())
+    if cfg.encoder == "smollm2":
+        return DecoderEncoder(lm, cfg, std)
+    return LatentEncoder(bert, cfg, std)

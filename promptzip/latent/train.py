@@ -90,6 +90,12 @@ class Batcher:
         self.end = ltok("<|im_end|>", add_special_tokens=False)["input_ids"]
 
     def encoder_inputs(self, chunks: list[list[int]]):
+        if self.cfg.encoder == "smollm2":  # the decoder's own tokens, left-padded (memory tokens go last)
+            width = max(len(c) for c in chunks)
+            pad = self.end[0]
+            ids = torch.tensor([[pad] * (width - len(c)) + list(c) for c in chunks])
+            mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in chunks])
+            return ids, mask
         texts = [self.ltok.decode(c) for c in chunks]
         enc = self.btok(texts, padding=True, truncation=True, max_length=self.cfg.max_subwords, return_tensors="pt")
         return enc["input_ids"], enc["attention_mask"]
@@ -244,7 +250,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Train the latent encoder (resumes a run folder).")
     ap.add_argument("run", type=Path)
     ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--readout", default="pool", choices=("pool", "query"))
+    ap.add_argument("--readout", default="pool", choices=("pool", "query", "memory"))
+    ap.add_argument("--encoder", default="minilm", choices=("minilm", "smollm2"),
+                    help="minilm: MiniLM + projector (the shipped encoder); smollm2: SmolLM2 itself with LoRA "
+                    "and memory tokens (ICAE)")
+    ap.add_argument("--lora-rank", type=int, default=8)
     ap.add_argument("--ks", default="16,8,4")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -253,7 +263,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--train-limit", type=int, default=None)
     a = ap.parse_args(argv)
-    cfg = LatentConfig(readout=a.readout, ks=tuple(int(x) for x in a.ks.split(",")))
+    cfg = LatentConfig(readout="memory" if a.encoder == "smollm2" else a.readout, encoder=a.encoder,
+                       lora_rank=a.lora_rank, ks=tuple(int(x) for x in a.ks.split(",")))
     fit(a.run, a.steps, cfg, a.batch, a.lr, a.eval_every, eval_chunks=a.eval_chunks, threads=a.threads,
         train_limit=a.train_limit)
 

@@ -335,6 +335,37 @@ def cmd_multilingual(args) -> None:
                                stop=args.stop, span=0.0, deepen="", base=MULTI, freeze=0, bucket=True))
 
 
+CUT_RECIPE = {  # issue 35's question: does a 6-layer cut of the trained model (every other layer, the
+    # last kept) keep its fidelity after a short fine-tune? Same data and losses, from `multi`'s weights
+    "run": "multi-cut6", "init": "multi", "layers": [1, 3, 5, 7, 9, 11], "steps": 500, "lr": 5e-5,
+}
+
+
+def cmd_multilingual_cut(args) -> None:
+    w, r, c = Path(args.work), MULTI_RECIPE, CUT_RECIPE
+    run = w / "runs" / c["run"]
+    cmd_fit(argparse.Namespace(data=",".join(str(w / n) for n in r["data"]), run=str(run), steps=c["steps"],
+                               batch=r["batch"], lr=c["lr"], max_len=r["max_len"], per_file=0, seed=1,
+                               save_every=25, init=str(w / "runs" / c["init"] / "state.pt"),
+                               listwise=r["listwise"], ranking=r["ranking"], stop=args.stop, span=0.0,
+                               deepen=",".join(map(str, c["layers"])), base=MULTI, freeze=0, bucket=True))
+
+
+def cmd_ship_multilingual(args) -> None:
+    """Export a multilingual run and write it with its manifest into models/extract-multilingual."""
+    from .export import export_multilingual
+    from .multilingual import ship
+
+    w = Path(args.work)
+    run = w / "runs" / args.run
+    out_dir = run / "onnx"
+    export_multilingual(run / "state.pt", out_dir)
+    validation = json.loads(Path(args.validation).read_text(encoding="utf-8")) if args.validation else None
+    m = ship(out_dir, run, Path(args.model), MULTI_RECIPE if args.run == MULTI_RECIPE["run"] else CUT_RECIPE,
+             validation)
+    _log(f"ship-multilingual: {args.model}/model.int8.onnx sha256 {m['files']['model.int8.onnx']['sha256']}")
+
+
 def cmd_compare(args) -> None:
     """The label-source comparison: the same fine-tuning on each label set, validated on the
     held-out articles; results in WORK/compare.json (finished variants are not redone)."""
@@ -434,6 +465,14 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("multilingual", help="the multilingual extract model (issue 35): base, labels, fit")
     p.add_argument("--stop", type=int, default=0, help="end at this step of the schedule (0 = all of it)")
     p.set_defaults(func=cmd_multilingual)
+    p = sub.add_parser("multilingual-cut", help="a 6-layer cut of the multilingual model, fine-tuned briefly")
+    p.add_argument("--stop", type=int, default=0, help="end at this step of the schedule (0 = all of it)")
+    p.set_defaults(func=cmd_multilingual_cut)
+    p = sub.add_parser("ship-multilingual", help="export a multilingual run into models/extract-multilingual")
+    p.add_argument("--run", default="multi", help="run name under WORK/runs (multi, multi-cut6)")
+    p.add_argument("--model", default=str(Path(__file__).resolve().parents[2] / "models" / "extract-multilingual"))
+    p.add_argument("--validation", default="", help="a JSON file of held-out figures to record in the manifest")
+    p.set_defaults(func=cmd_ship_multilingual)
 
     p = sub.add_parser("teach", help="label text with a teacher's keep probabilities (distillation data)")
     p.add_argument("--teacher", required=True, help="an exported teacher folder (model.int8.onnx, tokenizer.json)")

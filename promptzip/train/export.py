@@ -230,7 +230,7 @@ def export_multilingual(state_path: Path, out_dir: Path, opset: int = 17) -> dic
 
     out_dir.mkdir(parents=True, exist_ok=True)
     state = torch.load(state_path, weights_only=False)
-    model = build_model(dropout=0.0, base=MULTI)
+    model = build_model(dropout=0.0, base=MULTI, depth=depth_of(state["model"]))  # 12, or a cut of them
     model.load_state_dict(state["model"])
     model.eval()
     config = model.encoder.config
