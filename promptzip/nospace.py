@@ -24,6 +24,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u3000-\u303f\uff00-\uffef"
@@ -38,7 +39,6 @@ _LONG_OTHER = re.compile(f"[^\\s{_CJK}{_SEA}]{{1,16}}")
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "extract-multilingual" / "tokenizer.json"
 _lock = threading.Lock()
-_state: dict[str, object] = {}
 
 
 def vocabulary_file() -> Path | None:
@@ -57,21 +57,28 @@ def vocabulary_file() -> Path | None:
     return store if store.is_file() else None
 
 
-def _tokenizer():
-    """The loaded tokenizer (once per process and file), or None."""
-    path = vocabulary_file()
-    key = str(path)
-    with _lock:
-        if key not in _state:
-            tok = None
-            if path is not None:
-                from tokenizers import Tokenizer
+@lru_cache(maxsize=4)
+def load_tokenizer(path: str):
+    """A tokenizer.json without the padding and truncation a sentence-transformers file carries
+    (windows and cuts are made by the caller), loaded once per process and file: the extract
+    models read through the same object (`runtime.onnx.wordpiece`). A SentencePiece (Metaspace)
+    tokenizer is set to add no word-start mark itself: callers give `" " + text` where a word
+    starts after a space, and nothing where it is glued to the one before (`runtime.onnx.subword_ids`)."""
+    from tokenizers import Tokenizer, pre_tokenizers
 
-                tok = Tokenizer.from_file(key)
-                tok.no_padding()
-                tok.no_truncation()
-            _state[key] = tok
-        return _state[key]
+    tok = Tokenizer.from_file(path)
+    tok.no_padding()
+    tok.no_truncation()
+    if isinstance(tok.pre_tokenizer, pre_tokenizers.Metaspace):
+        tok.pre_tokenizer.prepend_scheme = "never"
+    return tok
+
+
+def _tokenizer():
+    """The vocabulary's tokenizer, or None."""
+    path = vocabulary_file()
+    with _lock:
+        return load_tokenizer(str(path)) if path is not None else None
 
 
 def segmenter_name() -> str:
@@ -89,8 +96,9 @@ def pieces(text: str, s: int, e: int) -> Iterator[tuple[int, int]]:
         return
     run = text[s:e]
     cuts = {0, len(run)}
-    enc = tok.encode(run, add_special_tokens=False)
+    enc = tok.encode(" " + run, add_special_tokens=False)  # the run starts after a space (or the text)
     for piece, (a, b) in zip(enc.tokens, enc.offsets, strict=True):
+        a, b = max(0, a - 1), max(0, b - 1)
         if a < b and piece != "\u2581":  # the word-start mark alone is aligned to the first character
             cuts.add(a)
             cuts.add(b)

@@ -43,18 +43,12 @@ def specials(tok) -> tuple[int, int, int, bool]:
     return tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]"), tok.token_to_id("[PAD]") or 0, False
 
 
-@lru_cache(maxsize=4)
 def wordpiece(path: str):
-    """A BERT tokenizer.json without the padding and truncation a sentence-transformers file
-    carries (windows and cuts are made by the caller)."""
-    from tokenizers import Tokenizer
+    """An encoder's tokenizer.json, loaded once per process (`nospace.load_tokenizer`: the
+    no-space segmenter reads the multilingual model's through the same object)."""
+    from ..nospace import load_tokenizer
 
-    tok = Tokenizer.from_file(path)
-    tok.no_padding()
-    tok.no_truncation()
-    if _metaspace(tok):  # the caller says where a word starts after a space (`subword_ids`, `encode_text`)
-        tok.pre_tokenizer.prepend_scheme = "never"
-    return tok
+    return load_tokenizer(path)
 
 
 def _metaspace(tok) -> bool:
