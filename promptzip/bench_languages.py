@@ -53,16 +53,18 @@ def held_out_rows(shared: Path, name: str | None, n: int = N) -> list[dict]:
     return [rows[0] for _, _, rows in squad_groups(path, held)][:n]
 
 
-def _eval(rows: list[dict], out: Path, title: str) -> dict[tuple[str, float], dict]:
-    """`promptzip eval` of every column's method over `rows`; (method, ratio) -> answer kept."""
+def _eval(rows: list[dict], out: Path, title: str, columns=COLUMNS, env: dict | None = None) -> dict[tuple[str, float], dict]:
+    """`promptzip eval` of every column's method over `rows`; (method, ratio) -> its summary."""
+    import os
+
     out.mkdir(parents=True, exist_ok=True)
     data = out / "rows-in.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    methods = list(dict.fromkeys(m for m, _, _ in COLUMNS))
-    ratios = sorted({r for _, r, _ in COLUMNS}, reverse=True)
+    methods = list(dict.fromkeys(m for m, _, _ in columns))
+    ratios = sorted({r for _, r, _ in columns}, reverse=True)
     subprocess.run([sys.executable, "-m", "promptzip", "eval", str(data), "--methods", ",".join(methods),
                     "--ratios", ",".join(map(str, ratios)), "--no-reader", "--no-embed", "--out", str(out),
-                    "--title", title], check=True, stdout=subprocess.DEVNULL)
+                    "--title", title], check=True, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     summary = json.loads((out / "results.json").read_text(encoding="utf-8"))["summary"]
     return {(s["method"], round(s["target_ratio"], 2)): s for s in summary}
 
@@ -98,8 +100,10 @@ def bench_languages(work: Path, shared: Path) -> str:
 
     if not multilingual_ready():
         return "Skipped: the multilingual extract model is not installed (`make models`)."
-    lines = ["| language (held-out rows) | rows | " + " | ".join(h for *_, h in COLUMNS) + " |",
-             "|---|---:|" + "---:|" * len(COLUMNS)]
+    import statistics
+
+    lines = ["| language (held-out rows) | rows | median answer, characters | "
+             + " | ".join(h for *_, h in COLUMNS) + " |", "|---|---:|---:|" + "---:|" * len(COLUMNS)]
     for label, name in LANGUAGES:
         rows = held_out_rows(shared, name)
         print(f"bench: languages, {label} ({len(rows)} rows) ...", file=sys.stderr)
@@ -109,7 +113,8 @@ def bench_languages(work: Path, shared: Path) -> str:
             s = got.get((method, ratio))
             cells.append("-" if s is None else f"{s['answer_retained']['mean']:.3f} "
                          f"(ratio {s['achieved_ratio']['mean']:.3f})")
-        lines.append(f"| {label} | {len(rows)} | " + " | ".join(cells) + " |")
+        median = statistics.median(len(r["answers"][0]) for r in rows)
+        lines.append(f"| {label} | {len(rows)} | {median:g} | " + " | ".join(cells) + " |")
     docs = {
         "English (WikiText-2 test articles)": ("english", _long_text(shared / "text" / "wikitext2_test_articles.jsonl",
                                                                       chars=160_000)),
@@ -123,11 +128,27 @@ def bench_languages(work: Path, shared: Path) -> str:
         s = speed(text, model)
         speed_lines.append(f"| {label} | {s['model']} | {s['tokens']:,} | {s['subwords_per_token']:.2f} | "
                            f"{s['end_to_end']:,.0f} | {s['forward']:,.0f} | {s['end_to_end'] / s['forward']:.2f} |")
+    unit_lines = ["| language | rows | XLM-R pieces (shipped) | single characters (Thai: runs of at most 4) |",
+                  "|---|---:|---:|---:|"]
+    for label, name in LANGUAGES:
+        if name is None or name.split("_")[0] not in ("zh", "ja", "th"):
+            continue
+        rows = held_out_rows(shared, name)
+        print(f"bench: languages, units for {label} ...", file=sys.stderr)
+        cols = (("extract", 0.33, ""),)
+        key = name.removesuffix(".jsonl")
+        pieces = _eval(rows, work / "languages" / key, label)[("extract", 0.33)]
+        chars = _eval(rows, work / "languages" / f"{key}-chars", label, cols,
+                      {"PROMPTZIP_SEGMENTER": str(work / "no-such-vocabulary.json")})[("extract", 0.33)]
+        unit_lines.append(f"| {label} | {len(rows)} | {pieces['answer_retained']['mean']:.3f} | "
+                          f"{chars['answer_retained']['mean']:.3f} |")
     head = ("Answer kept (and the achieved ratio) on held-out rows: articles the multilingual model never "
             "trained on. `extract` chooses its model by the document's language (`-p model=auto`); the "
             "English-model column is what every language got before the multilingual model. Answer kept after "
             "NFKC, lowercasing and punctuation removal; a substring match in scripts without spaces.")
-    return "\n".join([head, "", *lines, "", "Speed (one run; 2 cores):", "", *speed_lines])
+    return "\n".join([head, "", *lines, "", "Units in scripts without spaces (`extract` with the question at 0.33; "
+                      "the same model, only the words it keeps or drops differ):", "", *unit_lines, "",
+                      "Speed (one run; 2 cores):", "", *speed_lines])
 
 
 def _long_text(path: Path, key: str = "text", chars: int = 40_000) -> str:
