@@ -77,8 +77,11 @@ class FileCompressor:
     """A Ray Data actor for `batch`: one row = one planned file job; returns its journal record."""
 
     def __init__(self, settings) -> None:
+        import ray
+
         _threads()
         self.settings = settings
+        self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         from .batch import _Job, _run_job
@@ -87,7 +90,7 @@ class FileCompressor:
         for rel, src, dst, sha, key in zip(batch["rel"], batch["src"], batch["dst"], batch["sha"], batch["key"],
                                            strict=True):
             rec = _run_job(_Job(str(rel), str(src), str(dst), str(sha), self.settings, str(key)))
-            rec["node"] = os.uname().nodename
+            rec["node"] = self.node  # which Ray node made it (the journal shows how work spread)
             rec["worker_pid"] = os.getpid()
             records.append(json.dumps(rec, ensure_ascii=False))
         return {"record": records}
