@@ -21,6 +21,9 @@ Sections (each replaced in BENCHMARKS.md only when it runs)
   chain-of-thought prompts;
 * rag: `promptzip rag` on multi-passage SQuAD (gold + 9 distractors) next to lexical, truncate
   and the LongLLMLingua peer, and its queries/s on 10 passages of 150 words;
+* scaleout: `promptzip batch` on 1,000 documents with the local pool and with Ray (1 and 2
+  actors, and a two-node cluster on this machine), and what a cluster would do on paper
+  (`promptzip.bench_scaleout`);
 * formats: every file of ../shared/corpora/formats through its format handler, side by side
   with the plain-text path (`promptzip.bench_formats`);
 * fidelity: `promptzip eval` on SQuAD, QMSum and the GSM8K CoT prompt with every method and
@@ -797,6 +800,12 @@ def _bench_languages(work: Path) -> str:
     return bench_languages(work, SHARED)
 
 
+def _bench_scaleout(work: Path) -> str:
+    from .bench_scaleout import bench_scaleout
+
+    return bench_scaleout(work, SHARED)
+
+
 def _bench_serve() -> str:
     from .bench_serve import bench_serve
 
@@ -833,6 +842,7 @@ def main(argv: list[str] | None = None) -> None:
         ("formats", "Formats: real JSON, CSV, HTML, logs, code and LaTeX", "formats (../shared/corpora/formats)",
          _bench_formats),
         ("serve", "Serve: the compression proxy under load", "serve (proxy under load)", _bench_serve),
+        ("scaleout", "Scale-out: batch on Ray", "batch on the local pool and on Ray", lambda: _bench_scaleout(args.work)),
         ("rag", "RAG: multi-passage SQuAD", "rag (multi-passage SQuAD)", lambda: bench_rag(args.work)),
         ("rewrite", "Rewrite: chunk-summarize with a faithfulness guard",
          "rewrite (chunk-summarize with the guard)", lambda: bench_rewrite(args.work, args.measured_only)),
@@ -850,7 +860,7 @@ def main(argv: list[str] | None = None) -> None:
         ("fidelity", "Fidelity", "fidelity (promptzip eval)",
          lambda: bench_fidelity(args.work, args.methods, only, args.measured_only)),
     ]
-    timed = ("pipeline", "extract", "serve")  # sections that are timings only: training runs hold meanwhile
+    timed = ("pipeline", "extract", "serve", "scaleout")  # sections that are timings only: training runs hold meanwhile
     for name, title, what, measure in jobs:
         if name in sections:
             print(f"bench: {what} ...", file=sys.stderr)

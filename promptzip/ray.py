@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
@@ -92,6 +93,7 @@ class FileCompressor:
             rec = _run_job(_Job(str(rel), str(src), str(dst), str(sha), self.settings, str(key)))
             rec["node"] = self.node  # which Ray node made it (the journal shows how work spread)
             rec["worker_pid"] = os.getpid()
+            rec["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
             records.append(json.dumps(rec, ensure_ascii=False))
         return {"record": records}
 
