@@ -55,6 +55,12 @@ def start(address: str | None = None, cpus: int | None = None) -> bool:
         return False
     quiet = {"include_dashboard": False, "configure_logging": False, "log_to_driver": False}
     if address:
+        reachable(address)
+        host = address.removeprefix("ray://").rsplit(":", 1)[0]
+        if host in ("127.0.0.1", "localhost", "::1"):
+            # a cluster on this machine (`ray start --head --node-ip-address=127.0.0.1`): without this,
+            # Ray looks its control store up at the machine's network address, not at loopback
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         try:
             ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -64,6 +70,24 @@ def start(address: str | None = None, cpus: int | None = None) -> bool:
     else:  # a local run has no reason to open ports to the network
         ray.init(num_cpus=cpus, _node_ip_address="127.0.0.1", **quiet)
     return True
+
+
+def reachable(address: str, timeout: float = 3.0) -> None:
+    """A UsageError at once when nothing answers at HOST:PORT (Ray itself retries for minutes)."""
+    import socket
+
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--address must be HOST:PORT (or auto), not {address!r}",
+                         "`ray start --head` prints the address to use.")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UsageError(f"cannot reach a Ray cluster at {address}: {exc.strerror or exc}",
+                         "Start one with `ray start --head` (its address is printed), or leave --address out "
+                         "to run on this machine.") from None
 
 
 def _threads() -> None:

@@ -167,3 +167,24 @@ def test_ctrl_c_leaves_valid_outputs_and_resumes(tmp_path, jobs):
     subprocess.run([sys.executable, "-m", "promptzip", "batch", str(src), "-o", str(out), *args],
                    check=True, timeout=600)
     assert outputs(out) == expected
+
+
+def test_ray_engine_errors_are_clear(tmp_path, monkeypatch):
+    """An unreachable --address fails at once (exit 2), and without Ray the extra is named."""
+    import sys
+
+    from typer.testing import CliRunner
+
+    from promptzip.cli import app
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("The pool shrank from 64 to 32 connections at 18:02.", encoding="utf-8")
+    res = CliRunner().invoke(app, ["batch", str(src), "-o", str(tmp_path / "out"), "--engine", "ray",
+                                   "--address", "127.0.0.1:1"])
+    assert res.exit_code == 2 and "cannot reach a Ray cluster at 127.0.0.1:1" in res.output
+    res = CliRunner().invoke(app, ["batch", str(src), "-o", str(tmp_path / "out"), "--address", "127.0.0.1:1"])
+    assert res.exit_code == 2 and "--engine ray" in res.output
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed
+    res = CliRunner().invoke(app, ["batch", str(src), "-o", str(tmp_path / "out"), "--engine", "ray"])
+    assert res.exit_code == 2 and "promptzip-cli[ray]" in res.output
