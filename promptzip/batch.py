@@ -96,6 +96,8 @@ class Summary:
             f" · {self.failed} failed · {self.input_tokens:,} -> {self.output_tokens:,} tokens"
             f" ({ratio}) · {self.elapsed_s:.1f} s"
         )
+        if self.input_tokens and self.elapsed_s > 0 and not self.up_to_date:  # all of it made by this run
+            text += f" · {self.input_tokens / self.elapsed_s:,.0f} tokens/s"
         return text + (" · interrupted" if self.interrupted else "")
 
 

@@ -796,8 +796,9 @@ def _bench_models(work: Path) -> str:
 
 def _bench_languages(work: Path) -> str:
     from .bench_languages import bench_languages
+    from .config import home
 
-    return bench_languages(work, SHARED)
+    return bench_languages(work, SHARED, home() / "train" / "runs" / "multi-cut6" / "model")
 
 
 def _bench_scaleout(work: Path) -> str:

@@ -48,9 +48,12 @@ def held_out_rows(shared: Path, name: str | None, n: int = N) -> list[dict]:
     if name is None:
         rows = [r for r in read_jsonl(shared / "qa" / "squad_v2_half_dev.jsonl") if r.get("answers")]
         return rows[:n]
+    import random
+
     path = shared / "qa-multi" / name
     _, held = split_by_title(path)
-    return [rows[0] for _, _, rows in squad_groups(path, held)][:n]
+    rng = random.Random(0)  # one question per paragraph, drawn: the first ones ask about its start
+    return [rng.choice(rows) for _, _, rows in squad_groups(path, held)][:n]
 
 
 def _eval(rows: list[dict], out: Path, title: str, columns=COLUMNS, env: dict | None = None) -> dict[tuple[str, float], dict]:
@@ -93,7 +96,8 @@ def speed(text: str, model: str, repeats: int = 2) -> dict:
             "model": res.report.model, "subwords_per_token": sum(len(s) for s in scorer.subwords(words)) / tokens}
 
 
-def bench_languages(work: Path, shared: Path) -> str:
+def bench_languages(work: Path, shared: Path, cut: Path | None = None) -> str:
+    """`cut`: a model folder of the 6-layer cut (issue 35's question), measured beside when it exists."""
     if not (shared / "qa-multi").is_dir():
         return "Skipped: ../shared/corpora/qa-multi is not beside this checkout."
     from .compressors.extract import multilingual_ready
@@ -102,14 +106,17 @@ def bench_languages(work: Path, shared: Path) -> str:
         return "Skipped: the multilingual extract model is not installed (`make models`)."
     import statistics
 
+    columns = COLUMNS
+    if cut is not None and (cut / "model.int8.onnx").is_file():
+        columns = (*COLUMNS, (f"extract:model={cut}", 0.33, "6-layer cut+q @0.33"))
     lines = ["| language (held-out rows) | rows | median answer, characters | "
-             + " | ".join(h for *_, h in COLUMNS) + " |", "|---|---:|---:|" + "---:|" * len(COLUMNS)]
+             + " | ".join(h for *_, h in columns) + " |", "|---|---:|---:|" + "---:|" * len(columns)]
     for label, name in LANGUAGES:
         rows = held_out_rows(shared, name)
         print(f"bench: languages, {label} ({len(rows)} rows) ...", file=sys.stderr)
-        got = _eval(rows, work / "languages" / (name or "en").removesuffix(".jsonl"), label)
+        got = _eval(rows, work / "languages" / (name or "en").removesuffix(".jsonl"), label, columns)
         cells = []
-        for method, ratio, _ in COLUMNS:
+        for method, ratio, _ in columns:
             s = got.get((method, ratio))
             cells.append("-" if s is None else f"{s['answer_retained']['mean']:.3f} "
                          f"(ratio {s['achieved_ratio']['mean']:.3f})")
@@ -123,6 +130,8 @@ def bench_languages(work: Path, shared: Path) -> str:
     }
     speed_lines = ["| document | model | tokens (cl100k) | subwords per token | end to end, tokens/s | forward pass "
                    "alone, tokens/s | end to end / forward |", "|---|---|---:|---:|---:|---:|---:|"]
+    if cut is not None and (cut / "model.int8.onnx").is_file():
+        docs["Chinese, 6-layer cut"] = (str(cut), docs["Chinese (CMRC paragraphs joined)"][1])
     for label, (model, text) in docs.items():
         print(f"bench: languages, speed on {label} ...", file=sys.stderr)
         s = speed(text, model)
@@ -137,7 +146,7 @@ def bench_languages(work: Path, shared: Path) -> str:
         print(f"bench: languages, units for {label} ...", file=sys.stderr)
         cols = (("extract", 0.33, ""),)
         key = name.removesuffix(".jsonl")
-        pieces = _eval(rows, work / "languages" / key, label)[("extract", 0.33)]
+        pieces = _eval(rows, work / "languages" / key, label, columns)[("extract", 0.33)]
         chars = _eval(rows, work / "languages" / f"{key}-chars", label, cols,
                       {"PROMPTZIP_SEGMENTER": str(work / "no-such-vocabulary.json")})[("extract", 0.33)]
         unit_lines.append(f"| {label} | {len(rows)} | {pieces['answer_retained']['mean']:.3f} | "

@@ -195,11 +195,9 @@ def test_without_the_multilingual_model_other_languages_fall_back_with_a_warning
 
 # -- what it keeps --------------------------------------------------------------------------------
 def _held_out(name: str, n: int) -> list[dict]:
-    from promptzip.train.labels import split_by_title, squad_groups
+    from promptzip.bench_languages import held_out_rows
 
-    path = SHARED / "qa-multi" / name
-    _, held = split_by_title(path)
-    return [row for _, _, rows in squad_groups(path, held) for row in rows[:1]][:n]
+    return held_out_rows(SHARED, name, n)
 
 
 @needs_shared
