@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-N = 150
+N = 100
 LANGUAGES = (  # (label, file under qa-multi/ or None for English SQuAD)
     ("English (SQuAD v2 half-dev)", None),
     ("Chinese, Simplified (CMRC 2018)", "zh_cmrc2018_train.jsonl"),

@@ -142,16 +142,23 @@ def test_a_two_node_cluster_shares_the_work_and_a_killed_worker_loses_nothing(tm
         out2 = tmp_path / "out2"
         import threading
 
+        killed: list[int] = []
+
         def kill_a_worker() -> None:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 journal = out2 / REPORT_NAME
                 if journal.is_file() and journal.read_text().count("\n") >= 3:
                     pids = {r.get("worker_pid") for r in load_journal(journal).values()} - {None}
-                    if pids:
-                        os.kill(next(iter(pids)), 9)
+                    for pid in pids:
+                        try:
+                            os.kill(pid, 9)
+                            killed.append(pid)
+                            return
+                        except ProcessLookupError:
+                            continue
                     return
-                time.sleep(0.2)
+                time.sleep(0.1)
 
         killer = threading.Thread(target=kill_a_worker)
         killer.start()
@@ -160,6 +167,9 @@ def test_a_two_node_cluster_shares_the_work_and_a_killed_worker_loses_nothing(tm
         except Exception:  # the run may end with the killed actor's items failed
             pass
         killer.join()
+        assert killed, "no worker was running to be killed"
+        first = load_journal(out2 / REPORT_NAME)
+        assert 3 <= sum(r["status"] == "ok" for r in first.values())
         final = run_batch(src, out2, settings, jobs=2, engine="ray")
         assert final.failed == 0 and final.total == 16
         assert _outputs(out2) == _outputs(tmp_path / "out")  # nothing lost, every output whole

@@ -337,8 +337,12 @@ def cmd_multilingual(args) -> None:
                                batch=r["batch"], lr=r["lr"], max_len=r["max_len"], per_file=0, seed=r["seed"],
                                save_every=25, init="", listwise=r["listwise"], ranking=r["ranking"],
                                stop=args.stop, span=0.0, deepen="", base=MULTI, freeze=0, bucket=True))
-    if args.stop:
-        return
+
+def cmd_multilingual_stage2(args) -> None:
+    """Stage 2 of the recipe, not in the shipped model (session 22 stopped it at step 140 of 900 for
+    lack of time; resumable): from stage 1's weights, the question-free examples drawn twice as often."""
+    w, r = Path(args.work), MULTI_RECIPE
+    run = w / "runs" / r["run"]
     s2 = r["stage2"]
     cmd_fit(argparse.Namespace(data=",".join(str(w / n) for n in s2["data"]), run=str(w / "runs" / s2["run"]),
                                steps=s2["steps"], batch=r["batch"], lr=s2["lr"], max_len=r["max_len"], per_file=0,
@@ -476,12 +480,14 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("multilingual", help="the multilingual extract model (issue 35): base, labels, fit")
     p.add_argument("--stop", type=int, default=0, help="end at this step of the schedule (0 = all of it)")
     p.set_defaults(func=cmd_multilingual)
+    p = sub.add_parser("multilingual-stage2", help="stage 2 of the multilingual model (not shipped yet)")
+    p.set_defaults(func=cmd_multilingual_stage2)
     p = sub.add_parser("multilingual-cut", help="a 6-layer cut of the multilingual model, fine-tuned briefly")
     p.add_argument("--stop", type=int, default=0, help="end at this step of the schedule (0 = all of it)")
     p.set_defaults(func=cmd_multilingual_cut)
     p = sub.add_parser("ship-multilingual", help="export a multilingual run into models/extract-multilingual")
-    p.add_argument("--run", default="multi2", help="run name under WORK/runs (multi2: the recipe's last stage; "
-                   "multi, multi-cut6)")
+    p.add_argument("--run", default="multi", help="run name under WORK/runs (multi: the shipped stage 1; "
+                   "multi2: stage 2; multi-cut6)")
     p.add_argument("--model", default=str(Path(__file__).resolve().parents[2] / "models" / "extract-multilingual"))
     p.add_argument("--validation", default="", help="a JSON file of held-out figures to record in the manifest")
     p.set_defaults(func=cmd_ship_multilingual)
