@@ -801,6 +801,12 @@ def _bench_languages(work: Path) -> str:
     return bench_languages(work, SHARED, home() / "train" / "runs" / "multi-cut6" / "model")
 
 
+def _bench_languages_reader(work: Path) -> str:
+    from .bench_languages import bench_languages_reader
+
+    return bench_languages_reader(work, SHARED)
+
+
 def _bench_scaleout(work: Path) -> str:
     from .bench_scaleout import bench_scaleout
 
@@ -856,6 +862,8 @@ def main(argv: list[str] | None = None) -> None:
          "the shipped extract model beside the teacher and students", lambda: _bench_models(args.work)),
         ("languages", "Languages: extract on held-out rows of eight languages",
          "extract in every language (held-out rows)", lambda: _bench_languages(args.work)),
+        ("languages-reader", "Languages: the Qwen reader on held-out rows",
+         "languages read by the Qwen reader", lambda: _bench_languages_reader(args.work)),
         ("reader", "Reader that can answer: SQuAD read by Qwen2.5-Coder-0.5B", "SQuAD with the Qwen reader",
          lambda: bench_reader(args.work, args.measured_only)),
         ("fidelity", "Fidelity", "fidelity (promptzip eval)",

@@ -202,11 +202,12 @@ def _held_out(name: str, n: int) -> list[dict]:
 
 @needs_shared
 @needs_multilingual
-@pytest.mark.parametrize("name", ["zh_cmrc2018_train.jsonl", "ar_arcd_train.jsonl"])
+@pytest.mark.parametrize("name", ["zh_drcd_train.jsonl", "ar_arcd_train.jsonl"])
 def test_held_out_answers_survive_better_than_sentences_and_the_english_model(name):
-    """20 held-out paragraphs (articles never trained on), with the question, at 0.33."""
-    rows = _held_out(name, 20)
-    assert len(rows) == 20
+    """30 held-out paragraphs (articles never trained on), with the question, at 0.33; on 100 rows
+    BENCHMARKS.md has 0.98 / 0.82 against the English model's 0.57 / 0.30 and lexical's 0.93 / 0.48."""
+    rows = _held_out(name, 30)
+    assert len(rows) == 30
 
     def kept(method, **params):
         return np.mean([answer_retained(compress(r["context"], method, ratio=0.33, query=r["question"],
@@ -214,7 +215,7 @@ def test_held_out_answers_survive_better_than_sentences_and_the_english_model(na
 
     multi, english, lexical = kept("extract"), kept("extract", model="english"), kept("lexical")
     assert multi >= 0.7, (multi, english, lexical)
-    assert multi > english and multi >= lexical, (multi, english, lexical)
+    assert multi >= english + 0.15 and multi >= lexical - 0.05, (multi, english, lexical)
 
 
 def test_the_shipped_folder_is_within_the_repository_limits():
