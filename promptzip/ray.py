@@ -50,17 +50,14 @@ def _ray():
 def start(address: str | None = None, cpus: int | None = None) -> bool:
     """Join the cluster at `address`, or start a local Ray on loopback only; False when Ray was
     already running in this process (the caller's own `ray.init`), which is then used as it is."""
+    if not address or address.removeprefix("ray://").rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "::1"):
+        loopback_only()  # before Ray is imported: it reads the setting then
     ray = _ray()
     if ray.is_initialized():
         return False
     quiet = {"include_dashboard": False, "configure_logging": False, "log_to_driver": False}
     if address:
         reachable(address)
-        host = address.removeprefix("ray://").rsplit(":", 1)[0]
-        if host in ("127.0.0.1", "localhost", "::1"):
-            # a cluster on this machine (`ray start --head --node-ip-address=127.0.0.1`): without this,
-            # Ray looks its control store up at the machine's network address, not at loopback
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         try:
             ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -70,6 +67,15 @@ def start(address: str | None = None, cpus: int | None = None) -> bool:
     else:  # a local run has no reason to open ports to the network
         ray.init(num_cpus=cpus, _node_ip_address="127.0.0.1", **quiet)
     return True
+
+
+def loopback_only() -> None:
+    """Keep a Ray started from this process on loopback. `_node_ip_address="127.0.0.1"` alone still lets
+    Ray's worker processes listen on every interface and look the control store up at the machine's
+    network address; with `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` in the environment when Ray is imported
+    (Ray 2.60, checked with `ss -ltn` in tests/test_ray.py) everything binds 127.0.0.1. This sets it in
+    this process, which is about to start Ray anyway (a global state change by nature)."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def reachable(address: str, timeout: float = 3.0) -> None:

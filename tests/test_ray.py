@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # before Ray is imported (promptzip.ray.loopback_only)
 ray = pytest.importorskip("ray", reason="Ray is not installed (`pip install 'promptzip-cli[ray]'`; make test has it)")
 
 from promptzip.batch import REPORT_NAME, BatchSettings, load_journal, run_batch  # noqa: E402
