@@ -223,7 +223,8 @@ def choose(setting: str, text: str) -> tuple[Path, object | None]:
 
 class Extract(Compressor):
     name = "extract"
-    description = "Learned word keep/drop classifier (fine-tuned MiniLM-L6, ONNX int8); fast, query-aware."
+    description = ("Learned word keep/drop classifier (ONNX int8): MiniLM-L6 for English, multilingual-e5-small "
+                   "for other languages, chosen per document; fast, query-aware.")
     query_aware = True
     refits = True
     version = "9"  # 2: phrase-aware scores; 3: numbers scored with a query; 4: question words damped;
