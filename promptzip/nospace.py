@@ -43,8 +43,14 @@ _lock = threading.Lock()
 
 def vocabulary_file() -> Path | None:
     """The SentencePiece tokenizer.json that cuts no-space text: `PROMPTZIP_SEGMENTER`, else the
-    shipped multilingual model's, else the prepared multilingual base's; None when none exists."""
-    env = os.environ.get("PROMPTZIP_SEGMENTER", "")
+    shipped multilingual model's, else the prepared multilingual base's; None when none exists.
+    Looked up once per setting of the environment (it is asked for every run of such text)."""
+    return _vocabulary_file(os.environ.get("PROMPTZIP_SEGMENTER", ""), os.environ.get("PROMPTZIP_MODELS", ""),
+                            os.environ.get("PROMPTZIP_HOME", ""))
+
+
+@lru_cache(maxsize=8)
+def _vocabulary_file(env: str, _models: str, _home: str) -> Path | None:
     if env:
         return Path(env) if Path(env).is_file() else None
     if SHIPPED.is_file():

@@ -49,13 +49,8 @@ class E5File:
         pos += 20
         (bloblen,) = struct.unpack_from("<Q", raw_at(self.buf, pos, 8))
         pos += 8
-        offs = np.frombuffer(raw_at(self.buf, pos, 4 * (n + 1)), dtype="<u4")
-        pos += 4 * (n + 1)
-        self.scores = np.frombuffer(raw_at(self.buf, pos, 4 * n), dtype="<f4")
-        pos += 4 * n
-        blob = raw_at(self.buf, pos, bloblen)
-        pos += bloblen
-        self.pieces = [blob[offs[i]:offs[i + 1]] for i in range(n)]
+        self._vocab = (pos, n, bloblen)  # offsets, scores, piece bytes: read only when `pieces` is asked for
+        pos += 4 * (n + 1) + 4 * n + bloblen
         _n_norm, nbytes = struct.unpack_from("<iI", raw_at(self.buf, pos, 8))
         pos += 8 + nbytes
         (count,) = struct.unpack_from("<i", raw_at(self.buf, pos, 4))
@@ -68,6 +63,15 @@ class E5File:
             dtype, elems, off, nb = struct.unpack_from("<BIQQ", raw_at(self.buf, pos, 21))
             pos += 21
             self.tensors[name] = (dtype, elems, off, nb)
+
+    @property
+    def pieces(self) -> list[bytes]:
+        """The vocabulary's pieces as UTF-8 bytes (the converter checks the tokenizer against them;
+        the embedding lookup at run time never needs them)."""
+        pos, n, bloblen = self._vocab
+        offs = np.frombuffer(raw_at(self.buf, pos, 4 * (n + 1)), dtype="<u4")
+        blob = raw_at(self.buf, pos + 4 * (n + 1) + 4 * n, bloblen)
+        return [blob[offs[i]:offs[i + 1]] for i in range(n)]
 
     def tensor(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         """One tensor as float32 in `shape` (a Q4_0 matrix de-quantized)."""
