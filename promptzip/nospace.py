@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
+from .config import home
+
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u3000-\u303f\uff00-\uffef"
 _SEA = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff"
 NOSPACE_CHARS = _CJK + _SEA  # for character classes of other patterns
@@ -55,8 +57,6 @@ def _vocabulary_file(env: str, _models: str, _home: str) -> Path | None:
         return Path(env) if Path(env).is_file() else None
     if SHIPPED.is_file():
         return SHIPPED
-    from .config import home  # the store's folder, read without importing the store
-
     models = Path(os.environ["PROMPTZIP_MODELS"]).expanduser() if os.environ.get("PROMPTZIP_MODELS") \
         else home() / "models"
     store = models / "multilingual-e5-small" / "tokenizer.json"
