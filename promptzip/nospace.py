@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from .config import home
+from .runtime import shipped
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u3000-\u303f\uff00-\uffef"
 _SEA = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff"
@@ -38,8 +38,6 @@ NOSPACE_SCRIPT = re.compile(f"[{_CJK}{_SEA}]")
 CHAR_PIECES = re.compile(f"[{_CJK}]|[{_SEA}]{{1,4}}|[^\\s{_CJK}{_SEA}]{{1,16}}")
 _LONG_OTHER = re.compile(f"[^\\s{_CJK}{_SEA}]{{1,16}}")
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "models" / "extract-multilingual" / "tokenizer.json"
 _lock = threading.Lock()
 
 
@@ -55,11 +53,10 @@ def vocabulary_file() -> Path | None:
 def _vocabulary_file(env: str, _models: str, _home: str) -> Path | None:
     if env:
         return Path(env) if Path(env).is_file() else None
-    if SHIPPED.is_file():
-        return SHIPPED
-    models = Path(os.environ["PROMPTZIP_MODELS"]).expanduser() if os.environ.get("PROMPTZIP_MODELS") \
-        else home() / "models"
-    store = models / "multilingual-e5-small" / "tokenizer.json"
+    found = shipped.find("extract-multilingual")
+    if found is not None:
+        return found.path / "tokenizer.json"
+    store = shipped.store_dir() / "multilingual-e5-small" / "tokenizer.json"
     return store if store.is_file() else None
 
 

@@ -179,7 +179,8 @@ class Context:
     chunks: list[dict] | None = None  # rewriters: what happened to each chunk
 
     def warn(self, message: str) -> None:
-        self.warnings.append(message)
+        if message not in self.warnings:  # a refitted run says it once
+            self.warnings.append(message)
 
     def unit_texts(self) -> Iterator[str]:
         reader = RangeReader(self.doc.file)

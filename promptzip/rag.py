@@ -400,7 +400,9 @@ def compress_passages(
                     used += int(tokens[i])
             alive = [i for i in ranked if results[i].kept]
             share = share_budget(budget, tokens[alive], fused[alive] ** SHARPNESS * tokens[alive])
-        for i, s in zip(alive, share, strict=True):
+        for n, (i, s) in enumerate(zip(alive, share, strict=True)):
+            if n == 0 and s < min(MIN_SHARE, tokens[i]):  # the best passage is never budgeted away: a
+                s = min(budget, int(tokens[i]))  # small budget goes to it whole rather than to nothing
             if s < min(MIN_SHARE, tokens[i]):
                 drop(i, "budget")
             elif s < tokens[i]:

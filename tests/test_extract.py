@@ -113,7 +113,7 @@ def test_missing_model_is_exit_3(tmp_path):
     src.write_text(PASSAGE, encoding="utf-8")
     res = runner.invoke(app, ["compress", str(src), "-m", "extract", "-p", f"model={tmp_path / 'none'}"])
     assert res.exit_code == 3
-    assert "make models" in res.output
+    assert "missing at" in res.output and "-p model=" in res.output
 
 
 def _prompt_files():

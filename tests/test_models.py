@@ -1,6 +1,7 @@
 import dataclasses
 import hashlib
 import json
+import shutil
 import zipfile
 
 import pytest
@@ -159,3 +160,45 @@ def test_prepare_of_all_leaves_out_models_prepared_on_demand(split_model, monkey
     assert runner.invoke(app, ["models", "prepare"]).exit_code == 0
     assert "split" not in asked and "mpnet-base-v2" not in asked and "minilm-l6-v2" in asked
     assert runner.invoke(app, ["models", "prepare", "split"]).exit_code == 0 and asked[-1] == "split"
+
+
+# -- the one resolver of the shipped models ------------------------------------------------------
+def test_shipped_models_found_in_checkout_and_verified(monkeypatch, tmp_path):
+    from promptzip.runtime import shipped
+
+    monkeypatch.setenv("PROMPTZIP_HOME", str(tmp_path))
+    for name in shipped.SHIPPED:
+        monkeypatch.delenv(shipped.SHIPPED[name][0], raising=False)
+        row = shipped.describe(name)
+        assert row["present"] and row["where"] in ("package", "checkout"), row
+        assert row["verified"] is True and len(row["sha256"]) == 64, row
+
+
+def test_shipped_override_wins_and_a_wrong_one_is_an_error(monkeypatch, tmp_path):
+    from promptzip.errors import ModelError
+    from promptzip.runtime import shipped
+
+    own = tmp_path / "own"
+    shutil.copytree(shipped.default("embed-minilm"), own)
+    monkeypatch.setenv("PROMPTZIP_EMBED_MODEL", str(own))
+    assert shipped.resolve("embed-minilm") == own
+    monkeypatch.setenv("PROMPTZIP_EMBED_MODEL", str(tmp_path / "nowhere"))
+    with pytest.raises(ModelError, match="PROMPTZIP_EMBED_MODEL"):  # no silent fallback to the shipped one
+        shipped.resolve("embed-minilm")
+
+
+def test_shipped_store_is_the_last_place(monkeypatch, tmp_path):
+    from promptzip.runtime import shipped
+
+    monkeypatch.setattr(shipped, "IN_PACKAGE", tmp_path / "pkg")
+    monkeypatch.setattr(shipped, "CHECKOUT", tmp_path / "checkout")
+    monkeypatch.setenv("PROMPTZIP_MODELS", str(tmp_path / "store"))
+    monkeypatch.delenv("PROMPTZIP_LATENT_MODEL", raising=False)
+    from promptzip.errors import ModelError
+
+    with pytest.raises(ModelError, match="looked in"):
+        shipped.resolve("latent-minilm")
+    (tmp_path / "store" / "latent-minilm").mkdir(parents=True)
+    for f in ("adapter.safetensors", "config.json"):
+        (tmp_path / "store" / "latent-minilm" / f).write_bytes(b"x")
+    assert shipped.find("latent-minilm").where == "store"

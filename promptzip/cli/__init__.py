@@ -21,7 +21,13 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
+        from ..runtime.shipped import SHIPPED, describe
+
         typer.echo(f"promptzip {__version__}")
+        for name in SHIPPED:
+            row = describe(name, verify=False)
+            where = f"{row['where']}: {row['path']}" if row["present"] else "missing"
+            typer.echo(f"  {name:<22} sha256 {(row['sha256'] or '-')[:16]}  ({where})")
         raise typer.Exit()
 
 
@@ -29,7 +35,7 @@ def _version(value: bool) -> None:
 def _root(
     ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Show the version and exit."),
+                                 help="Show the version and the shipped models (sha256 of each, where found), and exit."),
 ) -> None:
     app_callback_defaults(ctx)
 

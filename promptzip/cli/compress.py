@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
         if report_file is not None:
             report_file.write_text(report.to_json(indent=2) + "\n", encoding="utf-8")
         for w in report.warnings:
-            err(f"Warning: {w}.")
+            err(f"Warning: {w.rstrip('.')}.")
         if not quiet:
             err(report.render())
 

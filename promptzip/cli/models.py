@@ -30,13 +30,25 @@ def _names(names: list[str] | None) -> list[str]:
 @models_app.command("list")
 @handle_errors
 def list_(fmt: Annotated[Format, typer.Option("--format", help="text or json.")] = Format.text) -> None:
-    """Known models: present or not, size, license, source wheel and its sha256."""
+    """Shipped models (where each was found, its sha256, whether its files verified), then the base
+    models prepared from PyPI wheels (present or not, size, license, source wheel and its sha256)."""
+    from ..runtime.shipped import SHIPPED, describe
     from ..runtime.store import SPECS, status
 
+    shipped = [describe(n) for n in SHIPPED]
     rows = [status(n) for n in SPECS]
     if fmt is Format.json:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps(shipped + [{**r, "shipped": False} for r in rows], indent=2))
         return
+    typer.echo("shipped with promptzip:")
+    for r in shipped:
+        if not r["present"]:
+            typer.echo(f"{r['name']:<24}   missing    (reinstall promptzip, or `make models` in a checkout)")
+            continue
+        state = "verified" if r["verified"] else f"FAILED: {r.get('problem', 'no manifest')}"
+        typer.echo(f"{r['name']:<24} {r['bytes'] / 2**20:7.1f} MiB  {r['where']:<9} {r['path']}")
+        typer.echo(f"{'':<24} sha256 {r['sha256']}  {state}")
+    typer.echo("prepared from PyPI wheels (`promptzip models prepare NAME`):")
     for r in rows:
         state = f"{r['bytes'] / 2**20:7.1f} MiB" if r["present"] else "  missing  "
         typer.echo(f"{r['name']:<24} {state}  {r['license']:<40} {r['source']}")

@@ -126,7 +126,7 @@ def register(app: typer.Typer) -> None:
             return run_jsonl(
                 _lines(path), write, query=query, strict=strict,
                 report=(lambda r: reports.write(json.dumps(r, ensure_ascii=False) + "\n")) if reports else None,
-                on_warning=lambda w: err(f"Warning: {w}."), on_shape=on_shape,
+                on_warning=lambda w: err(f"Warning: {w.rstrip('.')}."), on_shape=on_shape,
                 ratio=ratio, target_tokens=target_tokens, top_k=top_k, threshold=threshold, order=order.value,
                 relevance_mode=relevance.value, extract=not no_extract, tokenizer=tokenizer,
                 force=tuple(force or ()))

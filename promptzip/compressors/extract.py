@@ -40,6 +40,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..pipeline import Context
+from ..runtime import shipped
 from ..runtime.onnx import encode_text, subword_ids
 from .base import Compressor, Param
 from .words import (
@@ -51,26 +52,25 @@ from .words import (
     whole_giants,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL = ROOT / "models" / "extract-minilm"
-MULTILINGUAL_MODEL = ROOT / "models" / "extract-multilingual"
+DEFAULT_MODEL = shipped.default("extract-minilm")  # where the shipped models are (overrides aside)
+MULTILINGUAL_MODEL = shipped.default("extract-multilingual")
 CHOICES = ("auto", "english", "multilingual")  # `-p model=`: these, or a model folder
 
 
 def model_dir(setting: str = "") -> Path:
     """The model folder a `model` setting names: english (the default; PROMPTZIP_EXTRACT_MODEL
-    moves it), multilingual, or a folder. `auto` is decided per document (`choose`)."""
+    moves it), multilingual (PROMPTZIP_MULTILINGUAL_MODEL), or a folder (`runtime.shipped` finds
+    them). `auto` is decided per document (`choose`)."""
     if setting == "multilingual":
-        path = MULTILINGUAL_MODEL
-    elif setting in ("", "auto", "english"):
-        path = Path(os.environ.get("PROMPTZIP_EXTRACT_MODEL", "") or DEFAULT_MODEL)
-    else:
-        path = Path(setting)
-    if not (path / "tokenizer.json").is_file():
-        raise ModelError(f"the extract model is missing at {path}",
-                         "Run `make models` in a promptzip checkout, or point PROMPTZIP_EXTRACT_MODEL "
-                         "(or -p model=DIR) at a folder with model.int8.onnx and tokenizer.json.")
-    return path
+        return shipped.resolve("extract-multilingual")
+    if setting in ("", "auto", "english"):
+        return shipped.resolve("extract-minilm")
+    return shipped.resolve("extract-minilm", explicit=setting)
+
+
+def multilingual_dir() -> Path | None:
+    found = shipped.find("extract-multilingual")
+    return found.path if found else None
 
 
 MAX_LEN, OVERLAP, BATCH = 256, 4, 4  # window subwords (as in training), context per side, windows per call
@@ -199,12 +199,11 @@ def _rows(path: str):
 
 def multilingual_ready() -> bool:
     """Is the multilingual model installed: its folder, and the base file its embeddings come from?"""
-    from ..runtime.store import models_dir
-
-    if not (MULTILINGUAL_MODEL / "manifest.json").is_file():
+    folder = multilingual_dir()
+    if folder is None or not (folder / "manifest.json").is_file():
         return False
-    spec = json.loads((MULTILINGUAL_MODEL / "manifest.json").read_text(encoding="utf-8")).get("embeddings") or {}
-    return bool(spec) and (models_dir() / spec["model"] / spec["file"]).is_file()
+    spec = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("embeddings") or {}
+    return bool(spec) and (shipped.store_dir() / spec["model"] / spec["file"]).is_file()
 
 
 def choose(setting: str, text: str) -> tuple[Path, object | None]:
@@ -267,9 +266,9 @@ class Extract(Compressor):
     def model_id(self) -> str | None:
         setting = self.settings["model"]
         sha = _sha(model_dir(setting), self.settings["precision"])
-        if setting == "auto" and not os.environ.get("PROMPTZIP_EXTRACT_MODEL") and \
-                (MULTILINGUAL_MODEL / "tokenizer.json").is_file():
-            sha = f"{sha}+{_sha(MULTILINGUAL_MODEL, self.settings['precision'])}"  # either may run
+        multi = multilingual_dir()
+        if setting == "auto" and not os.environ.get("PROMPTZIP_EXTRACT_MODEL") and multi is not None:
+            sha = f"{sha}+{_sha(multi, self.settings['precision'])}"  # either may run
         return sha
 
     def compress(self, ctx: Context) -> None:
@@ -279,7 +278,7 @@ class Extract(Compressor):
             scorer = Scorer(folder, self.settings["precision"], self.settings["max_len"],
                             self.settings["overlap"], self.settings["batch"])
         except ModelError as e:
-            if lang is None or folder != MULTILINGUAL_MODEL:
+            if lang is None or lang.english:
                 raise
             ctx.warn(f"the multilingual extract model could not be used ({e}); the English model "
                      f"read this {lang.code} text. {e.hint}")

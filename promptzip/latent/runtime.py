@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -23,20 +22,15 @@ import numpy as np
 
 from ..errors import ModelError
 from ..fileutil import sha256_file
+from ..runtime import shipped
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_LATENT_MODEL = ROOT / "models" / "latent-minilm"
+DEFAULT_LATENT_MODEL = shipped.default("latent-minilm")  # overrides aside
 ENCODER_NAME = "latent-minilm"
 ASK = "\nAnswer the question from the text above in a few words. Question: {q}<|im_end|>\n<|im_start|>assistant\n"
 
 
 def latent_dir() -> Path:
-    folder = Path(os.environ.get("PROMPTZIP_LATENT_MODEL", "") or DEFAULT_LATENT_MODEL)
-    if not (folder / "adapter.safetensors").is_file() or not (folder / "config.json").is_file():
-        raise ModelError(f"the latent encoder is missing at {folder}",
-                         "Run `make models` in a promptzip checkout, or point PROMPTZIP_LATENT_MODEL at a "
-                         "folder with adapter.safetensors and config.json.")
-    return folder
+    return shipped.resolve("latent-minilm")
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:

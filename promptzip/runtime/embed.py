@@ -4,27 +4,21 @@ length inside the graph, int8), shipped in models/embed-minilm. The fast-path tw
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError
+from . import shipped
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_EMBED_MODEL = ROOT / "models" / "embed-minilm"
+DEFAULT_EMBED_MODEL = shipped.default("embed-minilm")  # overrides aside
 
 
 class OnnxEmbedder:
     def __init__(self, folder: Path | None = None, max_tokens: int = 256, batch_size: int = 16) -> None:
         from .onnx import session, wordpiece
 
-        folder = Path(folder or os.environ.get("PROMPTZIP_EMBED_MODEL", "") or DEFAULT_EMBED_MODEL)
-        if not (folder / "model.int8.onnx").is_file() or not (folder / "tokenizer.json").is_file():
-            raise ModelError(f"the embedding model is missing at {folder}",
-                             "Run `make models` in a promptzip checkout, or point PROMPTZIP_EMBED_MODEL "
-                             "at a folder with model.int8.onnx and tokenizer.json.")
+        folder = shipped.resolve("embed-minilm", explicit=folder)
         self.tok = wordpiece(str(folder / "tokenizer.json"))
         from .verify import check_folder
 

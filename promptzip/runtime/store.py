@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import home
 from ..errors import ModelError
 from ..fileutil import sha256_file
+from .shipped import store_dir
 
 MANIFEST = "manifest.json"
 
@@ -215,8 +215,7 @@ SPECS: dict[str, ModelSpec] = {
 
 
 def models_dir() -> Path:
-    env = os.environ.get("PROMPTZIP_MODELS")
-    return Path(env).expanduser() if env else home() / "models"
+    return store_dir()
 
 
 def get_spec(name: str) -> ModelSpec:
