@@ -79,8 +79,10 @@ bench: install models peers
 docs: install
 	$(BIN)/python -m promptzip.cli.reference
 
+# style (ruff) and the floors of the package (import-linter: the contract in pyproject.toml)
 lint: install
 	$(BIN)/ruff check promptzip tests
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .venv-peers build *.egg-info .pytest_cache

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -24,52 +23,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .compressors import get_method
-from .errors import PromptzipError, UsageError
+from . import ray as ray_engine
+from .errors import UsageError
 from .fileutil import atomic_write, sha256_file
-from .formats import FORMATS_VERSION
-from .pipeline import Request, compress_file
-from .tokens import load_tokenizer
+from .jobs import TMP_MARK, BatchSettings, Job, run_job
 
 ENGINES = ("local", "ray")
 REPORT_NAME = "promptzip-report.jsonl"
 SUMMARY_NAME = "promptzip-summary.json"
-_TMP_MARK = ".pztmp-"
 SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True)
-class BatchSettings:
-    method: str = "extract"
-    request: Request = field(default_factory=Request)
-    params: tuple[tuple[str, Any], ...] = ()
-    tokenizer: str = "cl100k_base"
-    errors: str = "strict"
-
-    def describe(self) -> dict[str, Any]:
-        cls = get_method(self.method)
-        counter = load_tokenizer(self.tokenizer)
-        compressor = cls(**dict(self.params))
-        return {
-            "method": self.method,
-            "method_version": cls.version,
-            "params": compressor.settings,
-            "model_sha256": compressor.model_id(),
-            "ratio": self.request.ratio,
-            "target_tokens": self.request.target_tokens,
-            "query": self.request.query,
-            "force": list(self.request.force),
-            "input_format": self.request.input_format,
-            "language": self.request.language,
-            "formats_version": FORMATS_VERSION,
-            "tokenizer": counter.name,
-            "tokenizer_sha256": counter.sha256,
-            "errors": self.errors,
-        }
-
-    def key(self) -> str:
-        blob = json.dumps(self.describe(), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -170,60 +132,12 @@ class _Journal:
         self._f.close()
 
 
-@dataclass
-class _Job:
-    rel: str
-    src: str
-    dst: str
-    input_sha256: str
-    settings: BatchSettings
-    key: str
-
-
-class _HashingWriter:
-    def __init__(self, f) -> None:
-        self._f = f
-        self.sha = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        return self._f.write(data)
-
-    def flush(self) -> None:
-        self._f.flush()
-
-
-def _run_job(job: _Job) -> dict[str, Any]:
-    """Compress one file (in a worker process or inline); never raises for bad input."""
-    record: dict[str, Any] = {"path": job.rel, "input_sha256": job.input_sha256, "settings": job.key}
-    dst = Path(job.dst)
-    tmp = dst.with_name(f".{dst.name}{_TMP_MARK}{os.getpid()}")
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        s = job.settings
-        with open(tmp, "wb") as f:
-            writer = _HashingWriter(f)
-            report = compress_file(job.src, writer, s.method, s.request, dict(s.params), s.tokenizer,
-                                   s.errors)
-        os.replace(tmp, dst)
-        record.update(status="ok", output_sha256=writer.sha.hexdigest(), report=report.to_dict())
-    except PromptzipError as exc:
-        record.update(status="failed", error=exc.render())
-    except OSError as exc:
-        record.update(status="failed", error=f"Error: {exc.strerror or exc}: {exc.filename or job.src}.")
-    except Exception as exc:  # a bug must not stop the batch; it is recorded
-        record.update(status="failed", error=f"Error: unexpected {type(exc).__name__}: {exc}.")
-    finally:
-        tmp.unlink(missing_ok=True)
-    return record
-
-
 def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
 
 
 def _remove_stale_temps(out: Path) -> None:
-    for p in out.rglob(f".*{_TMP_MARK}*"):
+    for p in out.rglob(f".*{TMP_MARK}*"):
         if p.is_file():
             p.unlink(missing_ok=True)
 
@@ -268,7 +182,7 @@ def run_batch(
         if progress:
             progress(len(finished), len(files), rec["path"])
 
-    todo: list[_Job] = []
+    todo: list[Job] = []
     for p in files:
         rel = p.relative_to(src).as_posix()
         dst = out / rel
@@ -291,13 +205,11 @@ def run_batch(
             if progress:
                 progress(len(finished), len(files), rel)
             continue
-        todo.append(_Job(rel, str(p), str(dst), digest, settings, key))
+        todo.append(Job(rel, str(p), str(dst), digest, settings, key))
 
     started = False
     try:
         if engine == "ray":
-            from . import ray as ray_engine
-
             started = ray_engine.start(address) if todo else False
             records = ray_engine.execute(todo, settings, actors=jobs)
         else:
@@ -321,17 +233,17 @@ def run_batch(
     return summary
 
 
-def _execute(todo: list[_Job], jobs: int) -> Iterator[dict[str, Any]]:
+def _execute(todo: list[Job], jobs: int) -> Iterator[dict[str, Any]]:
     if jobs == 1 or len(todo) <= 1:
         for job in todo:
-            yield _run_job(job)
+            yield run_job(job)
         return
     pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
     try:
         pending: set[Future] = set()
         queue = iter(todo)
         for job in queue:
-            pending.add(pool.submit(_run_job, job))
+            pending.add(pool.submit(run_job, job))
             if len(pending) >= jobs * 4:
                 break
         while pending:
@@ -340,7 +252,7 @@ def _execute(todo: list[_Job], jobs: int) -> Iterator[dict[str, Any]]:
                 yield fut.result()
                 nxt = next(queue, None)
                 if nxt is not None:
-                    pending.add(pool.submit(_run_job, nxt))
+                    pending.add(pool.submit(run_job, nxt))
     except BaseException:
         procs = list(getattr(pool, "_processes", {}).values())
         for proc in procs:

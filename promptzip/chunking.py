@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .segment import Kind
+from .segment import Kind, word_pieces
 
 PROSE = (Kind.SENTENCE, Kind.LINE)
 
@@ -108,7 +108,6 @@ def split_long(text: str, max_tokens: int, count: Callable[[str], int]) -> list[
     """Cut one long unit into pieces of at most about `max_tokens`, at word boundaries that do
     not fall inside a protected span; pieces keep their trailing whitespace so that joined
     back they give `text`."""
-    from .pipeline import word_pieces
 
     pieces = word_pieces(text)
     out, start, used = [], 0, 0

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .fidelity import names_in, numbers_in
+from .fidelity import NAME, NOT_NAMES, names_in, numbers_in
 
 _MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
           r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
@@ -79,7 +79,6 @@ def names_of(text: str) -> list[str]:
     """Capitalized words that are names: those not at the start of a sentence or line, and
     those at a start that also appear capitalized mid-sentence ("Written by ..." is not a
     name; "Normans ... the Normans" is)."""
-    from .fidelity import NAME, NOT_NAMES
 
     mid = set()
     for m in NAME.finditer(text):

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from .runtime import shipped
+from . import shipped
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u3000-\u303f\uff00-\uffef"
 _SEA = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff"

@@ -43,11 +43,16 @@ from typing import Any
 
 import numpy as np
 
+from .api import compress
+from .compressors.extract import multilingual_ready
 from .compressors.lexical import fold
 from .errors import InputError, UsageError
 from .fidelity import MONTHS, WEEKDAYS
+from .lang import detect as detect_language
 from .nospace import words_and_bigrams
+from .runtime.embed import embedder
 from .segment import sentence_bounds
+from .select import share_budget
 from .tokens import DEFAULT_TOKENIZER, TokenCounter, load_tokenizer
 
 TEXT_KEYS = ("text", "content", "page_content")
@@ -190,7 +195,6 @@ def relevance(query: str, texts: Sequence[str], mode: str = "auto") -> tuple[np.
             return lex, lexical, None
     else:
         top = np.arange(n)
-    from .runtime.embed import embedder
 
     vecs = embedder().embed([query, *(texts[i] for i in top)])
     cos = np.full(n, np.nan)
@@ -215,7 +219,6 @@ class ModelScores:
 
 def _scored(text: str, query: str, counter: TokenCounter, force: Sequence[str],
             model: str = "auto") -> tuple[list[str], np.ndarray]:
-    from .pipeline import compress
 
     res = compress(text, "extract", query=query, tokenizer=counter, force=force, word_scores=True,
                    threshold=1e-6, model=model)  # every word scored; the budgeted pass reads them again from memory
@@ -231,10 +234,7 @@ def extract_model(query: str, texts: Sequence[str]) -> str:
     """The extract model for one record: chosen once by the language of its question and passages
     (as `extract -p model=auto` chooses for a document), so every passage is read, scored and
     compared by the same model."""
-    from .compressors.extract import multilingual_ready
-    from .lang import detect
-
-    if detect(" ".join([query, *texts])).english:
+    if detect_language(" ".join([query, *texts])).english:
         return "english"
     return "multilingual" if multilingual_ready() else "auto"  # auto: the English model, with a warning
 
@@ -296,27 +296,6 @@ def model_shares(budget: int, tokens: np.ndarray, scores: ModelScores, weight: n
     fits = np.cumsum(c[order]) <= budget
     np.add.at(share, o[order][fits], c[order][fits])
     return np.minimum(np.round(share), tokens).astype(np.int64)
-
-
-def share_budget(budget: int, tokens: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Split `budget` in proportion to `weights`, no passage above its own `tokens`; what a
-    capped passage does not need is shared again among the others."""
-    tokens, weights = np.asarray(tokens, dtype=np.float64), np.asarray(weights, dtype=np.float64)
-    share = np.zeros(len(tokens), dtype=np.float64)
-    open_ = tokens > 0
-    left = float(budget)
-    while left > 0.5 and open_.any():
-        w = np.where(open_, np.maximum(weights, 1e-9), 0.0)
-        offer = left * w / w.sum()
-        room = tokens - share
-        take = np.minimum(offer, room)
-        share += np.where(open_, take, 0.0)
-        left -= float(take[open_].sum())
-        full = open_ & (share >= tokens - 1e-9)
-        if not full.any():
-            break
-        open_ &= ~full
-    return np.floor(share).astype(np.int64)
 
 
 def ends_order(ranked: list[int]) -> list[int]:
@@ -441,7 +420,6 @@ def _fit(query: str, text: str, tokens: int, share: int, counter: TokenCounter, 
         tokens = counter.count(text)
     if not extract or tokens <= share:
         return text
-    from .pipeline import compress
 
     res = compress(text, "extract", target_tokens=share, query=query, force=force, tokenizer=counter,
                    model=model)

@@ -7,7 +7,7 @@ adds no scheduler of its own on top:
 
 * a folder (`run_batch(..., engine="ray")`): the driver plans the work exactly as the local
   engine does (which files, which are up to date by the journal) and keeps the journal; the
-  actors compress files (`batch._run_job`: atomic writes beside the final path) and hand back
+  actors compress files (`jobs.run_job`: atomic writes beside the final path) and hand back
   journal records, which the driver appends as they stream in. The outputs are the local
   engine's byte for byte (the same function makes them); a re-run skips what is done, and an
   item whose worker died is retried by Ray or, failing that, recorded as failed and redone by the
@@ -32,7 +32,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from .errors import UsageError
+from .api import compress
+from .compressors import get_method
+from .context import Request
+from .errors import PromptzipError, UsageError
+from .jobs import Job, run_job
+from .tokens import load_tokenizer
 
 INSTALL = "Install it with `pip install 'promptzip-cli[ray]'` (`make install` does)."
 OUT_COLUMNS = ("compressed", "input_tokens", "output_tokens", "ratio", "model", "language", "error")
@@ -115,12 +120,10 @@ class FileCompressor:
         self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        from .batch import _Job, _run_job
-
         records = []
         for rel, src, dst, sha, key in zip(batch["rel"], batch["src"], batch["dst"], batch["sha"], batch["key"],
                                            strict=True):
-            rec = _run_job(_Job(str(rel), str(src), str(dst), str(sha), self.settings, str(key)))
+            rec = run_job(Job(str(rel), str(src), str(dst), str(sha), self.settings, str(key)))
             rec["node"] = self.node  # which Ray node made it (the journal shows how work spread)
             rec["worker_pid"] = os.getpid()
             rec["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -129,7 +132,7 @@ class FileCompressor:
 
 
 def execute(jobs: Sequence, settings, actors: int = 2, cpus_per_actor: float = 1) -> Iterator[dict[str, Any]]:
-    """Journal records of `jobs` (batch._Job) compressed by `actors` Ray actors, as they finish."""
+    """Journal records of `jobs` (`jobs.Job`) compressed by `actors` Ray actors, as they finish."""
     ray = _ray()
     if not jobs:
         return
@@ -148,8 +151,6 @@ class TextCompressor:
     def __init__(self, column: str, method: str, request: dict, params: dict, tokenizer: str,
                  query_column: str | None, prefix: str) -> None:
         _threads()
-        from .pipeline import Request
-        from .tokens import load_tokenizer
 
         self.column, self.method, self.params = column, method, params
         self.request = Request(**request)
@@ -157,9 +158,6 @@ class TextCompressor:
         self.counter = load_tokenizer(tokenizer)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from .errors import PromptzipError
-        from .pipeline import compress
-
         texts = batch[self.column]
         queries = batch[self.query_column] if self.query_column else [None] * len(texts)
         out: dict[str, list] = {self.prefix + c: [] for c in OUT_COLUMNS}
@@ -192,8 +190,6 @@ def compress_dataset(ds, column: str = "text", method: str = "extract", ratio: f
         ds.write_parquet("chunks-short/")
     """
     ray = _ray()
-    from .compressors import get_method
-    from .pipeline import Request
 
     request = Request(ratio=ratio, target_tokens=target_tokens, query=query)
     request.validate()

@@ -24,7 +24,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
+from .nospace import CHAR_PIECES, NOSPACE_SCRIPT
 from .nospace import NOSPACE_CHARS as _NOSPACE_CHARS
+from .nospace import pieces as nospace_pieces
 
 MAX_BLOCK_CHARS = 1 << 20
 SPLIT_BLOCK_CHARS = 4096  # a table or code block longer than this is cut into runs of lines
@@ -228,7 +230,7 @@ def _is_json(text: str) -> bool:
         return False
     try:
         json.loads(t)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested deeper than the parser goes: lines, like text
         return False
     return True
 
@@ -420,3 +422,58 @@ def segment_text(text: str, force: Sequence[str] = ()) -> list[Unit]:
     """All units of an in-memory text (tests, small inputs)."""
     seg = Segmenter(force)
     return [*seg.feed(0, text), *seg.finish()]
+
+
+# -- words inside a unit ---------------------------------------------------------------------
+def word_pieces(text: str) -> list[tuple[int, int]]:
+    """Whitespace-separated words, with protected spans (numbers with units, inline code,
+    URLs) merged into single pieces so a cut never falls inside them."""
+    return [(s, e) for s, e, _ in word_pieces_flagged(text)]
+
+
+def word_pieces_flagged(text: str) -> list[tuple[int, int, bool]]:
+    """`word_pieces` plus whether each piece holds a protected span."""
+    spans = protected_spans(text)
+    if not spans:  # most sentences: the whitespace-separated words as they are
+        if text.isascii() and not _GIANT.search(text):
+            return [(*m.span(), False) for m in _NONSPACE.finditer(text)]
+        return [(s, e, False) for s, e in _split_runs(text)]
+    pieces: list[list] = []
+    j = 0
+    for s, e in _split_runs(text):
+        hit = False
+        while j < len(spans) and spans[j][1] <= s:
+            j += 1
+        k = j
+        while k < len(spans) and spans[k][0] < e:
+            s, e, hit = min(s, spans[k][0]), max(e, spans[k][1]), True
+            k += 1
+        if pieces and s < pieces[-1][1]:
+            pieces[-1][1] = max(e, pieces[-1][1])
+            pieces[-1][2] = pieces[-1][2] or hit
+        else:
+            pieces.append([s, e, hit])
+    return [(s, e, h) for s, e, h in pieces]
+
+
+_NONSPACE = re.compile(r"\S+")
+GIANT_WORD = 64  # a run of non-space characters longer than this is cut into pieces
+_GIANT = re.compile(rf"\S{{{GIANT_WORD + 1}}}")
+
+
+def _split_runs(text: str) -> Iterator[tuple[int, int]]:
+    """Whitespace-separated words; a word in a script without spaces cut into the multilingual
+    vocabulary's pieces (`nospace.pieces`), one longer than GIANT_WORD characters (a hash,
+    base64, a minified line) into pieces of at most 16 characters, so that a budget smaller
+    than the word keeps part of it. `emit_words` writes pieces that were adjacent in the input
+    without a space between them."""
+    for m in _NONSPACE.finditer(text):
+        s, e = m.span()
+        if not NOSPACE_SCRIPT.search(text, s, e):
+            if e - s <= GIANT_WORD:
+                yield s, e
+            else:
+                for p in CHAR_PIECES.finditer(text, s, e):
+                    yield p.span()
+            continue
+        yield from nospace_pieces(text, s, e)

@@ -56,3 +56,40 @@ def test_llama_index_postprocessor():
     assert nodes[0].node.get_content() == RECORD["ctxs"][0]["text"]  # inputs untouched
     with pytest.raises(ValueError, match="query"):
         post.postprocess_nodes(nodes)
+
+
+def _engine_keeps_question(messages: list[dict], question: str) -> str:
+    from promptzip.serve.app import Engine
+    from promptzip.serve.policy import Policy
+
+    res = Engine().chat({"model": "m", "messages": messages}, Policy(min_tokens=50))
+    assert res.compressed == 1 and res.tokens_out < 0.7 * res.tokens_in, (res.tokens_in, res.tokens_out)
+    out = res.body["messages"][-1]["content"]
+    assert question in out and "River Tarrow" in out
+    return out
+
+
+def _context() -> str:
+    return "\n\n".join(p["text"] for p in RECORD["ctxs"])
+
+
+def test_serve_splits_langchain_stuff_prompts_as_they_ship():
+    stuff = pytest.importorskip("langchain_classic.chains.question_answering.stuff_prompt")
+    q = RECORD["question"]
+    text = stuff.PROMPT.format(context=_context(), question=q)
+    out = _engine_keeps_question([{"role": "user", "content": text}], q)
+    head, tail = stuff.prompt_template.split("{context}")
+    assert out.startswith(head.strip()) and out.rstrip().endswith(tail.format(question=q).strip())
+
+
+def test_serve_splits_llamaindex_qa_prompts_as_they_ship():
+    prompts = pytest.importorskip("llama_index.core.prompts.default_prompts")
+    chat_prompts = pytest.importorskip("llama_index.core.prompts.chat_prompts")
+    q = RECORD["question"]
+    text = prompts.DEFAULT_TEXT_QA_PROMPT.format(context_str=_context(), query_str=q)
+    out = _engine_keeps_question([{"role": "user", "content": text}], q)
+    assert out.startswith(prompts.DEFAULT_TEXT_QA_PROMPT_TMPL.split("{context_str}")[0].strip())
+    msgs = chat_prompts.CHAT_TEXT_QA_PROMPT.format_messages(context_str=_context(), query_str=q)
+    messages = [{"role": m.role.value, "content": m.content} for m in msgs]
+    out = _engine_keeps_question(messages, q)
+    assert messages[0]["role"] == "system"

@@ -8,7 +8,7 @@ from promptzip.cli import app
 from promptzip.errors import UsageError
 from promptzip.eval.baselines import random_drop
 from promptzip.eval.data import load_items
-from promptzip.eval.metrics import answer_retained, bootstrap_ci, exact_match, f1, normalize
+from promptzip.metrics import answer_retained, bootstrap_ci, exact_match, f1, normalize
 from promptzip.tokens import load_tokenizer
 from tests.conftest import DEMO, needs_models
 
@@ -83,7 +83,7 @@ def test_eval_end_to_end_with_real_models(tmp_path):
 
 
 def test_structure_metric():
-    from promptzip.eval.metrics import structure_kept
+    from promptzip.metrics import structure_kept
 
     prompt = "Question: 2+2?\nLet's think step by step\n2+2=4.\nThe answer is 4.\n\nQuestion: 3+3?\n"
     assert structure_kept(prompt, prompt) == 1.0
@@ -188,7 +188,7 @@ def test_method_parameters_in_eval(tmp_path):
 
 
 def test_bench_headline_says_how_much_em_each_method_keeps(tmp_path):
-    from promptzip.bench import _em_kept_headline
+    from promptzip.bench.reader import _em_kept_headline
 
     def row(method, target, got, kept):
         ci = {"mean": kept, "lo": kept - 0.1, "hi": kept + 0.1, "sd": None}
@@ -247,7 +247,7 @@ with open(res, "a") as out:
 def test_knob_table_pairs_each_setting_with_the_defaults(tmp_path):
     """The extract-knobs bench: a setting's difference is taken row by row against the defaults,
     over the rows both have."""
-    from promptzip import bench_knobs as k
+    from promptzip.bench import knobs as k
 
     out = tmp_path / "knobs"
     out.mkdir()
@@ -273,7 +273,7 @@ def test_model_bench_finds_what_was_built_and_skips_the_shipped_file(tmp_path):
     does not run a student twice when its int8 file is the shipped one."""
     import hashlib
 
-    from promptzip import bench_models as b
+    from promptzip.bench import models as b
 
     (tmp_path / "teacher-onnx").mkdir()
     (tmp_path / "teacher-onnx" / "model.fp32.onnx").write_bytes(b"teacher")

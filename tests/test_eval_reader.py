@@ -129,7 +129,8 @@ def test_reader_options_are_checked_before_any_work(tmp_path):
     assert res.exit_code == 2 and "unknown local reader" in res.output
     res = runner.invoke(app, ["eval", data, "--reader-endpoint", "http://127.0.0.1:1/v1"])
     assert res.exit_code == 2 and "needs --reader-model" in res.output
-    res = runner.invoke(app, ["eval", data, "--reader-model", "qwen2.5-coder-0.5b-instruct", "--no-embed"])
+    res = runner.invoke(app, ["eval", data, "--reader-model", "qwen2.5-coder-0.5b-instruct", "--no-embed",
+                              "--out", str(tmp_path / "out")])
     if res.exit_code == 3:  # a user's machine without the 491 MB reader
         assert "not prepared" in res.output and "models prepare qwen2.5-coder-0.5b-instruct" in res.output
 

@@ -454,3 +454,85 @@ def test_target_tokens_is_a_cap_for_every_handler(fmt):
     text = {"csv": table_text(120), "log": log_text(200), "json": json.dumps(records(150))}[fmt]
     res = compress(text, method=FAST, target_tokens=700, input_format=fmt)
     assert 600 <= res.report.output_tokens <= 700
+
+
+# -- hostile input: nothing empty while the input has content ---------------------------------------
+HOSTILE = {
+    "deep json": ("[" * 5000 + "]" * 5000 + "\n", "auto", "lexical", 0.5),
+    "one-line json forced csv": (json.dumps([{"id": i, "text": "word " * 20} for i in range(400)]) + "\n",
+                                 "csv", "truncate", 0.5),
+    "bad jsonl line": ('{"a": 1, "b": "hello world"}\n{bad line\n{"a": 2}\n', "jsonl", "truncate", 0.33),
+    "markdown table alone": ("| name | value | unit |\n|---|---|---|\n| pool | 64 | conns |\n| rate | 4.1 | pct |\n"
+                             "| rollback | 18:40 | time |\n", "markdown", "lexical", 0.5),
+    "six-line python": ("import sys\n\ndef main():\n    x = int(sys.argv[1])\n    print(x * 2)\n\nmain()\n", "code",
+                        "lexical", 0.5),
+    "json block as text": (json.dumps({"k": ["v" * 3] * 300}) + "\n", "text", "truncate", 0.3),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_inputs_are_compressed_not_emptied(name):
+    text, fmt, method, ratio = HOSTILE[name]
+    res = compress(text, method=method, ratio=ratio, input_format=fmt)
+    assert res.text.strip(), name
+    assert res.report.output_tokens <= ratio * res.report.input_tokens + 0.03 * res.report.input_tokens + 3
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["json", "jsonl", "csv", "log", "code", "latex", "text"]),
+       forced=st.sampled_from(["json", "jsonl", "csv", "tsv", "log", "code", "latex", "text", "markdown"]),
+       rows=st.lists(st.lists(_word, min_size=3, max_size=6), min_size=5, max_size=60),
+       ratio=st.sampled_from([0.5, 0.33, 0.2]), method=st.sampled_from(["lexical", "truncate"]))
+def test_property_a_forced_wrong_format_never_empties_the_output(kind, forced, rows, ratio, method):
+    text = _render(kind, rows)
+    res = compress(text, method=method, ratio=ratio, input_format=forced)
+    assert res.text.strip() or ratio * res.report.input_tokens < 1
+
+
+def test_html_title_and_date_come_first_and_count_in_the_budget():
+    pytest.importorskip("trafilatura")
+    paras = "".join(f"<p>Paragraph {i}: a solar sail uses the pressure of sunlight on a large mirror to "
+                    f"move a spacecraft, and mission {i} tested it in orbit.</p>" for i in range(30))
+    page = (PAGE % paras).replace("<title>T</title>", '<title>Sailing on light</title><meta property='
+                                  '"article:published_time" content="2021-03-04T10:00:00Z">')
+    res = compress(page, method=FAST, ratio=0.2, input_format="html")
+    assert res.text.startswith("# Solar sails\n\n2021-03-04\n\nParagraph 0")  # trafilatura takes the h1
+    assert res.text.count("Solar sails") == 1
+    assert abs(res.report.ratio - 0.2) <= 0.03
+    res = compress(page.replace("<h1>Solar sails</h1>", ""), method=FAST, ratio=0.2, input_format="html")
+    assert res.text.startswith("# Sailing on light\n\n2021-03-04\n\nParagraph 0")
+
+
+def test_html_link_alone_in_a_paragraph_goes_back_into_its_sentence():
+    from promptzip.formats.html import _tidy
+
+    md = "See\n\n[the What's New document](https://docs.example.org/new)for more.\n\n## Links\n\n[a](https://a.b)\n"
+    assert _tidy(md) == ("See [the What's New document](https://docs.example.org/new) for more.\n\n## Links\n\n"
+                         "[a](https://a.b)\n")
+
+
+PREAMBLE = "".join(
+    [r"\documentclass[12pt]{report}" + "\n", "\n"]
+    + [f"% Group {g}: the packages for feature {g} of the thesis; remove them if no chapter needs it\n"
+       f"% (each comment line is what a template explains)\n\\usepackage[opt{g}]{{pkg{g}}}\n\n" for g in range(30)]
+    + ["\\hypersetup{\n  colorlinks=true,\n  linkcolor=blue,\n}\n\n"]
+    + [f"% macro {i}\n\\newcommand{{\\mac{i}}}{{\\mathbf{{x}}_{{{i}}}}}\n" for i in range(20)])
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.33])
+def test_latex_preamble_only_keeps_whole_statements_on_ratio(ratio):
+    res = compress(PREAMBLE, method="extract", ratio=ratio, input_format="latex")
+    assert abs(res.report.ratio - ratio) <= 0.03, res.report.ratio
+    assert "\n\n\n" not in res.text
+    if ratio < 0.4:  # the comments all went first (at 0.5 dropping some of them is enough)
+        assert "%" not in res.text and r"\newcommand{\mac0}" in res.text
+    lines = set(PREAMBLE.splitlines())
+    assert all(line in lines for line in res.text.splitlines())  # whole lines only
+    assert res.text.startswith(r"\documentclass") and res.text.count("{") == res.text.count("}")
+
+
+def test_dropped_comment_lines_leave_no_blank_runs():
+    from promptzip.formats.base import join_kept
+
+    lines = ["a\n", "\n", "% c\n", "\n", "b\n", "% d\n", "\n", "\n", "c\n"]
+    assert join_kept(lines, [not x.startswith("%") for x in lines]) == "a\n\nb\n\n\nc\n"

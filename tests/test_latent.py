@@ -104,8 +104,8 @@ def test_refinement_makes_the_frozen_decoder_reproduce_the_text():
     reconstruction from the refined latents is (nearly) exact and far better than from the
     starting point; the decoder's weights are untouched and left as they were."""
     pytest.importorskip("torch")
-    from promptzip.eval.metrics import precision
     from promptzip.latent.runtime import runtime
+    from promptzip.metrics import precision
 
     rt = runtime()
     _, model = rt.lm

@@ -164,7 +164,7 @@ def test_prepare_of_all_leaves_out_models_prepared_on_demand(split_model, monkey
 
 # -- the one resolver of the shipped models ------------------------------------------------------
 def test_shipped_models_found_in_checkout_and_verified(monkeypatch, tmp_path):
-    from promptzip.runtime import shipped
+    from promptzip import shipped
 
     monkeypatch.setenv("PROMPTZIP_HOME", str(tmp_path))
     for name in shipped.SHIPPED:
@@ -175,8 +175,8 @@ def test_shipped_models_found_in_checkout_and_verified(monkeypatch, tmp_path):
 
 
 def test_shipped_override_wins_and_a_wrong_one_is_an_error(monkeypatch, tmp_path):
+    from promptzip import shipped
     from promptzip.errors import ModelError
-    from promptzip.runtime import shipped
 
     own = tmp_path / "own"
     shutil.copytree(shipped.default("embed-minilm"), own)
@@ -188,7 +188,7 @@ def test_shipped_override_wins_and_a_wrong_one_is_an_error(monkeypatch, tmp_path
 
 
 def test_shipped_store_is_the_last_place(monkeypatch, tmp_path):
-    from promptzip.runtime import shipped
+    from promptzip import shipped
 
     monkeypatch.setattr(shipped, "IN_PACKAGE", tmp_path / "pkg")
     monkeypatch.setattr(shipped, "CHECKOUT", tmp_path / "checkout")

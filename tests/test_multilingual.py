@@ -12,13 +12,14 @@ import sys
 import numpy as np
 import pytest
 
+from promptzip.api import compress
 from promptzip.compressors.extract import MULTILINGUAL_MODEL, multilingual_ready
 from promptzip.errors import ModelError
-from promptzip.eval.metrics import answer_retained, f1
 from promptzip.lang import detect
+from promptzip.metrics import answer_retained, f1
 from promptzip.nospace import pieces, words_and_bigrams
-from promptzip.pipeline import compress, word_pieces
 from promptzip.runtime.e5q4 import E5File, Q4Rows, dequant_q4_0
+from promptzip.segment import word_pieces
 
 from .conftest import _MODELS, ROOT, SHARED, needs_shared
 
@@ -195,7 +196,7 @@ def test_without_the_multilingual_model_other_languages_fall_back_with_a_warning
 
 # -- what it keeps --------------------------------------------------------------------------------
 def _held_out(name: str, n: int) -> list[dict]:
-    from promptzip.bench_languages import held_out_rows
+    from promptzip.bench.languages import held_out_rows
 
     return held_out_rows(SHARED, name, n)
 

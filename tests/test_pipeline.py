@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 
 import promptzip
 from promptzip import source
+from promptzip.api import compress_document
+from promptzip.context import Request
 from promptzip.errors import UsageError
-from promptzip.pipeline import Request, compress_document
 from promptzip.source import document_from_bytes
 from promptzip.tokens import load_tokenizer
 
@@ -144,7 +145,8 @@ def test_target_tokens_is_a_hard_cap(text, method, target):
 def test_word_level_emission_is_a_subsequence(demo_text):
     """emit_words with every other word dropped keeps blocks whole and words in order."""
     from promptzip.compressors.base import Compressor
-    from promptzip.pipeline import WORD_KINDS, word_pieces_flagged
+    from promptzip.context import WORD_KINDS
+    from promptzip.segment import word_pieces_flagged
 
     class EveryOther(Compressor):
         name = "every-other"

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from promptzip import compress_passages
 from promptzip.cli import app
-from promptzip.rag import bm25, ends_order, share_budget
+from promptzip.rag import bm25, ends_order
+from promptzip.select import share_budget
 from promptzip.tokens import load_tokenizer
 from tests.conftest import ROOT, SHARED, needs_shared
 
@@ -167,8 +168,8 @@ def test_bad_options_are_usage_errors():
 @needs_shared
 def test_squad_with_distractors_keeps_answers():
     """A small sample of the benchmark's multi-passage set (the full one is in BENCHMARKS.md)."""
-    from promptzip.eval.metrics import answer_retained
-    from promptzip.rag_eval import multi_passage_items
+    from promptzip.bench.rag import multi_passage_items
+    from promptzip.metrics import answer_retained
 
     items = multi_passage_items(SHARED / "qa" / "squad_v2_half_dev.jsonl", 30, seed=1)
     assert all(len(it["passages"]) == 10 for it in items)
@@ -181,7 +182,7 @@ def test_squad_with_distractors_keeps_answers():
 def test_bridge_items_need_two_passages():
     import re
 
-    from promptzip.rag_eval import multi_hop_items
+    from promptzip.bench.rag import multi_hop_items
 
     items = multi_hop_items(SHARED / "qa" / "squad_v2_half_dev.jsonl", 40)
     assert len(items) == 40
@@ -192,3 +193,13 @@ def test_bridge_items_need_two_passages():
         assert not bridge.search(it["question"]) and "X" in it["question"]  # the question never names it
         assert bridge.search(gold) and bridge.search(hop)
         assert any(a in gold for a in it["answers"]) and not any(a in hop for a in it["answers"])
+
+
+def test_a_small_budget_keeps_the_best_passage_rather_than_none():
+    from promptzip.rag import compress_passages
+
+    res = compress_passages("Who wrote the first program?", ["Ada Lovelace wrote the first program in 1843.",
+                                                               "The weather was fine that week."],
+                            ratio=0.5, relevance_mode="bm25")
+    assert len(res.passages) == 1 and "Lovelace" in res.passages[0].text
+    assert 0 < res.tokens_after <= res.budget + 1

@@ -16,7 +16,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # before Ray is
 ray = pytest.importorskip("ray", reason="Ray is not installed (`pip install 'promptzip-cli[ray]'`; make test has it)")
 
 from promptzip.batch import REPORT_NAME, BatchSettings, load_journal, run_batch  # noqa: E402
-from promptzip.pipeline import Request  # noqa: E402
+from promptzip.context import Request  # noqa: E402
 
 from .conftest import DEMO  # noqa: E402
 

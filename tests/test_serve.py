@@ -43,6 +43,62 @@ def test_the_default_policy_compresses_long_user_and_tool_messages_but_not_syste
     assert plan(msgs, Policy(enabled=False), _count).pieces == []
 
 
+RAG_RECORD = json.loads((DEMO.parent.parent / "rag" / "sample.jsonl").read_text(encoding="utf-8").splitlines()[0])
+RAG_CONTEXT = "\n\n".join(p["text"] for p in RAG_RECORD["ctxs"])
+
+
+def _one_turn(template: str) -> list[dict]:
+    return [{"role": "system", "content": "You answer briefly."},
+            {"role": "user", "content": template.format(context=RAG_CONTEXT, question=RAG_RECORD["question"])}]
+
+
+# three shapes of the single-message RAG prompt, in our own words: context then a marked question;
+# rule lines around the context and a `Query:` line; the question first, then a `Context:` marker
+ONE_TURN = ("Read the passages below and answer the question at the end; say so if they do not tell.\n\n"
+            "{context}\n\nQuestion: {question}\nAnswer:",
+            "The material follows.\n=====\n{context}\n=====\nUse only the material above.\nQuery: {question}\n"
+            "Answer: ",
+            "Answer in one sentence.\nQuestion: {question}\nContext: {context}\nAnswer:")
+
+
+@pytest.mark.parametrize("template", ONE_TURN)
+def test_a_long_last_user_turn_is_split_around_its_question(template):
+    msgs = _one_turn(template)
+    p = plan(msgs, Policy(min_tokens=50), _count)
+    assert p.query == RAG_RECORD["question"]
+    ((i, part, context),) = p.pieces
+    before, after = p.frames[(i, part)]
+    assert i == 1 and before + context + after == msgs[1]["content"]
+    assert context.strip().startswith("Aldermoor is a market town") and context.strip().endswith(
+        RAG_RECORD["ctxs"][-1]["text"])
+    assert RAG_RECORD["question"] in before + after and "Question" not in context and "Query" not in context
+    assert plan(msgs, Policy(min_tokens=50, split_last_user=False), _count).pieces == []
+    assert plan(msgs, Policy(min_tokens=5000), _count).pieces == []  # short: untouched
+
+
+def test_a_last_user_turn_without_a_question_or_with_a_short_last_part():
+    long = "word " * 300
+    assert plan([{"role": "user", "content": long}], Policy(min_tokens=50), _count).pieces == []
+    parts = [{"type": "text", "text": RAG_CONTEXT}, {"type": "text", "text": RAG_RECORD["question"]}]
+    p = plan([{"role": "user", "content": parts}], Policy(min_tokens=50), _count)
+    assert p.query == RAG_RECORD["question"] and [(i, part) for i, part, _ in p.pieces] == [(0, 0)]
+
+
+@needs_models
+@pytest.mark.parametrize("template", ONE_TURN)
+def test_the_engine_compresses_the_context_and_keeps_the_question_verbatim(template):
+    from promptzip.serve.app import Engine
+
+    msgs = _one_turn(template)
+    res = Engine().chat({"model": "m", "messages": msgs}, Policy(min_tokens=50))
+    out = res.body["messages"][1]["content"]
+    assert res.compressed == 1 and res.tokens_out < 0.7 * res.tokens_in
+    assert RAG_RECORD["question"] in out and "River Tarrow" in out  # the answer, kept for the question
+    head, tail = template.split("{context}")
+    assert out.startswith(head.format(question=RAG_RECORD["question"]).rstrip())
+    assert out.rstrip().endswith(tail.format(question=RAG_RECORD["question"]).strip())
+
+
 def test_overrides_come_as_header_strings_or_json_and_bad_ones_are_refused():
     p = Policy().with_overrides({"Ratio": "0.3", "roles": "user", "keep-last-user": "false", "force": "A,B"})
     assert (p.ratio, p.roles, p.keep_last_user, p.force) == (0.3, ("user",), False, ("A", "B"))

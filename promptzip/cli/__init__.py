@@ -1,11 +1,13 @@
-"""The `promptzip` command line (Typer). Commands live one group per module; no model logic
-here: commands parse options, call the library and map its typed errors to exit codes."""
+"""The `promptzip` command line (Typer), the top floor. Commands live one group per module; no model
+logic here: commands parse options, call the library and map its typed errors to exit codes. Each
+command imports the library inside its function, for start-up time: `promptzip --help` and a
+command's own `--help` answer without loading numpy, tokenizers or onnxruntime."""
 
 from __future__ import annotations
 
 import typer
 
-from .. import __version__
+from .._version import __version__
 from .common import EXIT_CODES_HELP, app_callback_defaults
 
 app = typer.Typer(
@@ -21,7 +23,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from ..runtime.shipped import SHIPPED, describe
+        from ..shipped import SHIPPED, describe
 
         typer.echo(f"promptzip {__version__}")
         for name in SHIPPED:

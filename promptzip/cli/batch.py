@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
         """Compress every matching file under SRC into OUT; re-runs skip finished files. Each
         file's format comes from its extension (or --input-format for all)."""
         from ..batch import BatchSettings, run_batch
-        from ..pipeline import Request
+        from ..context import Request
 
         request = Request(ratio, target_tokens, query, tuple(force or ()), input_format=input_format,
                           language=language)

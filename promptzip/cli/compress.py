@@ -75,8 +75,9 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
     ) -> None:
         """Compress one document to a ratio or a token budget."""
+        from ..api import compress_file
         from ..compressors import get_method
-        from ..pipeline import Request, compress_file
+        from ..context import Request
 
         stdin_or_usage(path)
         if method == "latent":
@@ -130,7 +131,7 @@ def _explain(path, method, request, params, tokenizer, errors) -> None:
     from rich.console import Console
     from rich.text import Text
 
-    from ..pipeline import compress_document
+    from ..api import compress_document
     from ..source import open_document
 
     with open_document(path, errors) as doc:

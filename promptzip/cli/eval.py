@@ -48,9 +48,9 @@ def register(app: typer.Typer) -> None:
                                              "(EM/F1).")] = True,
         reader_model: Annotated[str, typer.Option("--reader-model", metavar="NAME", help="Who reads: "
                                                   "smollm2-135m-instruct (local, torch; log-likelihood "
-                                                  "and EM/F1), qwen2.5-coder-0.5b-instruct (local "
-                                                  "llama.cpp server; EM/F1 only; `promptzip models "
-                                                  "prepare` it first), or the model's name at "
+                                                  "and EM/F1), qwen2.5-coder-0.5b-instruct or "
+                                                  "qwen2.5-coder-1.5b-instruct (local llama.cpp server; "
+                                                  "EM/F1 only; `promptzip models prepare` it first), or the model's name at "
                                                   "--reader-endpoint.")] = "smollm2-135m-instruct",
         reader_endpoint: Annotated[str | None, typer.Option("--reader-endpoint", metavar="URL", help="An "
                                                             "OpenAI-compatible server that reads instead "

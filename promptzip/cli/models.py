@@ -32,8 +32,8 @@ def _names(names: list[str] | None) -> list[str]:
 def list_(fmt: Annotated[Format, typer.Option("--format", help="text or json.")] = Format.text) -> None:
     """Shipped models (where each was found, its sha256, whether its files verified), then the base
     models prepared from PyPI wheels (present or not, size, license, source wheel and its sha256)."""
-    from ..runtime.shipped import SHIPPED, describe
     from ..runtime.store import SPECS, status
+    from ..shipped import SHIPPED, describe
 
     shipped = [describe(n) for n in SHIPPED]
     rows = [status(n) for n in SPECS]

@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
     @app.command("serve", epilog="Point any OpenAI client at it: base_url=http://127.0.0.1:8088/v1. "
                  "Per request, override the policy with `x-promptzip-KEY: VALUE` headers or a "
                  "`promptzip` object in the body (KEY: method, ratio, target_tokens, roles, "
-                 "min_tokens, keep_last_user, query, force, tokenizer, on_error, enabled). "
+                 "min_tokens, keep_last_user, split_last_user, query, force, tokenizer, on_error, enabled). "
                  "Routes: /v1/chat/completions, /v1/completions, /v1/models (passed through), "
                  "/v1/compress, /metrics (Prometheus), /health.")
     @handle_errors
@@ -50,8 +50,14 @@ def register(app: typer.Typer) -> None:
         min_tokens: Annotated[int | None, typer.Option("--min-tokens", help="Messages shorter than this pass "
                                                        "untouched [default: 200].")] = None,
         keep_last_user: Annotated[bool | None, typer.Option("--keep-last-user/--compress-last-user",
-                                                            help="Pass the last user turn as it is "
-                                                            "[default: keep].")] = None,
+                                                            help="Keep the last user turn's question "
+                                                            "verbatim (--compress-last-user: compress the "
+                                                            "whole turn like any other) [default: keep].")] = None,
+        split_last_user: Annotated[bool | None, typer.Option("--split-last-user/--no-split-last-user",
+                                                             help="A long last user turn holding context and "
+                                                             "a question (a RAG prompt): compress the context "
+                                                             "around the question; off: pass the turn as it "
+                                                             "is [default: split].")] = None,
         query: Annotated[bool | None, typer.Option("--query/--no-query", help="The last user turn is the "
                                                    "query of query-aware methods [default: on].")] = None,
         force: ForceOpt = None,
@@ -82,7 +88,8 @@ def register(app: typer.Typer) -> None:
 
         api_url(upstream, "models")  # a bad URL is a usage error now, not on the first request
         policy = load_policy(config, method=method, ratio=ratio, target_tokens=target_tokens, roles=roles,
-                             min_tokens=min_tokens, keep_last_user=keep_last_user, query=query,
+                             min_tokens=min_tokens, keep_last_user=keep_last_user,
+                             split_last_user=split_last_user, query=query,
                              force=list(force) if force else None, tokenizer=tokenizer, on_error=on_error)
         try:
             loopback = ipaddress.ip_address(host).is_loopback
@@ -91,7 +98,7 @@ def register(app: typer.Typer) -> None:
         if not loopback:
             err(f"serve: warning: binding {host}: anyone who can reach this address can use the upstream "
                 "through it with the key from ${key_env}")
-        from ..pipeline import compress
+        from ..api import compress
 
         compress("Loading the models before the first request.", method=policy.method, ratio=0.5,
                  tokenizer=policy.tokenizer)

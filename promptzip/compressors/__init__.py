@@ -11,18 +11,17 @@ from functools import lru_cache
 
 from ..errors import UsageError
 from .base import Compressor, Param
+from .extract import Extract
+from .latent import Latent
+from .lexical import Lexical
+from .rewrite import Rewrite
+from .selfinfo import SelfInfo
+from .truncate import Truncate
 
 __all__ = ["Compressor", "Param", "get_method", "methods"]
 
 
 def _builtin() -> list[type[Compressor]]:
-    from .extract import Extract
-    from .latent import Latent
-    from .lexical import Lexical
-    from .rewrite import Rewrite
-    from .selfinfo import SelfInfo
-    from .truncate import Truncate
-
     return [Extract, Truncate, Lexical, SelfInfo, Rewrite, Latent]
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..errors import UsageError
 
 if TYPE_CHECKING:
-    from ..pipeline import Context
+    from ..context import Context
     from ..segment import Unit
 
 

@@ -38,10 +38,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import shipped
+from ..context import Context
 from ..errors import ModelError
-from ..pipeline import Context
-from ..runtime import shipped
-from ..runtime.onnx import encode_text, subword_ids
+from ..fileutil import sha256_file
+from ..guard import DATE, names_of
+from ..lang import detect
+from ..runtime.e5q4 import Q4Rows
+from ..runtime.onnx import encode_text, session, specials, subword_ids, wordpiece
+from ..runtime.store import model_path
+from ..verify import check_file, check_folder
 from .base import Compressor, Param
 from .words import (
     bridge_scores,
@@ -84,8 +90,6 @@ class Scorer:
 
     def __init__(self, folder: Path, precision: str = "int8", max_len: int = MAX_LEN, overlap: int = OVERLAP,
                  batch_size: int = BATCH, max_query: int = 48, threads: int | None = None) -> None:
-        from ..runtime.onnx import session, specials, wordpiece
-        from ..runtime.verify import check_folder
 
         onnx = folder / f"model.{precision}.onnx"
         if not onnx.is_file():
@@ -178,8 +182,6 @@ class Scorer:
 def embeddings_of(folder: Path):
     """The word-embedding rows a model folder's manifest names (`embeddings`: a prepared base model
     and its file, sha256-pinned), as a `Q4Rows` lookup."""
-    from ..runtime.store import model_path
-    from ..runtime.verify import check_file
 
     spec = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("embeddings") or {}
     if not spec:
@@ -192,8 +194,6 @@ def embeddings_of(folder: Path):
 
 @lru_cache(maxsize=2)
 def _rows(path: str):
-    from ..runtime.e5q4 import Q4Rows
-
     return Q4Rows(Path(path))
 
 
@@ -212,7 +212,6 @@ def choose(setting: str, text: str) -> tuple[Path, object | None]:
     English (falling back to English, with a warning from the caller, when it is not installed)."""
     if setting != "auto" or os.environ.get("PROMPTZIP_EXTRACT_MODEL"):
         return model_dir(setting), None
-    from ..lang import detect
 
     lang = detect(text)
     if lang.english:
@@ -348,7 +347,6 @@ def name_words(w) -> np.ndarray:
     """Per word: does it hold a name or a date word (the faithfulness guard's required items)?"""
     import re
 
-    from ..guard import DATE, names_of
 
     names = set(names_of(w.text))
     for m in DATE.finditer(w.text):
@@ -368,6 +366,5 @@ def _sha(folder: Path, precision: str) -> str | None:
             return sha
     if not (folder / name).is_file():
         raise ModelError(f"{folder / name} is missing", "Run `make models`.")
-    from ..fileutil import sha256_file
 
     return sha256_file(folder / name)

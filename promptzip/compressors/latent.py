@@ -5,8 +5,8 @@ FILE` reconstructs the text and `promptzip ask FILE --question Q` answers from t
 
 from __future__ import annotations
 
+from ..context import Context
 from ..errors import UsageError
-from ..pipeline import Context
 from .base import Compressor, Param
 
 REFINE_DEFAULT = 200

@@ -19,9 +19,10 @@ from collections import Counter
 
 import numpy as np
 
+from ..context import Context
 from ..nospace import words_and_bigrams
-from ..pipeline import Context, best_partial, select_by_score
 from ..segment import FORCED, STRUCTURE, Unit
+from ..select import best_partial, select_by_score
 from .base import Compressor, Param
 
 STOPWORDS = frozenset(

@@ -31,9 +31,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..chunking import Chunk, chunk_units
+from ..context import Context, Request
 from ..guard import Facts, check, facts_of
-from ..pipeline import Context
-from ..segment import GAP_TEXT, Gap
+from ..runtime.cache import CompletionCache
+from ..runtime.embed import embedder
+from ..runtime.endpoint import EndpointError, EndpointGenerator
+from ..runtime.generate import local_generator
+from ..runtime.lm import lm_sha256
+from ..segment import GAP_TEXT, Gap, Kind
+from ..select import share_budget
 from .base import Compressor, Param
 from .extract import Extract, Scorer, model_dir
 
@@ -94,25 +100,18 @@ class Rewrite(Compressor):
     def model_id(self) -> str | None:
         if self.settings["endpoint"]:
             return None
-        from ..runtime.lm import lm_sha256
 
         return lm_sha256()
 
     def backend(self):
         if self.settings["endpoint"]:
-            from ..runtime.endpoint import EndpointGenerator
-
             s = self.settings
             return EndpointGenerator(s["endpoint"], s["model"], s["key_env"], s["concurrency"], s["timeout"],
                                      s["retries"])
-        from ..runtime.generate import local_generator
 
         return local_generator(self.settings["constrain"] == "on")
 
     def compress(self, ctx: Context) -> None:
-        from ..runtime.cache import CompletionCache
-        from ..runtime.embed import embedder
-
         gen = self.backend()
         ctx.model = gen.id
         ctx.model_sha256 = gen.sha256
@@ -150,8 +149,6 @@ class Rewrite(Compressor):
                 if ctx.progress:
                     ctx.progress("rewrite", done, len(todo))
         if todo and all(records[i].reason.startswith("endpoint:") for i in todo):
-            from ..runtime.endpoint import EndpointError
-
             raise EndpointError(records[todo[0]].reason.removeprefix("endpoint: "),
                                 "Check that the server is running and --endpoint is right.")
         final: dict[int, str] = {}
@@ -203,8 +200,6 @@ class Rewrite(Compressor):
         are all or nothing: headings are always kept (they carry the structure), other blocks
         when their share would be at least half of them; what is left is shared again among
         the prose chunks."""
-        from ..rag import share_budget
-        from ..segment import Kind
 
         tokens = np.array([c.tokens for c in chunks], dtype=np.float64)
         scorer = Scorer(model_dir())
@@ -233,8 +228,6 @@ class Rewrite(Compressor):
         return out
 
     def _rewrite(self, gen, cache, chunk: Chunk, budget: int, ctx: Context) -> _Outcome:
-        from ..runtime.endpoint import EndpointError
-
         facts = facts_of(chunk.text, ctx.request.force)
         need = ctx.counter.count(" ".join(item for _, item in facts.items()))
         if need > LONG_SLACK * budget:
@@ -289,12 +282,11 @@ def _extract(text: str, ratio: float, ctx: Context, keep_names: str = "on") -> s
     """The chunk by extraction at its share of the budget, every name and date word kept (the
     guard's required items; they may take a chunk past its share, a hard cap would drop them),
     punctuated like the rewritten chunks around it."""
-    from ..pipeline import compress
-
-    res = compress(text, "extract", ratio=min(1.0, max(ratio, 1e-3)), query=ctx.request.query,
-                   force=ctx.request.force, tokenizer=ctx.counter, keep_names=keep_names,
-                   punctuation="keep")
-    return res.text.strip()
+    if ctx.subcompress is None:
+        raise RuntimeError("rewrite needs the text pipeline's Context (its subcompress) to fall back to extract")
+    request = Request(ratio=min(1.0, max(ratio, 1e-3)), query=ctx.request.query, force=ctx.request.force)
+    extract = Extract(keep_names=keep_names, punctuation="keep")
+    return ctx.subcompress(text, extract, request, ctx.counter).strip()
 
 
 def _join(sep: str) -> str:

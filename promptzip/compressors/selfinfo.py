@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..pipeline import Context
+from ..context import Context
+from ..runtime.lm import lm_sha256, load_causal_lm
 from .base import Compressor, Param
 from .words import collect_words, select_words
 
@@ -35,13 +36,9 @@ class SelfInfo(Compressor):
     )
 
     def model_id(self) -> str | None:
-        from ..runtime.lm import lm_sha256
-
         return lm_sha256()
 
     def compress(self, ctx: Context) -> None:
-        from ..runtime.lm import lm_sha256, load_causal_lm
-
         tok, model = load_causal_lm(self.settings["dtype"])
         ctx.model, ctx.model_sha256 = "smollm2-135m-instruct", lm_sha256()
         w = collect_words(ctx)

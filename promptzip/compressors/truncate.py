@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..pipeline import Context, Partial
+from ..context import Context, Partial
 from ..segment import FORCED, Kind
 from .base import Compressor, Param
 

@@ -17,8 +17,18 @@ from functools import cached_property
 
 import numpy as np
 
-from ..pipeline import _NOSPACE_SCRIPT, WORD_KINDS, Context, select_by_score, word_pieces_flagged
-from ..segment import FORCED, GAP_TEXT, STRUCTURE, Gap, Kind, protected_besides_numbers
+from ..context import WORD_KINDS, Context
+from ..nospace import NOSPACE_SCRIPT as _NOSPACE_SCRIPT
+from ..segment import (
+    FORCED,
+    GAP_TEXT,
+    STRUCTURE,
+    Gap,
+    Kind,
+    protected_besides_numbers,
+    word_pieces_flagged,
+)
+from ..select import select_by_score
 from .lexical import STOPWORDS
 
 

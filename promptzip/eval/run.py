@@ -15,16 +15,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..api import compress
 from ..compressors import get_method
+from ..compressors.latent import REFINE_DEFAULT
 from ..errors import UsageError
 from ..fidelity import FidelityTracker
 from ..fileutil import read_jsonl
 from ..guard import facts_of, retention
-from ..pipeline import compress
-from ..tokens import TokenCounter, load_tokenizer
-from .baselines import random_drop
-from .data import EvalItem
-from .metrics import (
+from ..latent.runtime import runtime
+from ..metrics import (
     answer_retained,
     bootstrap_ci,
     exact_match,
@@ -33,6 +32,9 @@ from .metrics import (
     ratio_ci,
     structure_kept,
 )
+from ..tokens import TokenCounter, load_tokenizer
+from .baselines import random_drop
+from .data import EvalItem
 from .peers import PEERS, run_peers
 
 NO_QUERY = "noquery"  # `NAME:noquery` runs a query-aware method without the question
@@ -100,8 +102,6 @@ def latent_rate(ratio: float) -> int:
 def latent_with(item: EvalItem, ratio: float, ask: bool) -> tuple[str, int, int, str | None]:
     """`latent` in the loop: (reconstruction, latent vectors, decoder tokens, the decoder's
     answer read from the latents with `ask`, when asked)."""
-    from ..compressors.latent import REFINE_DEFAULT
-    from ..latent.runtime import runtime
 
     rt = runtime()
     latents, header = rt.encode(item.context, latent_rate(ratio), REFINE_DEFAULT, "encoder")

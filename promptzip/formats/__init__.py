@@ -22,7 +22,8 @@ format they are thinning.
 from __future__ import annotations
 
 from .base import FormatContext, FormatOutput, Handler
-from .detect import FORMATS, StreamInfo, detect, handler_for
+from .detect import FORMATS, StreamInfo, detect
+from .handlers import handler_for
 
 # Bump when a handler's output for the same input and settings changes (batch resume keys on it).
 FORMATS_VERSION = "1"

@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..compressors.lexical import STOPWORDS
+from ..select import select_by_score
 from ..tokens import TokenCounter
 
 TOLERANCE = 0.01  # of the input tokens: how close to the target `fit` tries to land
@@ -118,7 +120,6 @@ def fit(render: Callable[[int], str], ctx: FormatContext, start: int | None = No
 
 def greedy(costs: np.ndarray, scores: np.ndarray, budget: int, must: np.ndarray | None = None) -> np.ndarray:
     """Must-keep items, then the best-scored items that still fit (ties to earlier items)."""
-    from ..pipeline import select_by_score
 
     costs = np.asarray(costs, dtype=np.int64)
     must = np.zeros(len(costs), dtype=bool) if must is None else np.asarray(must, dtype=bool)
@@ -150,8 +151,6 @@ def query_terms(query: str | None) -> set[str]:
     """Lower-cased content words of a query (for lexical relevance of items)."""
     if not query:
         return set()
-    from ..compressors.lexical import STOPWORDS
-
     return {w for w in (m.group().lower() for m in _WORD.finditer(query)) if w not in STOPWORDS and len(w) > 1}
 
 
@@ -168,3 +167,19 @@ def relevance(texts: list[str], query: str | None) -> np.ndarray:
     for i, s in enumerate(sets):
         out[i] = sum(math.log(1 + n / df[t]) for t in s)
     return out
+
+
+def join_kept(lines: list[str], kept: list[bool]) -> str:
+    """The kept lines joined, less a blank line that would follow another blank line across
+    dropped ones (dropping a comment between two blank lines must not leave a run of them)."""
+    out: list[str] = []
+    gap = False  # a line was dropped since the last one written
+    for line, k in zip(lines, kept, strict=True):
+        if not k:
+            gap = True
+            continue
+        if gap and not line.strip() and (not out or not out[-1].strip()):
+            continue
+        out.append(line)
+        gap = False
+    return "".join(out)

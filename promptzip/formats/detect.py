@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import PurePath
 
 from ..errors import UsageError
-from .base import Handler
 
 FORMATS = ("auto", "text", "markdown", "json", "jsonl", "csv", "tsv", "html", "log", "code", "latex")
 SNIFF_CHARS = 65536
@@ -127,6 +126,8 @@ def sniff(head: str) -> StreamInfo:
         try:
             json.loads(t)
             return StreamInfo("json", "content")
+        except RecursionError:  # nested deeper than the parser goes: JSON all the same (its handler copes)
+            return StreamInfo("json", "content")
         except ValueError:
             pass
         if complete and all(is_json_line(line) for line in complete[:50]):
@@ -167,6 +168,8 @@ def is_json_line(line: str, objects_only: bool = False) -> bool:
         return False
     try:
         json.loads(s)
+    except RecursionError:  # valid as far as the parser could go, only too deep for it
+        return True
     except ValueError:
         return False
     return True
@@ -209,34 +212,3 @@ def detect(head: str, label: str = "", explicit: str = "auto", language: str | N
     if found.format == "code":
         return StreamInfo("code", found.reason, lang or found.language)
     return found
-
-
-def handler_for(fmt: str) -> Handler | None:
-    """The handler of a format; None for text and markdown (the pipeline itself)."""
-    if fmt in ("text", "markdown"):
-        return None
-    if fmt in ("json", "jsonl"):
-        from .jsondoc import JsonHandler
-
-        return JsonHandler(lines=fmt == "jsonl")
-    if fmt in ("csv", "tsv"):
-        from .table import TableHandler
-
-        return TableHandler(delimiter="\t" if fmt == "tsv" else None)
-    if fmt == "html":
-        from .html import HtmlHandler
-
-        return HtmlHandler()
-    if fmt == "log":
-        from .logs import LogHandler
-
-        return LogHandler()
-    if fmt == "code":
-        from .code import CodeHandler
-
-        return CodeHandler()
-    if fmt == "latex":
-        from .latex import LatexHandler
-
-        return LatexHandler()
-    raise UsageError(f"unknown input format {fmt!r}", f"Choose one of: {', '.join(FORMATS)}.")

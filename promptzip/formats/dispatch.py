@@ -11,8 +11,11 @@ import io
 import time
 from typing import TYPE_CHECKING, BinaryIO
 
-from .. import __version__
+from .._version import __version__
+from ..context import Request
 from ..fidelity import FidelityTracker
+from ..pipeline import compress_text as text_path
+from ..pipeline import ratio_warnings
 from ..report import Report
 from ..source import PieceSplitter, document_from_bytes
 from .base import FormatContext, Handler
@@ -20,7 +23,6 @@ from .detect import StreamInfo
 
 if TYPE_CHECKING:
     from ..compressors import Compressor
-    from ..pipeline import Request
     from ..source import Document
     from ..tokens import TokenCounter
 
@@ -39,9 +41,6 @@ def count_pieces(counter: TokenCounter, text: str) -> int:
 def compress_formatted(doc: Document, out: BinaryIO, handler: Handler, info: StreamInfo,
                        compressor: Compressor, request: Request, counter: TokenCounter,
                        warnings: list[str], t0: float) -> Report:
-    from ..pipeline import Request as Req
-    from ..pipeline import compress_document, ratio_warnings
-
     text = doc.read_text()
     input_tokens = count_pieces(counter, text)
     if request.target_tokens is not None:
@@ -52,9 +51,8 @@ def compress_formatted(doc: Document, out: BinaryIO, handler: Handler, info: Str
 
     def compress_text(part: str, tokens: int) -> str:
         buf = io.BytesIO()
-        sub = Req(target_tokens=max(0, tokens), query=request.query, force=request.force, input_format="text")
-        rep = compress_document(document_from_bytes(part.encode("utf-8"), doc.label), buf,
-                                compressor, sub, None, counter)
+        sub = Request(target_tokens=max(0, tokens), query=request.query, force=request.force, input_format="text")
+        rep = text_path(document_from_bytes(part.encode("utf-8"), doc.label), buf, compressor, sub.validated(), counter)
         inner["calls"] += 1
         inner["model"], inner["sha"], inner["device"] = rep.model, rep.model_sha256, rep.device
         if rep.language:  # the languages the handler's text calls were read as, most text first

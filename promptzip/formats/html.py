@@ -2,8 +2,10 @@
 scripts and styles dropped; links and tables kept as Markdown), then the chosen method thins
 that Markdown to the document budget, counted against the tokens of the HTML as given.
 
-A page whose main text is smaller than the budget is written whole, and the report says that
-all the content fits: markup is what the budget would otherwise buy.
+The page's title and date (trafilatura's metadata) come first, as a `# title` line and a date
+line, kept whole and counted in the budget; a title the main text already opens with is not
+repeated. A page whose main text is smaller than the budget is written whole, and the report says
+that all the content fits: markup is what the budget would otherwise buy.
 """
 
 from __future__ import annotations
@@ -16,12 +18,36 @@ from .base import FormatContext, FormatOutput, Handler
 EXTRA_HINT = "Install the formats extra: pip install 'promptzip-cli[formats]' (or `make install`)."
 
 
-def main_text(html: str) -> tuple[str, str]:
-    """(Markdown of the main content, how it was found)."""
+def _trafilatura():
     try:
-        import trafilatura
+        import trafilatura  # heavy (lxml, justext, ...) and optional: imported when HTML arrives
     except ImportError as exc:
         raise UsageError(f"HTML input needs trafilatura ({exc})", EXTRA_HINT) from None
+    return trafilatura
+
+
+def heading(html: str, md: str) -> tuple[str, str]:
+    """(the page's title and date as the first lines of its Markdown, the Markdown less a title line
+    it already opens with); ("", md) when the page has neither."""
+    meta = _trafilatura().extract_metadata(html)
+    if meta is None:
+        return "", md
+    lines = []
+    title = " ".join((meta.title or "").split())
+    body = md.lstrip()
+    first, _, rest = body.partition("\n")
+    if title and first.lstrip("# ").strip() == title:  # the main text opens with the title: once
+        body = rest.lstrip("\n")
+    if title:
+        lines.append(f"# {title}")
+    if meta.date:
+        lines.append(str(meta.date))
+    return ("\n\n".join(lines) + "\n\n", body) if lines else ("", md)
+
+
+def main_text(html: str) -> tuple[str, str]:
+    """(Markdown of the main content, how it was found)."""
+    trafilatura = _trafilatura()
     md = trafilatura.extract(html, output_format="markdown", include_links=True, include_tables=True,
                              include_comments=False, include_images=False, favor_recall=True)
     if md and md.strip():
@@ -36,15 +62,16 @@ class HtmlHandler(Handler):
 
     def compress(self, text: str, ctx: FormatContext) -> FormatOutput:
         md, how = main_text(text)
-        md_tokens = ctx.count(md)
-        details = {"main_text_tokens": md_tokens, "extraction": how}
         if not md.strip():
             ctx.warn("no text found in the HTML")
-            return FormatOutput("", "html", all_fits=True, details=details)
+            return FormatOutput("", "html", all_fits=True, details={"main_text_tokens": 0, "extraction": how})
+        head, md = heading(text, md)
+        md_tokens = ctx.count(head + md)
+        details = {"main_text_tokens": md_tokens, "extraction": how}
         if md_tokens <= ctx.budget:
             details["summary"] = f"main text whole ({md_tokens:,} tokens, {how})"
-            return FormatOutput(md, "html -> markdown", all_fits=True, details=details)
-        out = ctx.text(md, ctx.budget)
+            return FormatOutput(head + md, "html -> markdown", all_fits=True, details=details)
+        out = head + ctx.text(md, max(0, ctx.budget - ctx.count(head)))
         details["summary"] = f"main text {md_tokens:,} tokens thinned by the method ({how})"
         return FormatOutput(out, "html -> markdown", details=details)
 
@@ -65,12 +92,17 @@ def _unlayout(md: str) -> str:
 _CITATION = re.compile(r"(?:<sup>)?\[\\?\[\d{1,4}\\?\]\]\([^)\s]*\)(?:</sup>)?|</?sup>")
 _LOCAL_LINK = re.compile(r"\[([^\[\]\n]*)\]\((?!https?://|mailto:)[^)\s]*\)")
 _EDIT = re.compile(r"\\?\[\[edit\]\([^)\s]*\)\\?\]")
+# a link trafilatura set in a paragraph of its own in the middle of a sentence ("See\n\n[the notes](u)for
+# more"): the paragraph before ends without a sentence mark and is prose (no heading, list, table, quote)
+_LONE_LINK = re.compile(r"(?m)^((?![ \t]*(?:#+|[>|*+-]|\d+\.)\s)[^\n]*[^\s.!?:;)\]|])\n\n(\[[^\[\]\n]+\]\([^)\s]+\))(\w?)")
 
 
 def _tidy(md: str) -> str:
     """Reference marks (`[1]` links, `<sup>`) and `[edit]` links dropped; links to the same site
     (relative) or the same page (`#...`) written as their text: their targets mean nothing once
-    the page is gone, and cost tokens. Absolute links stay Markdown links."""
+    the page is gone, and cost tokens. Absolute links stay Markdown links; one set alone in a
+    paragraph in the middle of a sentence goes back into it."""
     md = _EDIT.sub("", md)
     md = _CITATION.sub("", md)
-    return _LOCAL_LINK.sub(lambda m: m.group(1), md)
+    md = _LOCAL_LINK.sub(lambda m: m.group(1), md)
+    return _LONE_LINK.sub(lambda m: f"{m.group(1)} {m.group(2)}{' ' if m.group(3) else ''}{m.group(3)}", md)

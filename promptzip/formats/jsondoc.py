@@ -233,6 +233,14 @@ class JsonHandler(Handler):
 
     def compress(self, text: str, ctx: FormatContext) -> FormatOutput:
         try:
+            return self._compress(text, ctx)
+        except RecursionError:  # valid, but nested deeper than Python's parser and our walk can go
+            ctx.warn(f"the {'JSON Lines' if self.lines else 'JSON'} input is nested too deeply to walk its "
+                     "structure; compressed as plain text")
+            return FormatOutput(ctx.text(text, ctx.budget), "text")
+
+    def _compress(self, text: str, ctx: FormatContext) -> FormatOutput:
+        try:
             value = self._parse(text)
         except ValueError as exc:
             ctx.warn(f"the input is not valid {'JSON Lines' if self.lines else 'JSON'} ({exc}); "

@@ -1,5 +1,11 @@
 """LaTeX: comments go first, then the preamble, then the chosen method thins the body.
 
+A file with no `\\begin{document}` whose lines are mostly commands (a thesis template's
+`preamble.tex`, a macro file) has no prose for a method to thin: its statements (a command and
+the lines its braces hold open) are kept whole, `\\documentclass` and packages first, then macro
+definitions, then the rest, in the order of the input, as many as the budget holds.
+Blank lines that dropped lines would leave in runs are written once.
+
 `` and '' are quotes here (the segmenter never reads backticks of a LaTeX quote as inline
 code). Comment lines are dropped from the last one up, then trailing comments, then preamble
 lines (all but `\\documentclass`), each only as far as the budget needs; what remains of the
@@ -14,7 +20,9 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 
-from .base import FormatContext, FormatOutput, Handler
+import numpy as np
+
+from .base import FormatContext, FormatOutput, Handler, fit, greedy, join_kept
 
 _COMMENT_LINE = re.compile(r"^[ \t]*(?<!\\)%.*\n?", re.MULTILINE)
 _TRAILING = re.compile(r"(?<!\\)%.*$", re.MULTILINE)
@@ -22,6 +30,11 @@ _BEGIN = re.compile(r"^[^%\n]*\\begin\{document\}.*\n?", re.MULTILINE)
 _TOKEN = re.compile(r"\S+")
 # what opens and closes: an environment's \begin{name} and \end{name}, a group's { and }
 # (\{ and \} are literal braces)
+_COMMAND = re.compile(r"^[ \t]*\\[A-Za-z@]")
+_PACKAGE = re.compile(r"^[ \t]*\\(?:documentclass|usepackage|RequirePackage|LoadClass)\b")
+_DEFINITION = re.compile(r"^[ \t]*\\(?:(?:re)?newcommand|providecommand|(?:re)?newenvironment|def|let|"
+                         r"DeclareMathOperator|DeclareRobustCommand|newtheorem|definecolor|NewDocumentCommand)\b")
+COMMAND_SHARE = 0.6  # no \begin{document} and at least this share of code lines are commands: no prose body
 _MARK = re.compile(r"\\(begin|end)\{([^{}\s]*)\}|(?<!\\)([{}])")
 
 
@@ -119,12 +132,17 @@ class LatexHandler(Handler):
             if comment[i]:
                 kept[i] = False
                 total -= costs[i]
-        current = "".join(x for x, k in zip(lines, kept, strict=True) if k)
+        current = join_kept(lines, kept)
         # 2. trailing comments
         if ctx.count(current) > ctx.budget:
-            current = _TRAILING.sub("", current)
+            current = re.sub(r"[ \t]+$", "", _TRAILING.sub("", current), flags=re.MULTILINE)
         # 3. the preamble, but for \documentclass
         m = _BEGIN.search(current)
+        if m is None and ctx.count(current) > ctx.budget and _commands_only(current):
+            out = _statements(current, ctx)
+            details["summary"] = (f"no document body (commands only): {details['comment_lines']} comment lines and "
+                                  "whole statements dropped")
+            return FormatOutput(out, "latex", details=details)
         pre, body = (current[: m.start()], current[m.start():]) if m else ("", current)
         if m and ctx.count(current) > ctx.budget:
             pre_lines = pre.splitlines(keepends=True)
@@ -141,3 +159,37 @@ class LatexHandler(Handler):
             parts.append(f"{details['preamble_lines_dropped']} preamble lines")
         details["summary"] = f"dropped {' and '.join(parts)}; body thinned by the method"
         return FormatOutput(out, "latex", details=details)
+
+
+def _commands_only(text: str) -> bool:
+    code = [x for x in text.splitlines() if x.strip() and not _COMMENT_LINE.fullmatch(x + "\n")]
+    return bool(code) and sum(bool(_COMMAND.match(x)) for x in code) >= COMMAND_SHARE * len(code)
+
+
+def _statements(text: str, ctx: FormatContext) -> str:
+    """Whole statements (a line, and the lines after it while its braces stay open) within the
+    budget: packages first, then definitions, then the rest; blank lines between kept ones."""
+    groups: list[list[str]] = []
+    depth = 0
+    for line in text.splitlines(keepends=True):
+        if depth > 0 and groups:
+            groups[-1].append(line)
+        else:
+            groups.append([line])
+        code = _TRAILING.sub("", line).replace("\\{", "").replace("\\}", "")
+        depth = max(0, depth + code.count("{") - code.count("}"))
+    items = ["".join(g) for g in groups]
+    blank = np.array([not x.strip() for x in items])
+    costs = np.asarray(ctx.counter.count_many(items), dtype=np.int64)
+    rank = np.array([3.0 if _PACKAGE.match(x) else 2.0 if _DEFINITION.match(x) else 1.0 for x in items])
+    scores = rank - np.arange(len(items)) / (len(items) + 1)  # earlier first within a rank
+    scores[blank] = -1.0
+
+    def render(budget: int) -> str:
+        keep = greedy(costs, scores, budget) & ~blank
+        near = np.zeros(len(items), dtype=bool)  # a blank line right after a kept statement stays
+        near[1:] = keep[:-1] & blank[1:]
+        return join_kept(items, (keep | near).tolist())
+
+    out, _, _ = fit(render, ctx)
+    return out

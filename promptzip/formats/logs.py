@@ -20,6 +20,7 @@ import numpy as np
 
 from .base import FormatContext, FormatOutput, Handler, fit, greedy, relevance, spread_scores
 from .detect import is_json_line
+from .jsondoc import JsonHandler
 
 _ERROR = re.compile(
     r"\b(?:ERROR|ERR|FATAL|CRIT|CRITICAL|SEVERE|EMERG|ALERT|PANIC|Exception|Traceback|error|failed|"
@@ -96,8 +97,6 @@ class LogHandler(Handler):
         n = len(items)
         if n and sum(is_json_line(e, objects_only=True) for e in items) >= 0.9 * n:
             # structured logging (one JSON object a line): keys kept, values thinned, per line
-            from .jsondoc import JsonHandler
-
             lines = "".join(e for e in items if is_json_line(e, objects_only=True))
             out = JsonHandler(lines=True).compress(lines, ctx)
             out.details["summary"] = "JSON lines: " + str(out.details.get("summary", ""))

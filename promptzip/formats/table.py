@@ -22,6 +22,9 @@ from .base import FormatContext, FormatOutput, Handler, fit, greedy, relevance, 
 _LINE = re.compile(r"[^\n]*\n|[^\n]+$")
 
 
+HEADER_ONLY_TOKENS = 256  # a header alone up to this size is a table; a longer single line is text
+
+
 class TableHandler(Handler):
     name = "csv"
 
@@ -80,6 +83,10 @@ class TableHandler(Handler):
         n = len(raws)
         name = "tsv" if self.delimiter == "\t" else "csv"
         if n <= 1:
+            tokens = ctx.count(text)
+            if tokens > max(ctx.budget + ctx.over, HEADER_ONLY_TOKENS):  # one long line: not a table to keep whole
+                ctx.warn(f"the input has no {name} rows (one line of {tokens:,} tokens); compressed as plain text")
+                return FormatOutput(ctx.text(text, ctx.budget), "text")
             return FormatOutput(text, name, all_fits=True, details={"rows_in": max(0, n - 1), "rows_kept": 0})
         body = raws[1:]
         if body and not body[-1].endswith("\n"):

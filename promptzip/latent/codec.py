@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, ModelError
+from ..fileutil import atomic_write
 
 FORMAT = "promptzip-latent"
 VERSION = "1"
@@ -39,8 +40,6 @@ class LatentFile:
 
 
 def write(path: Path, latents: list[np.ndarray], header: dict[str, object]) -> None:
-    from ..fileutil import atomic_write
-
     with atomic_write(Path(path)) as f:
         f.write(dumps(latents, header))
 

@@ -14,13 +14,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..runtime.onnx import wordpiece
 from ..runtime.store import model_path, models_dir
 from .model import ENCODER_BASE
 
 
 def encoder_onnx(folder: Path, adapter_sha256: str, log=lambda _m: None):
     """(path of encoder.onnx, wordpiece tokenizer), exporting it when missing."""
-    from ..runtime.onnx import wordpiece
 
     out = models_dir() / "latent-minilm" / adapter_sha256[:16]
     onnx = out / "encoder.onnx"

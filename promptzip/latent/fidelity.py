@@ -17,7 +17,8 @@ import statistics
 import sys
 import time
 
-from ..eval.metrics import precision, token_match
+from ..metrics import precision, token_match
+from .runtime import LatentRuntime
 from .train import held_out
 
 
@@ -47,8 +48,6 @@ def measure(rt, chunks: list[list[int]], rate: int, refine: int, init: str, log=
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .runtime import LatentRuntime
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rates", default="4,8,16")
     ap.add_argument("--refine", type=int, default=100, help="refinement steps at most per chunk (0 = off)")

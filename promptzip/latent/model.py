@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..runtime.store import model_path
+
 ENCODER_BASE = "minilm-l6-v2"
 DECODER_BASE = "smollm2-135m-instruct"
 REPEAT = "\nRepeat the text above.<|im_end|>\n<|im_start|>assistant\n"
@@ -196,7 +198,6 @@ def load_bases(dtype=torch.float32):
     """(MiniLM BertModel, its tokenizer, SmolLM2 model, its tokenizer) from the prepared models."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, BertModel
 
-    from ..runtime.store import model_path
 
     bert = BertModel.from_pretrained(str(model_path(ENCODER_BASE)), add_pooling_layer=False).eval()
     btok = AutoTokenizer.from_pretrained(str(model_path(ENCODER_BASE)))

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from ..eval.metrics import precision, token_match
+from ..metrics import precision, token_match
 from .model import HEAD, REPEAT, LatentConfig, load_bases
 from .train import held_out
 

@@ -20,9 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import shipped
 from ..errors import ModelError
 from ..fileutil import sha256_file
-from ..runtime import shipped
+from ..runtime.lm import lm_sha256, load_causal_lm
+from ..runtime.onnx import session
+from ..verify import check_folder
+from .refine import refine as run_refine
 
 DEFAULT_LATENT_MODEL = shipped.default("latent-minilm")  # overrides aside
 ENCODER_NAME = "latent-minilm"
@@ -43,15 +47,14 @@ class LatentRuntime:
     def __init__(self, folder: Path | None = None, log=lambda _m: None) -> None:
         from safetensors.numpy import load_file
 
-        from ..runtime.lm import lm_sha256
-        from ..runtime.onnx import session
-        from .export import encoder_onnx
+        from .export import (
+            encoder_onnx,  # .export and .model import torch: loaded when a latent path runs
+        )
 
         self.folder = folder or latent_dir()
         self.config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
         if self.config.get("readout", "pool") != "pool":
             raise ModelError(f"{self.folder} holds a {self.config['readout']!r} encoder; the runtime reads 'pool'")
-        from ..runtime.verify import check_folder
 
         check_folder(self.folder, ("adapter.safetensors", "config.json"))
         self.adapter_sha256 = sha256_file(self.folder / "adapter.safetensors")
@@ -72,8 +75,6 @@ class LatentRuntime:
     @property
     def lm(self):
         if self._lm is None:
-            from ..runtime.lm import load_causal_lm
-
             self._lm = load_causal_lm("float32")
         return self._lm
 
@@ -139,7 +140,6 @@ class LatentRuntime:
         if refine <= 0 or not parts:
             return latents, [], []
         from .model import HEAD, REPEAT
-        from .refine import refine as run_refine
 
         done = run_refine(model, tok(HEAD, add_special_tokens=False)["input_ids"],
                           tok(REPEAT, add_special_tokens=False)["input_ids"],

@@ -25,8 +25,10 @@ from pathlib import Path
 
 import torch
 
-from ..eval.metrics import precision, token_match
+from ..metrics import precision, token_match
 from .model import CONTINUE, HEAD, REPEAT, LatentConfig, build, load_bases
+
+PAUSE = "PAUSE"  # a file of this name in the run folder holds training between steps
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "corpora"
 TRAIN_FILES = ("text/wikitext2_valid_articles.jsonl", "text/pride_and_prejudice_chapters.jsonl",
@@ -211,6 +213,8 @@ def fit(run: Path, steps: int, cfg: LatentConfig | None = None, batch: int = 8, 
     seconds = float(state.get("seconds", 0.0))
     warm = 50
     for step in range(start, start + steps):
+        while (run / PAUSE).exists():  # held between steps while something timing-sensitive runs
+            time.sleep(5)
         rng = random.Random(seed * 1_000_003 + step)
         k = cfg.ks[step % len(cfg.ks)]
         samples = [data[rng.randrange(len(data))] for _ in range(batch)]

@@ -9,18 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import shipped
+from .. import shipped
+from ..verify import check_folder
+from .onnx import session, wordpiece
 
 DEFAULT_EMBED_MODEL = shipped.default("embed-minilm")  # overrides aside
 
 
 class OnnxEmbedder:
     def __init__(self, folder: Path | None = None, max_tokens: int = 256, batch_size: int = 16) -> None:
-        from .onnx import session, wordpiece
-
         folder = shipped.resolve("embed-minilm", explicit=folder)
         self.tok = wordpiece(str(folder / "tokenizer.json"))
-        from .verify import check_folder
 
         check_folder(folder, ("model.int8.onnx", "tokenizer.json"))
         self.sess, self.device, self.warning = session(str(folder / "model.int8.onnx"))

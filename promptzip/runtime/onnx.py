@@ -7,6 +7,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from ..nospace import NOSPACE_SCRIPT, load_tokenizer
+
 
 @lru_cache(maxsize=4)
 def session(path: str, threads: int | None = None, device: str = "auto"):
@@ -46,7 +48,6 @@ def specials(tok) -> tuple[int, int, int, bool]:
 def wordpiece(path: str):
     """An encoder's tokenizer.json, loaded once per process (`nospace.load_tokenizer`: the
     no-space segmenter reads the multilingual model's through the same object)."""
-    from ..nospace import load_tokenizer
 
     return load_tokenizer(path)
 
@@ -70,7 +71,6 @@ def subword_ids(tok, words: list[str], unk: int | None = None) -> list[list[int]
     in pre-training (`▁ 开发 ▁ 游戏` would be neither the text nor its tokens). `wordpiece` loads such
     a tokenizer to add no mark itself, so one tokenizer encodes both kinds of word (`" " + word`
     gives exactly the ids that the tokenizer's default would give `word`)."""
-    from ..nospace import NOSPACE_SCRIPT
 
     if unk is None:
         unk = tok.token_to_id("[UNK]") if tok.token_to_id("[UNK]") is not None else tok.token_to_id("<unk>")

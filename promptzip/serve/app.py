@@ -32,7 +32,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..api import compress
+from ..compressors import get_method
 from ..errors import PromptzipError, UsageError
+from ..rag import compress_passages
+from ..runtime.endpoint import api_url
 from ..tokens import load_tokenizer
 from .policy import Policy, apply, message_texts, plan
 
@@ -55,9 +59,6 @@ class Engine:
     """Compression of request bodies (synchronous; the app calls it in worker threads)."""
 
     def chat(self, body: dict, policy: Policy) -> Outcome:
-        from ..compressors import get_method
-        from ..pipeline import compress
-
         t0 = time.perf_counter()
         counter = load_tokenizer(policy.tokenizer)
         count = functools.lru_cache(maxsize=None)(counter.count)  # each message's text is counted once
@@ -77,14 +78,13 @@ class Engine:
             res = compress(text, method=policy.method, ratio=policy.ratio if target is None else None,
                            target_tokens=target, query=query, force=policy.force, tokenizer=counter)
             if res.report.output_tokens < n:
-                replaced[(i, part)] = res.text
+                before, after = todo.frames.get((i, part), ("", ""))
+                replaced[(i, part)] = before + res.text + after
                 saved += n - res.report.output_tokens
         out = {**body, "messages": apply(messages, replaced)}
         return Outcome(out, total, total - saved, len(replaced), time.perf_counter() - t0)
 
     def completion(self, body: dict, policy: Policy) -> Outcome:
-        from ..pipeline import compress
-
         t0 = time.perf_counter()
         counter = load_tokenizer(policy.tokenizer)
         prompt = body.get("prompt")
@@ -102,8 +102,6 @@ class Engine:
 
     def compress_call(self, body: dict, policy: Policy) -> dict:
         """`/v1/compress`: `text` (compress) or `passages` + `query` (rag)."""
-        from ..pipeline import compress
-        from ..rag import compress_passages
 
         allowed = {"text", "passages", "query", "method", "ratio", "target_tokens", "force", "tokenizer",
                    "input_format", "top_k", "order", "relevance"}
@@ -152,7 +150,6 @@ def create_app(upstream: str, policy: Policy | None = None, *, key_env: str = "P
     from starlette.responses import JSONResponse, Response, StreamingResponse
     from starlette.routing import Route
 
-    from ..runtime.endpoint import api_url
 
     policy = (policy or Policy()).check()
     engine = engine or Engine()

@@ -13,8 +13,11 @@ from typing import Any
 
 import anyio
 
-from .. import __version__
+from .._version import __version__
+from ..api import compress as run
 from ..errors import PromptzipError
+from ..rag import compress_passages
+from ..tokens import load_tokenizer
 
 SUMMARY = ("method", "input_tokens", "output_tokens", "ratio", "requested_ratio", "target_tokens",
            "numbers_kept", "names_kept", "input_format", "model", "tokenizer", "elapsed_ms", "warnings")
@@ -43,7 +46,6 @@ def build_server():
                        target_tokens: int | None = None, query: str | None = None,
                        force: list[str] | None = None, tokenizer: str = "cl100k_base",
                        input_format: str = "auto") -> dict[str, Any]:
-        from ..pipeline import compress as run
 
         res = await _run(lambda: run(
             text, method=method, ratio=ratio, target_tokens=target_tokens, query=query, force=force or (),
@@ -57,7 +59,6 @@ def build_server():
     async def rag(query: str, passages: list[str], ratio: float | None = None, target_tokens: int | None = None,
                   top_k: int | None = None, order: str = "ends", relevance: str = "model",
                   tokenizer: str = "cl100k_base") -> dict[str, Any]:
-        from ..rag import compress_passages
 
         res = await _run(lambda: compress_passages(
             query, passages, ratio=ratio, target_tokens=target_tokens, top_k=top_k, order=order,
@@ -67,8 +68,6 @@ def build_server():
     @server.tool(description="Count the tokens of a text in a tokenizer (cl100k_base, o200k_base, or a "
                  "tokenizer.json path).")
     async def count_tokens(text: str, tokenizer: str = "cl100k_base") -> dict[str, Any]:
-        from ..tokens import load_tokenizer
-
         counter = await _run(lambda: load_tokenizer(tokenizer))
         return {"tokens": counter.count(text), "tokenizer": counter.name}
 

@@ -7,22 +7,28 @@ fields of `Policy` with dashes or underscores; unknown keys and bad values are t
 error (HTTP 400), never silently ignored.
 
 Default: long `user` and `tool` messages are compressed by `extract` to half their tokens;
-system (and developer) messages and the last user turn pass as they are, and the last user
-turn is the question that query-aware methods keep answers to. Messages under `min_tokens`
-pass untouched. A `target_tokens` budget is shared among the compressed messages in
-proportion to their size.
+system (and developer) messages pass as they are. The last user turn holds the question that
+query-aware methods keep answers to. Most RAG applications send the retrieved context and the
+question together in that one turn (LangChain's and LlamaIndex's default QA prompts do), so a
+long last user turn is split (`split_question`): its question, and the template's own lines
+around the context, pass verbatim; the context between them is compressed with the question as
+the query. A turn with no recognisable question passes untouched (`split_last_user = false`
+passes every last user turn untouched). Messages under `min_tokens` pass untouched. A
+`target_tokens` budget is shared among the compressed messages in proportion to their size.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
+from ..compressors import get_method
 from ..errors import UsageError
 
 ON_ERROR = ("forward", "fail")
@@ -35,7 +41,8 @@ class Policy:
     target_tokens: int | None = None  # for all compressed messages together (instead of ratio)
     roles: tuple[str, ...] = ("user", "tool")
     min_tokens: int = 200  # shorter messages pass untouched
-    keep_last_user: bool = True
+    keep_last_user: bool = True  # the last user turn's question is never compressed
+    split_last_user: bool = True  # ... but the context around it in a long last user turn is
     query: bool = True  # the last user turn is the query of query-aware methods
     force: tuple[str, ...] = ()  # strings kept verbatim wherever they occur
     tokenizer: str = "cl100k_base"
@@ -43,8 +50,6 @@ class Policy:
     enabled: bool = True  # false: the request passes untouched
 
     def check(self) -> Policy:
-        from ..compressors import get_method
-
         get_method(self.method)  # unknown names list the known ones
         if self.ratio is not None and (math.isnan(self.ratio) or not 0 < self.ratio <= 1):
             raise UsageError(f"ratio must be in (0, 1], got {self.ratio}")
@@ -90,7 +95,7 @@ def _coerce(name: str, value: Any) -> Any:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)
             return int(value)
-        if name in ("keep_last_user", "query", "enabled"):
+        if name in ("keep_last_user", "split_last_user", "query", "enabled"):
             if isinstance(value, bool):
                 return value
             text = str(value).strip().lower()
@@ -129,6 +134,8 @@ class Plan:
 
     pieces: list[tuple[int, int | None, str]] = field(default_factory=list)
     query: str | None = None
+    # (message, part) -> (text before, text after) the piece: the verbatim frame of a split last user turn
+    frames: dict[tuple[int, int | None], tuple[str, str]] = field(default_factory=dict)
 
 
 def message_texts(message: Mapping) -> list[tuple[int | None, str]]:
@@ -149,19 +156,112 @@ def plan(messages: list, policy: Policy, count) -> Plan:
     users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
     last_user = users[-1] if users else None
     out = Plan()
-    if last_user is not None and policy.query:
-        out.query = " ".join(t for _, t in message_texts(messages[last_user])).strip() or None
+    split = None
+    if last_user is not None:
+        texts = message_texts(messages[last_user])
+        if policy.enabled and policy.keep_last_user and policy.split_last_user and "user" in policy.roles:
+            split = _split_last(texts, count, policy.min_tokens)
+        if policy.query:
+            out.query = split[0] if split else " ".join(t for _, t in texts).strip() or None
     if not policy.enabled:
         return out
     for i, m in enumerate(messages):
         if m.get("role") not in policy.roles:  # system and developer messages only when listed
             continue
         if i == last_user and policy.keep_last_user:
+            for part, before, context, after in split[1] if split else ():
+                out.pieces.append((i, part, context))
+                out.frames[(i, part)] = (before, after)
             continue
         for part, text in message_texts(m):
             if text.strip() and count(text) >= max(policy.min_tokens, 1):
                 out.pieces.append((i, part, text))
     return out
+
+
+# -- the question inside a long last user turn ---------------------------------------------------
+QUESTION_TOKENS = 100  # a question without a marker: the last paragraph (or text part) up to this long
+FRAME_TOKENS = 60  # a template's own paragraph around the context: at most this long
+_QUESTION = re.compile(r"^[ \t]*(?:question|query|q|user question|user query)[ \t]*[:：][ \t]*(.*)$", re.I | re.M)
+FRAME_CHARS = 400  # the template's lines that open the context are looked for this near its start
+_CONTEXT = re.compile(r"^[ \t]*(?:context|retrieved context|context information)[ \t]*[:：][ \t]*", re.I | re.M)
+_RULE = re.compile(r"^[ \t]*[-=_*~#]{3,}[ \t]*\n?", re.M)
+_ANSWER = re.compile(r"^[ \t]*(?:helpful answer|answer|response)[ \t]*[:：]", re.I | re.M)
+_PARAGRAPH = re.compile(r"\S(?:.|\n(?![ \t]*\n))*", re.M)
+
+
+def split_question(text: str, count: Callable[[str], int]) -> tuple[str, int, int] | None:
+    """(the question, start, end of its verbatim span) in a user turn: the last line that starts
+    with a marker (`Question:`, `Query:`, `Q:`; the question is the rest of the line, or the next
+    line when that is empty), else the last paragraph when it is at most QUESTION_TOKENS long and
+    not the only one. None when the turn has no recognisable question."""
+    marks = list(_QUESTION.finditer(text))
+    if marks:
+        m = marks[-1]
+        q, end = m.group(1).strip(), m.end()
+        if not q:  # `Question:` alone on its line: the question is on the next one
+            nxt = re.compile(r"\n[ \t]*(\S[^\n]*)").match(text, m.end())
+            if nxt:
+                q, end = nxt.group(1).strip(), nxt.end()
+        return (q, m.start(), end) if q else None
+    paragraphs = list(_PARAGRAPH.finditer(text))
+    if len(paragraphs) > 1 and count(paragraphs[-1].group()) <= QUESTION_TOKENS:
+        return paragraphs[-1].group().strip(), paragraphs[-1].start(), paragraphs[-1].end()
+    return None
+
+
+def _context_span(text: str, lo: int, hi: int, count: Callable[[str], int], before_question: bool) -> tuple[int, int]:
+    """Where the context lies in text[lo:hi], one side of the question. The template's own lines
+    are looked for near the side's start (its first FRAME_CHARS characters): a `Context:` marker
+    (the context follows it), or a rule line (`-----`; the context runs to the side's last rule
+    line). Without them: the side less a short first paragraph (instructions). After the
+    question, an `Answer:` cue ends the context."""
+    side = text[lo:hi]
+    marker = _CONTEXT.search(side, 0, min(len(side), FRAME_CHARS))
+    rules = list(_RULE.finditer(side))
+    start, end = 0, len(side)
+    if marker:
+        start = marker.end()
+    elif rules and rules[0].start() < FRAME_CHARS:
+        start = rules[0].end()
+        if len(rules) > 1:
+            end = rules[-1].start()
+    else:
+        paragraphs = list(_PARAGRAPH.finditer(side))
+        if len(paragraphs) >= 3 and count(paragraphs[0].group()) <= FRAME_TOKENS:
+            start = paragraphs[1].start()
+    if not before_question:
+        cue = list(_ANSWER.finditer(side, start, end))
+        if cue:
+            end = cue[-1].start()
+    return lo + start, lo + max(start, end)
+
+
+def _split_last(texts: list[tuple[int | None, str]], count: Callable[[str], int],
+                min_tokens: int) -> tuple[str, list[tuple[int | None, str, str, str]]] | None:
+    """(question, [(part, before, context, after)]) for a last user turn long enough to compress, or
+    None. A content array whose last text part is short: that part is the question, the earlier
+    long parts are context (compressed whole)."""
+    long_enough = max(min_tokens, 1)
+    if len(texts) > 1 and count(texts[-1][1]) <= QUESTION_TOKENS:
+        parts = [(p, "", t, "") for p, t in texts[:-1] if t.strip() and count(t) >= long_enough]
+        return (texts[-1][1].strip(), parts) if parts else None
+    out, question = [], None
+    for part, text in texts:
+        if not text.strip() or count(text) < long_enough:
+            continue
+        found = split_question(text, count)
+        if found is None:
+            continue
+        question, q_start, q_end = found
+        before, after = count(text[:q_start]), count(text[q_end:])
+        if before >= after:
+            lo, hi = _context_span(text, 0, q_start, count, True)
+        else:
+            lo, hi = _context_span(text, q_end, len(text), count, False)
+        if count(text[lo:hi]) >= long_enough:
+            out.append((part, text[:lo], text[lo:hi], text[hi:]))
+    return (question, out) if out and question else None
 
 
 def apply(messages: list, replaced: Mapping[tuple[int, int | None], str]) -> list:

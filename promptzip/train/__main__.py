@@ -29,30 +29,26 @@ import sys
 from pathlib import Path
 
 from ..config import home
-from .finetune import BASE, MULTI, TEACHER
+from ..fileutil import sha256_file
+from ..runtime.store import prepare
+from .card import reexport, ship
+from .distill import teach
+from .export import export, export_multilingual, state_from_int8
+from .finetune import BASE, MULTI, TEACHER, fit
 from .labels import (
     SHARED,
+    SQUAD_TRAIN,
     qa_examples,
     read_examples,
     selfinfo_examples,
     split_by_title,
+    split_titles,
     squad_groups,
     text_docs,
     write_examples,
 )
-
-SQUAD_TRAIN = SHARED / "qa" / "squad_v1_train.jsonl"
-
-
-def split_titles() -> tuple[set[str], set[str]]:
-    """SQuAD 1.1 train articles: every 20th title (sorted) is held out for validation."""
-    titles = set()
-    with open(SQUAD_TRAIN, encoding="utf-8") as f:
-        for line in f:
-            titles.add(json.loads(line)["title"])
-    ordered = sorted(titles)
-    val = set(ordered[::20])
-    return set(ordered) - val, val
+from .multilingual import ship as ship_multilingual
+from .validate import validate
 
 
 def _log(msg: str) -> None:
@@ -85,8 +81,6 @@ def cmd_labels(args) -> None:
 
 
 def cmd_fit(args) -> None:
-    from .finetune import fit
-
     examples = []
     for p in args.data.split(","):
         exs = read_examples(Path(p))
@@ -102,23 +96,17 @@ def cmd_fit(args) -> None:
 
 
 def cmd_teach(args) -> None:
-    from .distill import teach
-
     train, _ = split_titles()
     n = teach(Path(args.teacher), args.source, Path(args.out), args.limit, train, SQUAD_TRAIN, args.per, log=_log)
     _log(f"teach: {n} new examples in {args.out}")
 
 
 def cmd_export(args) -> None:
-    from .export import export
-
     paths = export(Path(args.run) / "state.pt", Path(args.out))
     _log("export: " + " and ".join(str(p) for p in paths.values()))
 
 
 def cmd_from_onnx(args) -> None:
-    from .export import state_from_int8
-
     out = state_from_int8(Path(args.model) / "model.int8.onnx", Path(args.out))
     _log(f"from-onnx: {out} (dequantized from {args.model}; `fit --init {out}` goes on from it)")
 
@@ -126,9 +114,6 @@ def cmd_from_onnx(args) -> None:
 def cmd_reexport(args) -> None:
     """The shipped weights in the current export format (the fused graph): dequantize, export,
     validate, replace models/extract-minilm/model.int8.onnx and update its manifest and card."""
-    from ..fileutil import sha256_file
-    from .card import reexport
-    from .export import export, state_from_int8
 
     model = Path(args.model)
     source = sha256_file(model / "model.int8.onnx")
@@ -146,7 +131,6 @@ def cmd_reexport(args) -> None:
 def cmd_ship(args) -> None:
     """Runs that went on from the shipped weights (`from-onnx`): export the last, validate it and
     replace the shipped model; the manifest keeps the training records it had and adds these."""
-    from .card import ship
 
     w, model = Path(args.work), Path(args.model)
     runs = [w / "runs" / r for r in args.runs.split(",")]
@@ -160,8 +144,6 @@ def cmd_ship(args) -> None:
 
 
 def cmd_validate(args) -> None:
-    from .validate import validate
-
     res = validate(Path(args.model), args.limit, args.precision)
     print(json.dumps(res, indent=1))
     if args.out:
@@ -203,7 +185,6 @@ def cmd_teacher(args) -> None:
     """The teacher end to end, each step resuming: its base (470 MB, once), labels, fit, export
     to WORK/teacher-onnx (fp32 only: int8 breaks MPNet, `export`), held-out validation
     (WORK/teacher-onnx/validation.json)."""
-    from ..runtime.store import prepare
 
     if not SHARED.is_dir():
         raise SystemExit("promptzip.train: ../shared/corpora is needed to train the teacher")
@@ -325,7 +306,6 @@ def cmd_multi_labels(args) -> None:
 def cmd_multilingual(args) -> None:
     """The multilingual extract model: its base (prepared from two pinned wheels), labels, fit
     (resumable; `--stop N` ends at step N of the schedule), export to WORK/runs/multi/onnx."""
-    from ..runtime.store import prepare
 
     if not QA_MULTI.is_dir():
         raise SystemExit("promptzip.train: ../shared/corpora/qa-multi is needed to train the multilingual model")
@@ -368,16 +348,14 @@ def cmd_multilingual_cut(args) -> None:
 
 def cmd_ship_multilingual(args) -> None:
     """Export a multilingual run and write it with its manifest into models/extract-multilingual."""
-    from .export import export_multilingual
-    from .multilingual import ship
 
     w = Path(args.work)
     run = w / "runs" / args.run
     out_dir = run / "onnx"
     export_multilingual(run / "state.pt", out_dir)
     validation = json.loads(Path(args.validation).read_text(encoding="utf-8")) if args.validation else None
-    m = ship(out_dir, run, Path(args.model), CUT_RECIPE if args.run == CUT_RECIPE["run"] else MULTI_RECIPE,
-             validation)
+    m = ship_multilingual(out_dir, run, Path(args.model),
+                          CUT_RECIPE if args.run == CUT_RECIPE["run"] else MULTI_RECIPE, validation)
     _log(f"ship-multilingual: {args.model}/model.int8.onnx sha256 {m['files']['model.int8.onnx']['sha256']}")
 
 
@@ -398,7 +376,6 @@ def cmd_compare(args) -> None:
         cmd_fit(argparse.Namespace(data=",".join(str(w / f) for f in files), run=str(run), steps=args.steps,
                                    batch=8, lr=5e-5, max_len=256, per_file=0, seed=0, save_every=50))
         cmd_export(argparse.Namespace(run=str(run), out=str(out)))
-        from .validate import validate
 
         done["variants"][name] = validate(out, args.limit, "int8")
         path.write_text(json.dumps(done, indent=1) + "\n", encoding="utf-8")
@@ -407,7 +384,6 @@ def cmd_compare(args) -> None:
 
 def cmd_all(args) -> None:
     """Labels -> fit -> export -> validate -> models/extract-minilm (each step resumes)."""
-    from .card import ship
 
     if not SHARED.is_dir():
         raise SystemExit("promptzip.train: ../shared/corpora is needed to train (it is beside the "

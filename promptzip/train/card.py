@@ -9,8 +9,8 @@ import re
 import shutil
 from pathlib import Path
 
-from ..bench import md_sections
 from ..fileutil import sha256_file
+from ..mdsections import md_sections
 from ..runtime.store import get_spec
 from .finetune import BASE
 from .validate import validate

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..compressors.extract import Scorer
 from .labels import (
     SHARED,
     Example,
@@ -71,7 +72,6 @@ def teach(teacher: Path, source: str, out: Path, limit: int, train_titles: set[s
           per: int = 1, log: Callable[[str], None] = print) -> int:
     """Label up to `limit` examples of `source` with the teacher's probabilities (appended to
     `out`; ids already there are skipped). Returns how many were added."""
-    from ..compressors.extract import Scorer
 
     done = {ex.id for ex in read_examples(out)} if out.exists() else set()
     scorer = Scorer(teacher, "int8" if (teacher / "model.int8.onnx").is_file() else "fp32", batch_size=8)

@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 
 from ..runtime.store import model_path
-from .finetune import BASE, base_depth, build_model, depth_of, layer_of
+from .finetune import BASE, MULTI, base_depth, build_model, depth_of, layer_of
 
 
 def export(state_path: Path, out_dir: Path, opset: int = 17, fuse: bool = True) -> dict[str, Path]:
@@ -226,7 +226,6 @@ def export_multilingual(state_path: Path, out_dir: Path, opset: int = 17) -> dic
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from .finetune import MULTI
 
     out_dir.mkdir(parents=True, exist_ok=True)
     state = torch.load(state_path, weights_only=False)

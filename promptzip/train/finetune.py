@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runtime.onnx import specials
+from ..runtime.onnx import encode_text, specials, subword_ids, wordpiece
 from ..runtime.store import model_path
 from .labels import Example
 
@@ -50,14 +50,11 @@ class Window:
 
 
 def load_wordpiece(base: str = BASE):
-    from ..runtime.onnx import wordpiece
-
     return wordpiece(str(model_path(base) / "tokenizer.json"))
 
 
 def word_subwords(tok, words: list[str]) -> list[list[int]]:
     """Subword ids of each word (a word with no subwords maps to [UNK])."""
-    from ..runtime.onnx import subword_ids
 
     return subword_ids(tok, words)
 
@@ -79,7 +76,6 @@ def windows(tok, words: list[str], labels: list[float] | None, query: str | None
     a window holding the whole answer (`answer_run`) records where it is. `hard`: gold labels
     beside soft `labels` (a teacher's); the answer and the ranking loss are read from them."""
     cls, sep, _, mpnet = specials(tok)
-    from ..runtime.onnx import encode_text
 
     q_ids = encode_text(tok, query)[:max_query] if query else []
     head = ([cls, *q_ids, sep, sep] if mpnet else [cls, *q_ids, sep]) if q_ids else [cls]

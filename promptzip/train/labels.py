@@ -27,11 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..compressors.selfinfo import word_surprisal
 from ..fileutil import read_jsonl
 from ..nospace import NOSPACE_SCRIPT
-from ..pipeline import word_pieces_flagged
+from ..runtime.lm import load_causal_lm
+from ..segment import word_pieces_flagged
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "corpora"
+SQUAD_TRAIN = SHARED / "qa" / "squad_v1_train.jsonl"
 _STOP = frozenset("""a an the of in on at to for from by with and or but is are was were be been being
 this that these those it its as which who whom whose what when where why how did do does
 has have had not no than then there their they them he she his her him you your we our i
@@ -86,6 +89,17 @@ def _sentence_bounds(text: str, pos: int) -> tuple[int, int]:
             return lo, m.start()
         lo = m.end()
     return lo, len(text)
+
+
+def split_titles() -> tuple[set[str], set[str]]:
+    """SQuAD 1.1 train articles: every 20th title (sorted) is held out for validation."""
+    titles = set()
+    with open(SQUAD_TRAIN, encoding="utf-8") as f:
+        for line in f:
+            titles.add(json.loads(line)["title"])
+    ordered = sorted(titles)
+    val = set(ordered[::20])
+    return set(ordered) - val, val
 
 
 def split_by_title(path: Path, every: int = 8) -> tuple[set[str], set[str]]:
@@ -158,8 +172,6 @@ def percentile_ranks(values: np.ndarray) -> np.ndarray:
 def selfinfo_examples(docs: Iterable[tuple[str, str]], dtype: str = "bfloat16",
                       log=lambda _: None) -> Iterator[Example]:
     """Percentile rank of each word's SmolLM2 self-information per LM token, per document."""
-    from ..compressors.selfinfo import word_surprisal
-    from ..runtime.lm import load_causal_lm
 
     tok, model = load_causal_lm(dtype)
     for n, (doc_id, text) in enumerate(docs):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..fileutil import sha256_file
 from ..runtime.store import get_spec
+from .finetune import MULTI
 
 NAME = "extract-multilingual"
 
@@ -26,7 +27,6 @@ def _file_entry(path: Path) -> dict:
 def ship(export_dir: Path, run: Path, out: Path, recipe: dict, validation: dict | None = None,
          precision: str = "int8") -> dict:
     """Copy the export's graph (`precision`) and tokenizer into `out` and write the manifest."""
-    from .finetune import MULTI
 
     out.mkdir(parents=True, exist_ok=True)
     files = (f"model.{precision}.onnx", "tokenizer.json")

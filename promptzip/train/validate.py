@@ -13,16 +13,12 @@ import statistics
 import time
 from pathlib import Path
 
-from ..eval.metrics import answer_retained
-from ..pipeline import compress
-from .labels import SHARED, squad_groups
-
-SQUAD_TRAIN = SHARED / "qa" / "squad_v1_train.jsonl"
+from ..api import compress
+from ..metrics import answer_retained
+from .labels import SQUAD_TRAIN, split_titles, squad_groups
 
 
 def held_out(limit: int) -> list[dict]:
-    from .__main__ import split_titles
-
     _, val = split_titles()
     return [rows[0] for _, _, rows in itertools.islice(squad_groups(SQUAD_TRAIN, val), limit)]
 

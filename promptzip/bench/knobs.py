@@ -18,7 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .eval.metrics import bootstrap_ci
+from ..compressors.extract import Extract
+from ..metrics import bootstrap_ci
+from ..runtime.lm import resolve_dtype
+from ..runtime.store import prepare
 
 DATA = "qa/squad_v2_half_dev.jsonl"
 KEPT_N, READER_N = 500, 100
@@ -113,10 +116,6 @@ def table(results: dict) -> list[str]:
 def bench_knobs(work: Path, shared: Path) -> str:
     if not shared.is_dir():
         return "Skipped: ../shared/corpora is not beside this checkout."
-    from .compressors.extract import Extract
-    from .runtime.lm import resolve_dtype
-    from .runtime.store import prepare
-
     prepare(QWEN, log=lambda m: print(f"bench: {m}", file=sys.stderr))
     results = measure(work, shared)
     sha = Extract().model_id() or "?"

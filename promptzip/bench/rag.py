@@ -1,6 +1,6 @@
-"""The multi-passage benchmark of `promptzip rag` (BENCHMARKS.md, "RAG"): each SQuAD question
-with its gold paragraph and 9 distractor paragraphs, shuffled; answer retention and achieved
-ratio per method at each ratio, and queries per second.
+"""The `rag` section: the multi-passage benchmark of `promptzip rag`. Each SQuAD question with
+its gold paragraph and 9 distractor paragraphs, shuffled; answer retention and achieved ratio per
+method at each ratio, and queries per second.
 
 Distractors come from other articles (the set the targets are stated on) or, for a harder
 variant where lexical ranking is less decisive, from the same article."""
@@ -11,12 +11,19 @@ import json
 import random
 import re
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .eval.metrics import answer_retained
-from .tokens import load_tokenizer
+from .. import rag
+from ..api import compress
+from ..eval.data import EvalItem
+from ..eval.peers import peer_python, run_peers
+from ..metrics import answer_retained
+from ..rag import compress_passages
+from ..tokens import load_tokenizer
+from .common import SHARED, paused_training
 
 METHODS = ("rag", "rag:bm25", "rag:hybrid", "extract", "lexical", "truncate", "longllmlingua")
 
@@ -140,9 +147,6 @@ def run_method(method: str, items: Sequence[dict], ratio: float, peer_cache: Pat
     counter = load_tokenizer("cl100k_base")
     rows = []
     if method in ("longllmlingua", "llmlingua"):
-        from .eval.data import EvalItem
-        from .eval.peers import run_peers
-
         evals = [EvalItem(it["id"], "\n\n".join(it["passages"]), it["question"], it["answers"]) for it in items]
         got = run_peers(method, evals, [ratio], cache=peer_cache)
         for it, ev in zip(items, evals, strict=True):
@@ -152,9 +156,6 @@ def run_method(method: str, items: Sequence[dict], ratio: float, peer_cache: Pat
             rows.append({"id": it["id"], "kept": answer_retained(text, it["answers"]),
                          "ratio": counter.count(text) / max(counter.count(ev.context), 1), "seconds": secs})
         return rows
-    from .pipeline import compress
-    from .rag import compress_passages
-
     for it in items:
         t0 = time.perf_counter()
         if method.startswith("rag"):
@@ -196,3 +197,81 @@ def table(results: dict[tuple[str, float], dict]) -> str:
         lines.append(f"| {method} | {ratio} | {s['n']} | {s['ratio']:.3f} | {s['answer_kept']:.3f} "
                      f"[{s['ci'][0]:.3f}, {s['ci'][1]:.3f}] | {gold} | {s['qps']:,.1f} |")
     return "\n".join(lines)
+
+
+RAG_N, RAG_PEER_N, RAG_HARD_N, RAG_HOP_N, RAG_SPEED_N = 300, 40, 200, 200, 100
+
+
+def bench_rag(work: Path) -> str:
+    """Multi-passage SQuAD: answer retention per method at 0.2 / 0.1 kept, the same-article
+    variant and a two-passage (bridge) set for the relevance modes, and rag throughput on 10
+    passages of 150 words (training paused)."""
+    if not SHARED.is_dir():
+        return "Skipped: ../shared/corpora is not beside this checkout."
+    data = SHARED / "qa" / "squad_v2_half_dev.jsonl"
+    out = work / "rag"
+    out.mkdir(parents=True, exist_ok=True)
+    items = multi_passage_items(data, RAG_N)
+    hard = multi_passage_items(data, RAG_HARD_N, same_article=True)
+    hop = multi_hop_items(data, RAG_HOP_N)
+    compress_passages("warm up", ["the models load", "before timing"], ratio=0.5, relevance_mode="hybrid")
+    results, hard_results, hop_results, notes = {}, {}, {}, []
+
+    def no_hop(rows_of):  # the model's relevance without the second hop
+        names, rag.HOP_NAMES = rag.HOP_NAMES, 0
+        try:
+            return rows_of()
+        finally:
+            rag.HOP_NAMES = names
+
+    for ratio in (0.2, 0.1):
+        for method in ("rag", "rag:bm25", "rag:hybrid", "extract", "lexical", "truncate"):
+            print(f"bench: rag {method} @{ratio} ...", file=sys.stderr)
+            results[(method, ratio)] = summarize(run_method(method, items, ratio))
+        if peer_python().exists():
+            print(f"bench: rag longllmlingua @{ratio} ...", file=sys.stderr)
+            rows = run_method("longllmlingua", items[:RAG_PEER_N], ratio, out / "peer-longllmlingua.jsonl")
+            results[("longllmlingua", ratio)] = summarize(rows)
+        for method in ("rag", "rag:bm25", "rag:auto", "rag:hybrid", "rag:embed"):
+            print(f"bench: rag (same article) {method} @{ratio} ...", file=sys.stderr)
+            hard_results[(method, ratio)] = summarize(run_method(method, hard, ratio))
+        for method in ("rag", "rag:bm25", "rag:auto", "extract"):
+            print(f"bench: rag (bridge) {method} @{ratio} ...", file=sys.stderr)
+            hop_results[(method, ratio)] = summarize(run_method(method, hop, ratio))
+        hop_results[("rag, no second hop", ratio)] = summarize(no_hop(lambda r=ratio: run_method("rag", hop, r)))
+    if not peer_python().exists():
+        notes.append("LongLLMLingua peer skipped: `make peers` has not been run.")
+    speed_items = fixed_length(items[:RAG_SPEED_N])
+    speed = ["| setting | target | queries/s | ms/query |", "|---|---:|---:|---:|"]
+    with paused_training():
+        for method, label in (("rag", "rag (model relevance, the default)"), ("rag:bm25", "rag --relevance bm25"),
+                              ("rag:auto", "rag --relevance auto"), ("rag:hybrid", "rag --relevance hybrid")):
+            for ratio in (0.2, 0.1):
+                t0 = time.perf_counter()
+                run_method(method, speed_items, ratio)
+                secs = time.perf_counter() - t0
+                speed.append(f"| {label} | {ratio} | {len(speed_items) / secs:.1f} | "
+                             f"{1000 * secs / len(speed_items):.0f} |")
+    words = statistics.fmean(len(p.split()) for it in items for p in it["passages"])
+    return "\n".join([
+        "Each SQuAD v2 half-dev question (answerable, first rows) with its gold paragraph and 9 distractor "
+        "paragraphs, shuffled (`promptzip/bench/rag.py`, seed 0). `rag` is `promptzip rag` with its default "
+        "relevance (`model`: the extract classifier reads each passage with the question, a second hop follows "
+        "the names of the best passages, one word budget over all passages); `rag:MODE` sets `--relevance`; "
+        "`extract`, `lexical` and `truncate` get the passages joined (`extract` with the question); the "
+        "LongLLMLingua peer ranks the passages itself (first "
+        f"{RAG_PEER_N} questions: it runs at ~60 tokens/s). *Answer kept*: a normalized gold answer is in the "
+        "output. Queries/s in these tables were measured while the table was built (beside any training run); "
+        "the throughput table below, measured with training paused, is the one to quote.", *notes, "",
+        f"### Distractors from other articles ({len(items)} questions, {words:.0f} words per passage on average)",
+        "", table(results), "",
+        f"### Distractors from the same article ({len(hard)} questions; lexical ranking is less decisive)", "",
+        table(hard_results), "",
+        f"### Bridge questions: two passages needed ({len(hop)} questions)", "",
+        "Built from the same split (`bench.rag.multi_hop_items`): a question Q whose paragraph B names E (E in Q, "
+        "not in the answer); a sentence S naming E from another paragraph A of the article; E replaced by `X` in "
+        "both, and the question reads `S'. Q'`. S' finds A, A gives E, and only E says which paragraph answers "
+        "Q'. Ten passages: A, B, four more of the article, four of others. *Gold passage kept*: B.", "",
+        table(hop_results), "",
+        f"### Throughput: 10 passages of exactly 150 words per query ({len(speed_items)} queries, 2 cores)", "",
+        *speed])

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench_knobs import DATA, _rows, paired
-from .eval.metrics import bootstrap_ci
-from .fileutil import sha256_file
+from ..compressors.extract import Extract
+from ..fileutil import sha256_file
+from ..metrics import bootstrap_ci
+from .knobs import DATA, _rows, paired
 
 N = 500
 SETTINGS = (("noquery", "extract:noquery", 0.33, "no question @0.33"), ("query", "extract", 0.2, "question @0.2"))
@@ -49,8 +50,6 @@ def candidates(train: Path, shipped_sha: str) -> tuple[list[tuple[str, str, str]
 def bench_models(work: Path, shared: Path, train: Path) -> str:
     if not shared.is_dir():
         return "Skipped: ../shared/corpora is not beside this checkout."
-    from .compressors.extract import Extract
-
     sha = Extract().model_id() or "?"
     found, notes = candidates(train, sha)
     lines = ["| model | precision | " + " | ".join(f"answer kept, {t} [95% CI] | vs shipped, paired (gained / lost)"

@@ -12,7 +12,7 @@ looked for, first match wins:
 3. the source checkout's `models/<name>` (an editable install, or running from a clone);
 4. the user's store, `$PROMPTZIP_MODELS` or `$PROMPTZIP_HOME/models` (`<name>` there).
 
-This module imports nothing of promptzip above `config` and `errors`.
+Floor: the base (imports `config`, `errors` and `verify` only).
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import home
-from ..errors import ModelError
+from .config import home
+from .errors import ModelError
+from .verify import check_folder
 
-PACKAGE = Path(__file__).resolve().parents[1]
+PACKAGE = Path(__file__).resolve().parent
 IN_PACKAGE = PACKAGE / "_models"
 CHECKOUT = PACKAGE.parent / "models"
 # name -> (environment variable, files that must be there, what it is)
@@ -115,7 +116,7 @@ def _by(found: Found, env: str) -> str:
 def describe(name: str, verify: bool = True) -> dict:
     """For `promptzip models list` and `--version`: where the model was found, the sha256 of its main
     file (from the manifest) and whether every file listed in the manifest verified (`verify`)."""
-    from .verify import check_folder
+
 
     env, files, what = _spec(name)
     found = find(name)

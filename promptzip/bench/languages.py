@@ -14,10 +14,19 @@ in scripts without spaces). Then the speed of both models on one long document o
 from __future__ import annotations
 
 import json
+import os
+import random
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from ..api import compress
+from ..compressors.extract import Scorer, model_dir, multilingual_ready
+from ..fileutil import read_jsonl
+from ..tokens import load_tokenizer
+from ..train.labels import split_by_title, squad_groups
 
 N = 100
 LANGUAGES = (  # (label, file under qa-multi/ or None for English SQuAD)
@@ -42,14 +51,9 @@ COLUMNS = (  # (method, ratio, header)
 
 def held_out_rows(shared: Path, name: str | None, n: int = N) -> list[dict]:
     """The rows of one language's table line (see the module docstring)."""
-    from .fileutil import read_jsonl
-    from .train.labels import split_by_title, squad_groups
-
     if name is None:
         rows = [r for r in read_jsonl(shared / "qa" / "squad_v2_half_dev.jsonl") if r.get("answers")]
         return rows[:n]
-    import random
-
     path = shared / "qa-multi" / name
     _, held = split_by_title(path)
     rng = random.Random(0)  # one question per paragraph, drawn: the first ones ask about its start
@@ -58,8 +62,6 @@ def held_out_rows(shared: Path, name: str | None, n: int = N) -> list[dict]:
 
 def _eval(rows: list[dict], out: Path, title: str, columns=COLUMNS, env: dict | None = None) -> dict[tuple[str, float], dict]:
     """`promptzip eval` of every column's method over `rows`; (method, ratio) -> its summary."""
-    import os
-
     out.mkdir(parents=True, exist_ok=True)
     data = out / "rows-in.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
@@ -75,10 +77,6 @@ def _eval(rows: list[dict], out: Path, title: str, columns=COLUMNS, env: dict | 
 def speed(text: str, model: str, repeats: int = 2) -> dict:
     """End-to-end tokens/s of `extract -p model=MODEL` at 0.33 on `text`, and of its forward pass
     alone (the scorer's windows, no selection), best of `repeats` after a warm-up."""
-    from .compressors.extract import Scorer, model_dir
-    from .pipeline import compress
-    from .tokens import load_tokenizer
-
     tokens = load_tokenizer("cl100k_base").count(text)
     compress(text[:2000], "extract", ratio=0.33, model=model)  # load everything once
     best = float("inf")
@@ -99,12 +97,8 @@ def bench_languages(work: Path, shared: Path, cut: Path | None = None) -> str:
     """`cut`: a model folder of the 6-layer cut (issue 35's question), measured beside when it exists."""
     if not (shared / "qa-multi").is_dir():
         return "Skipped: ../shared/corpora/qa-multi is not beside this checkout."
-    from .compressors.extract import multilingual_ready
-
     if not multilingual_ready():
         return "Skipped: the multilingual extract model is not installed (`make models`)."
-    import statistics
-
     columns = COLUMNS
     if cut is not None and (cut / "model.int8.onnx").is_file():
         columns = (*COLUMNS, (f"extract:model={cut}", 0.33, "6-layer cut+q @0.33"))
@@ -160,8 +154,6 @@ def bench_languages(work: Path, shared: Path, cut: Path | None = None) -> str:
 
 
 def _long_text(path: Path, key: str = "text", chars: int = 40_000) -> str:
-    from .fileutil import read_jsonl
-
     out, seen, size = [], set(), 0
     for row in read_jsonl(path):
         t = row.get(key) or ""
@@ -184,8 +176,6 @@ def bench_languages_reader(work: Path, shared: Path) -> str:
     """Qwen2.5-Coder-0.5B reads `READER_ROWS` held-out rows of English, Chinese and Arabic: uncompressed,
     and at 0.33 with the question by `extract` (auto: the multilingual model for zh and ar) and by the
     English model; EM and F1 (character-level in Chinese) and their share of the uncompressed text's."""
-    from .compressors.extract import multilingual_ready
-
     if not (shared / "qa-multi").is_dir() or not multilingual_ready():
         return "Skipped: ../shared/corpora/qa-multi or the multilingual model is missing."
     lines = ["| language | rows | uncompressed EM / F1 | extract+q @0.33 EM / F1 (F1 kept) | English model+q @0.33 EM / F1 "

@@ -30,11 +30,10 @@ import sys
 import time
 from pathlib import Path
 
-from .runtime.llama_server import free_port
+from ..runtime.llama_server import free_port
+from .common import DEMO, SHARED
 
 CLIENTS, DIRECT_S, LOAD_S, SINGLE_S = 32, 15.0, 60.0, 15.0
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
-DEMO = Path(__file__).resolve().parents[1] / "corpora" / "demo" / "incident-report.md"
 SYSTEM = "You are a helpful assistant. Answer from the retrieved passages only, and cite them."
 
 STUB = '''
@@ -87,7 +86,7 @@ def _rss_mb(pid: int) -> float:
 
 
 def _wait(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    import httpx
+    import httpx  # optional (the serve extra), loaded only when this section runs
 
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -103,7 +102,7 @@ def _wait(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 async def _load(url: str, convs: list[list[dict]], seconds: float, proxy_pid: int | None,
                 clients: int = CLIENTS) -> dict:
-    import httpx
+    import httpx  # optional (the serve extra), loaded only when this section runs
 
     latencies: list[float] = []
     errors, tokens_in, tokens_out, rss = 0, 0, 0, []

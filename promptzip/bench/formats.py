@@ -28,8 +28,15 @@ import statistics
 import time
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
-RATIOS = (0.5, 0.33, 0.2)
+from ..api import compress
+from ..formats import detect
+from ..formats.detect import sniff
+from ..formats.html import main_text
+from ..formats.logs import _ERROR, entries, templates
+from ..runtime.embed import embedder
+from ..segment import sentence_bounds
+from .common import RATIOS, SHARED
+
 KINDS = ("json", "csv", "html", "logs", "code", "latex")
 _SIGNATURE = re.compile(r"^\s*(?:async\s+)?(?:def|class|function|func|fn|pub\s+fn|impl|struct|interface|"
                         r"(?:public|private|protected|static)\b.*\(|[\w:<>,\s\*]+\s+\**\w+\s*\([^;]*$)")
@@ -97,8 +104,6 @@ def _signatures(src: str, out: str) -> float:
 
 
 def _error_templates(src: str, out: str) -> float | None:
-    from .formats.logs import _ERROR, entries, templates
-
     items = entries(src)
     heads = [e.split("\n", 1)[0] for e in items]
     tid = templates(heads)
@@ -112,14 +117,9 @@ def _error_templates(src: str, out: str) -> float | None:
 
 class _Html:
     def __init__(self) -> None:
-        from .runtime.embed import embedder
-
         self.emb = embedder()
 
     def kept(self, html: str, out: str) -> float:
-        from .formats.html import main_text
-        from .segment import sentence_bounds
-
         main, _ = main_text(html)
         sents = [main[s:e] for s, e in sentence_bounds(main) if len(main[s:e].split()) >= 4]
         outs = [out[s:e] for s, e in sentence_bounds(out) if out[s:e].strip()]
@@ -134,10 +134,6 @@ class _Html:
 def bench_formats(method: str = "extract") -> str:
     if not (SHARED / "formats").is_dir():
         return "Skipped: ../shared/corpora/formats is not beside this checkout."
-    from .formats import detect
-    from .formats.detect import sniff
-    from .pipeline import compress
-
     html = _Html()
     rows: dict[tuple[str, str], list[dict]] = {}
     sniffs: dict[str, list[tuple[str, str, str]]] = {}

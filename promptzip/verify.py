@@ -12,9 +12,9 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..config import home
-from ..errors import ModelError
-from ..fileutil import atomic_write, sha256_file
+from .config import home
+from .errors import ModelError
+from .fileutil import atomic_write, sha256_file
 
 _passed: set[tuple[str, int, int, str]] = set()
 

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from ..fileutil import read_jsonl
 
 N_DOCS = 1000
 
@@ -23,7 +26,7 @@ _RUN = r"""
 import json, os, resource, sys, time
 from pathlib import Path
 from promptzip.batch import BatchSettings, load_journal, run_batch
-from promptzip.pipeline import Request
+from promptzip.context import Request
 src, out, engine, jobs, cluster = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
 settings = BatchSettings(request=Request(ratio=0.33))
 t0 = time.perf_counter()
@@ -56,8 +59,6 @@ if engine == "ray":
 
 def documents(shared: Path, folder: Path, n: int = N_DOCS) -> int:
     """Write `n` documents (SQuAD contexts, WikiText paragraphs) as .txt files; their count."""
-    from .fileutil import read_jsonl
-
     folder.mkdir(parents=True, exist_ok=True)
     texts: list[str] = []
     seen = set()
@@ -90,12 +91,10 @@ def run(src: Path, out: Path, engine: str, jobs: int, cluster: bool = False) -> 
 def bench_scaleout(work: Path, shared: Path) -> str:
     if not shared.is_dir():
         return "Skipped: ../shared/corpora is not beside this checkout."
-    try:
+    try:  # Ray is optional (the ray extra) and heavy: here only whether it is installed
         import ray  # noqa: F401
     except ImportError:
         return "Skipped: Ray is not installed (`pip install 'promptzip-cli[ray]'`)."
-    import shutil
-
     src = work / "scaleout" / "docs"
     if src.exists():
         shutil.rmtree(src)
