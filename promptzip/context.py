@@ -178,6 +178,7 @@ class Context:
     device: str = "cpu"
     word_scores: list[tuple[str, float, bool]] | None = None  # (word, keep score, kept), on request
     chunks: list[dict] | None = None  # rewriters: what happened to each chunk
+    generation: dict | None = None  # rewriters: requests, prompt and generated tokens and seconds
     # set by the text pipeline: (text, another configured compressor, request, counter) -> text, how a
     # compressor falls back to another one (rewrite to extract) without importing the pipeline
     subcompress: Callable[[str, object, Request, TokenCounter], str] | None = None

@@ -12,8 +12,16 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-NUMBER = re.compile(r"\d(?<![\w.]\d)\d*(?:[.,:/]\d+)*")
-NAME = re.compile(r"\b[A-Z][a-z]+(?:[-'][A-Za-z]+)*")
+from .nospace import NOSPACE_CHARS
+
+# digits not glued to a word before them ("abc123" holds no number), but for the letters of scripts
+# without spaces ("约6300公里" holds 6300)
+NUMBER = re.compile(rf"\d(?<![^\W{NOSPACE_CHARS}]\d)(?<!\.\d)\d*(?:[.,:/]\d+)*")
+# a capitalized word in Latin (accented letters too), Greek or Cyrillic script; scripts without
+# capitals (Chinese, Japanese, Arabic, Thai, ...) have no names this can see
+_UPPER = "A-ZÀ-ÖØ-ÞĀĂĄĆĈĊČĎĐĒĔĖĘĚĜĞĠĢĤĦĨĪĬĮİĴĶĹĻĽĿŁŃŅŇŊŌŎŐŒŔŖŘŚŜŞŠŢŤŦŨŪŬŮŰŲŴŶŸŹŻŽΑ-ΩΆΈΉΊΌΎΏА-ЯЁЄІЇЎҐ"
+_LOWER = "a-zß-öø-ÿā-žα-ωάέήίόύώа-яёєіїўґ"
+NAME = re.compile(rf"(?<![\w])[{_UPPER}][{_LOWER}]+(?:[-'][{_UPPER}{_LOWER}]+)*")
 NOT_NAMES = frozenset(
     """A An The This That These Those It Its I We You He She They In On At Of For From To By With
     And But Or If When While As So Then There Here What Which Who Whom Whose Why How All Any Some

@@ -4,7 +4,9 @@ it must not invent.
 A small LM that rewrites freely drops and invents facts, so a rewrite is accepted only when
 every *required item* of its source appears in it verbatim and it holds no number absent from
 the source. Required items: numbers (compared without thousands separators), dates, capitalized
-names, quoted strings, inline code, URLs and the user's `--force` strings. The check is lexical
+names, quoted strings (also in 「」『』《》 and « »), inline code, URLs and the user's `--force` strings. Names
+are capitalized words in Latin, Greek or Cyrillic script; in a script without capitals (Chinese,
+Japanese, Arabic, Thai) the numbers, dates, quotes, code and URLs are the required items. The check is lexical
 and strict on purpose: "March 3rd" for "March 3" fails, and the caller retries or falls back to
 extraction, which cannot invent anything. It does not judge meaning (a rewrite can keep every
 name and still say something false about them); the report says which path each chunk took.
@@ -24,7 +26,8 @@ DATE = re.compile(
     rf"\b(?:\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}/\d{{1,2}}/\d{{2,4}}|{_MONTH}\.? \d{{1,2}}(?:, \d{{4}})?"
     rf"|\d{{1,2}} {_MONTH}(?: \d{{4}})?)\b"
 )
-QUOTED = re.compile(r"\"([^\"\n]{2,80})\"|“([^”\n]{2,80})”")
+QUOTED = re.compile(r"\"([^\"\n]{2,80})\"|“([^”\n]{2,80})”|「([^」\n]{1,80})」|『([^』\n]{1,80})』|《([^》\n]{1,80})》"
+                    r"|«([^»\n]{2,80})»")
 CODE = re.compile(r"`([^`\n]+)`")
 URL = re.compile(r"\bhttps?://[^\s<>\"')\]]+")
 
@@ -97,7 +100,7 @@ def facts_of(text: str, force: Iterable[str] = ()) -> Facts:
         numbers=_unique(numbers_in(text)),
         dates=_unique(m.group() for m in DATE.finditer(text)),
         names=_unique(names_of(text)),
-        quotes=_unique((m.group(1) or m.group(2)).strip() for m in QUOTED.finditer(text)),
+        quotes=_unique(next(g for g in m.groups() if g is not None).strip() for m in QUOTED.finditer(text)),
         code=_unique(m.group(1) for m in CODE.finditer(text)),
         urls=_unique(m.group().rstrip(".,;:") for m in URL.finditer(text)),
         forced=_unique(f for f in force if f and f in text),

@@ -185,6 +185,7 @@ def compress_text(doc: Document, out: BinaryIO, compressor: Compressor, request:
         device=ctx.device,
         words=ctx.word_scores,
         chunks=ctx.chunks,
+        generation=ctx.generation,
         source=doc.label,
         warnings=warnings,
         input_format=input_format,

@@ -43,6 +43,9 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     words: list[tuple[str, float, bool]] | None = None  # per-word (text, keep score, kept) when asked
     chunks: list[dict[str, Any]] | None = None  # rewriters: per chunk tokens, budget, path, reason
+    # rewriters: requests to the model, and (where the server reports them, as llama.cpp's does) the
+    # prompt tokens read and the tokens generated with their seconds
+    generation: dict[str, Any] | None = None
     input_format: str = "text"  # the detected format (formats.FORMATS)
     format_reason: str = "default"  # how it was decided: option, extension, content or default
     handler: str = "text"  # which format handler ran ("text": the pipeline itself)
@@ -54,7 +57,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("words", "chunks", "format_details"):
+        for key in ("words", "chunks", "format_details", "generation"):
             if data[key] is None:
                 del data[key]
         return data
@@ -93,4 +96,8 @@ class Report:
             for c in self.chunks:
                 paths[c["path"]] = paths.get(c["path"], 0) + 1
             parts.append(f"chunks {len(self.chunks)}: " + ", ".join(f"{n} {p}" for p, n in sorted(paths.items())))
+        g = self.generation or {}
+        if g.get("requests") and g.get("generated_s") is not None and g.get("prompt_s") is not None:
+            parts.append(f"{g['requests']} requests: read {g['prompt_tokens']:,} tokens in {g['prompt_s']:.1f} s, "
+                         f"wrote {g['generated_tokens']:,} in {g['generated_s']:.1f} s")
         return " · ".join(parts)

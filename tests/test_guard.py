@@ -89,3 +89,15 @@ def test_a_long_unit_is_split_at_word_boundaries_outside_protected_spans():
     spans = protected_spans(text)
     assert any("https://" in text[s:e] for s, e in spans)
     assert not [c for c in cuts for s, e in spans if s < c < e]  # no cut inside a number or URL
+
+
+def test_required_items_in_cyrillic_and_chinese():
+    ru = facts_of("В 1812 году армия Наполеона вошла в Москву, и Кутузов отступил к Тарутино.")
+    assert ru.numbers == ("1812",) and {"Наполеона", "Москву", "Кутузов", "Тарутино"} <= set(ru.names)
+    assert not check(ru, "В 1812 году Наполеон вошёл в Москву.").ok  # Кутузов and Тарутино are missing
+    zh = facts_of("长江全长约6300公里。《长江志》记载，1998年发生特大洪水。鲁迅说：「希望是本无所谓有」。")
+    assert zh.numbers == ("6300", "1998") and zh.names == ()
+    assert set(zh.quotes) == {"长江志", "希望是本无所谓有"}
+    good = "长江约6300公里，《长江志》载1998年洪水；「希望是本无所谓有」。"
+    assert check(zh, good).ok
+    assert check(zh, good.replace("1998", "1999")).invented == ["1999"]

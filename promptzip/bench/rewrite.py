@@ -1,86 +1,199 @@
-"""The `rewrite` section: `rewrite` beside `extract` on SQuAD and QMSum, the share of chunks per
-path, and local generation speed (onnxruntime-genai against transformers' generate)."""
+"""The `rewrite` section: the local rewriter (Qwen2.5-Coder-Instruct 0.5B and 1.5B on llama.cpp's
+server) beside `extract` on the same rows: how many chunks pass the guard, invented numbers and
+names kept, the answer kept and a Qwen reader's exact match at the ratio rewrite reached (extract
+is run at that same ratio, row by row), and speed (input tokens/s; prompt reading against
+generation, as the server reports them).
+
+Rows: SQuAD v2 dev paragraphs with an answer (and their question), QMSum meeting transcripts (with
+their query), and news articles (the main text of the news pages among ../shared/corpora/formats/html;
+no question). Every measured row is kept in bench-work/rewrite/rows.jsonl (keyed by model, set, row
+and ratio), so a re-run measures only what is missing; completions are cached besides.
+"""
 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 
 from ..api import compress
-from ..compressors.rewrite import SYSTEM
+from ..eval.chat_reader import local_reader
 from ..eval.data import load_items
-from ..runtime.generate import local_generator
-from ..runtime.lm import load_causal_lm
-from .common import ROOT, SHARED
+from ..fidelity import numbers_in
+from ..formats.html import main_text
+from ..guard import facts_of
+from ..metrics import answer_retained, exact_match
+from ..runtime.llama_server import LOCAL_MODELS
+from ..runtime.store import models_dir
+from .common import SHARED
 
-REWRITE_SETS = (("squad", "qa/squad_v2_half_dev.jsonl", 16, "0.5,0.33", []),
-                ("qmsum", "meetings/qmsum_val.jsonl", 2, "0.33", ["--max-chars", "20000"]))
-SPEED_PROMPT_CHARS = 1200
+MODELS = ("qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct")
+READER = "qwen2.5-coder-1.5b-instruct"
+NEWS = ("readability_ars-1.html", "readability_lemonde-1.html", "readability_lwn-1.html",
+        "readability_ebb-org.html", "readability_gitlab-blog.html", "readability_dropbox-blog.html")
+SETS = (("squad", (0.5, 0.33)), ("qmsum", (0.33,)), ("news", (0.5, 0.33)))
+LIMITS = {"squad": 16, "qmsum": 1, "news": 6}
+
+
+@lru_cache(maxsize=8)
+def rows_of(name: str) -> list[dict]:
+    """(id, context, question, answers) rows of one set."""
+    if name == "squad":
+        items = load_items(SHARED / "qa" / "squad_v2_half_dev.jsonl", LIMITS[name])
+    elif name == "qmsum":
+        items = load_items(SHARED / "meetings" / "qmsum_val.jsonl", LIMITS[name], 20000)
+    else:
+        out = []
+        for f in NEWS[:LIMITS[name]]:
+            path = SHARED / "formats" / "html" / f
+            if path.is_file():
+                out.append({"id": f, "context": main_text(path.read_text(encoding="utf-8", errors="replace"))[0],
+                            "question": None, "answers": []})
+        return out
+    return [{"id": it.id, "context": it.context, "question": it.question, "answers": list(it.answers or [])}
+            for it in items]
+
+
+def measure(work: Path, models=MODELS, sets=SETS) -> list[dict]:
+    """Rewrite and extract on every row (resumable through rows.jsonl)."""
+    out = work / "rewrite"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "rows.jsonl"
+    done = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            done[(r["model"], r["set"], r["id"], r["ratio"])] = r
+    with open(path, "a", encoding="utf-8") as log:
+        for model in models:
+            if not (models_dir() / model / "manifest.json").is_file():
+                print(f"bench: {model} is not prepared; its rows are skipped", file=sys.stderr)
+                continue
+            for name, ratios in sets:
+                for row in rows_of(name):
+                    for ratio in ratios:
+                        key = (model, name, row["id"], ratio)
+                        if key in done:
+                            continue
+                        print(f"bench: rewrite {model} {name} {row['id']} @{ratio}", file=sys.stderr, flush=True)
+                        t0 = time.perf_counter()
+                        res = compress(row["context"], method="rewrite", ratio=ratio, query=row["question"],
+                                       local=model)
+                        seconds = time.perf_counter() - t0
+                        rep = res.report
+                        ext = compress(row["context"], method="extract", ratio=max(rep.ratio, 0.01),
+                                       query=row["question"])
+                        rec = {"model": model, "set": name, "id": row["id"], "ratio": ratio,
+                               "question": row["question"], "answers": row["answers"],
+                               "input_tokens": rep.input_tokens, "rewrite": res.text, "rewrite_ratio": rep.ratio,
+                               "extract": ext.text, "extract_ratio": ext.report.ratio, "seconds": seconds,
+                               "chunks": rep.chunks, "generation": rep.generation}
+                        log.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                        log.flush()
+                        done[key] = rec
+    return [r for r in done.values() if r["model"] in models]
+
+
+def read_all(rows: list[dict], work: Path) -> None:
+    """The reader's answer to every QA row's question over the original, rewrite's and extract's
+    text (kept in bench-work/rewrite/answers.json; a re-run asks only what is missing)."""
+    path = work / "rewrite" / "answers.json"
+    answers = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    todo = []
+    for r in rows:
+        if not r["question"] or r["set"] != "squad":
+            continue
+        for kind in ("original", "rewrite", "extract"):
+            k = f"{r['model']}|{r['set']}|{r['id']}|{r['ratio']}|{kind}"
+            if k not in answers:
+                todo.append((k, r, kind))
+    if not todo or not (models_dir() / READER / "manifest.json").is_file():
+        return
+    with local_reader(READER) as reader:
+        for k, r, kind in todo:
+            text = r[kind] if kind != "original" else _context(r)
+            answers[k] = reader.generate(text, r["question"])
+            path.write_text(json.dumps(answers, ensure_ascii=False), encoding="utf-8")
+    for r in rows:
+        for kind in ("original", "rewrite", "extract"):
+            r[f"answer_{kind}"] = answers.get(f"{r['model']}|{r['set']}|{r['id']}|{r['ratio']}|{kind}")
+
+
+def _context(r: dict) -> str:
+    return next(x["context"] for x in rows_of(r["set"]) if x["id"] == r["id"])
+
+
+def _mean(xs: list[float]) -> str:
+    return f"{sum(xs) / len(xs):.3f}" if xs else "-"
+
+
+def table(rows: list[dict]) -> list[str]:
+    out = ["| model | rows | target | rewrite ratio | chunks asked | passed the guard | of which on retry | "
+           "invented numbers | names kept | answer kept: rewrite / extract | reader EM: original / rewrite / "
+           "extract | input tokens/s | prompt reading share |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["set"], r["ratio"]), []).append(r)
+    for (model, name, ratio), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], -kv[0][2])):
+        asked = passed = retried = invented = names_in = names_kept = 0
+        prompt_s = gen_s = seconds = tokens = 0.0
+        for r in rs:
+            src = _context(r)
+            for c in r["chunks"] or []:
+                if c["path"] in ("rewrite", "retry", "extract"):
+                    asked += 1
+                passed += c["path"] in ("rewrite", "retry")
+                retried += c["path"] == "retry"
+            invented += len(set(numbers_in(r["rewrite"])) - set(numbers_in(src)))
+            names = facts_of(src).names
+            names_in += len(names)
+            names_kept += sum(1 for n in names if n in r["rewrite"])
+            g = r["generation"] or {}
+            prompt_s += g.get("prompt_s") or 0.0
+            gen_s += g.get("generated_s") or 0.0
+            seconds += r["seconds"]
+            tokens += r["input_tokens"]
+        qa = [r for r in rs if r["answers"] and r["set"] == "squad"]  # QMSum's answers are summaries
+        kept_rw = [float(answer_retained(r["rewrite"], r["answers"])) for r in qa]
+        kept_ex = [float(answer_retained(r["extract"], r["answers"])) for r in qa]
+        em = {k: [exact_match(r[f"answer_{k}"], r["answers"]) for r in qa if r.get(f"answer_{k}") is not None]
+              for k in ("original", "rewrite", "extract")}
+        out.append(
+            f"| {model.removeprefix('qwen2.5-coder-').removesuffix('-instruct')} | {name} ({len(rs)}) | {ratio} | "
+            f"{_mean([r['rewrite_ratio'] for r in rs])} | {asked} | {passed / max(asked, 1):.0%} | {retried} | "
+            f"{invented} | {names_kept / max(names_in, 1):.2f} | "
+            + (f"{_mean(kept_rw)} / {_mean(kept_ex)}" if qa else "-") + " | "
+            + (" / ".join(_mean(em[k]) for k in ("original", "rewrite", "extract")) if any(em.values()) else "-")
+            + f" | {tokens / max(seconds, 1e-9):.0f} | "
+            + (f"{prompt_s / (prompt_s + gen_s):.0%}" if prompt_s + gen_s else "-") + " |")
+    return out
 
 
 def bench_rewrite(work: Path, measured_only: bool = False) -> str:
-    """rewrite vs extract on SQuAD and QMSum (promptzip eval, reader log-likelihood), the share
-    of chunks per path (re-run through the completion cache), and local generation speed:
-    onnxruntime-genai against transformers' generate on the same prompt."""
     if not SHARED.is_dir():
         return "Skipped: ../shared/corpora is not beside this checkout."
-    parts = ["`promptzip eval --methods rewrite,extract --no-generate` (reader: SmolLM2 log-likelihood of the "
-             "gold answer; *entities kept*: the guard's names, *invented numbers*: distinct numbers in the "
-             "output that the input lacks). Local backend: SmolLM2-135M on onnxruntime-genai, copy-constrained."]
-    paths_all: dict[str, int] = {}
-    for name, rel, limit, ratios, extra in REWRITE_SETS:
-        out = work / f"eval-rewrite-{name}"
-        cmd = [sys.executable, "-m", "promptzip", "eval", str(SHARED / rel), "--methods", "rewrite,extract",
-               "--ratios", ratios, "--limit", str(limit), "--no-generate", "--out", str(out),
-               "--title", f"rewrite vs extract: {name}", *extra]
-        if measured_only:
-            cmd += ["--measured-only"]
-        print(f"bench: rewrite eval {name} ...", file=sys.stderr)
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        parts += ["", (out / "results.md").read_text(encoding="utf-8").rstrip()]
-        done = {json.loads(line)["item"] for line in open(out / "rows.jsonl", encoding="utf-8")
-                if json.loads(line)["method"] == "rewrite"}
-        items = [it for it in load_items(SHARED / rel, limit, 20000 if extra else None) if it.id in done]
-        paths: dict[str, int] = {}
-        for it in items:  # completions come from the cache the eval filled: no generation here
-            for ratio in map(float, ratios.split(",")):
-                rep = compress(it.context, method="rewrite", ratio=ratio, query=it.question).report
-                for c in rep.chunks or []:
-                    paths[c["path"]] = paths.get(c["path"], 0) + 1
-        total = sum(paths.values())
-        asked = sum(paths.get(p, 0) for p in ("rewrite", "retry", "extract"))
-        fell = paths.get("extract", 0)
-        for p, n in paths.items():
-            paths_all[p] = paths_all.get(p, 0) + n
-        parts += ["", f"Chunks by path ({len(items)} items, all ratios): " +
-                  ", ".join(f"{p} {n} ({n / total:.0%})" for p, n in sorted(paths.items())) +
-                  f". Of the {asked} chunks that needed rewriting, {fell} ({fell / max(asked, 1):.0%}) fell back "
-                  "to extraction."]
-    # generation speed, same prompt and greedy settings, both backends in this run
-    gen = local_generator(True)
-    text = (ROOT / "corpora" / "demo" / "incident-report.md").read_text(encoding="utf-8")[:SPEED_PROMPT_CHARS]
-    msgs = [{"role": "system", "content": SYSTEM.format(words=60)}, {"role": "user", "content": text}]
-    rows = ["| backend | prompt tokens | new tokens | seconds | tokens/s |", "|---|---:|---:|---:|---:|"]
-    free = local_generator(False)
-    n_prompt = len(free.prompt_ids(msgs))
-    for label, g in (("onnxruntime-genai fp32", free), ("onnxruntime-genai fp32, copy-constrained", gen)):
-        g.generated_tokens, g.seconds = 0, 0.0
-        g.complete(msgs, 80, text)
-        rows.append(f"| {label} | {n_prompt} | {g.generated_tokens} | {g.seconds:.2f} | {g.generated_tokens / g.seconds:.1f} |")
-    import torch  # heavy (torch): only this section's last table needs it
-
-    for dtype in ("float32", "bfloat16"):
-        tok, model = load_causal_lm(dtype)
-        ids = torch.tensor([free.prompt_ids(msgs)])
-        with torch.inference_mode():
-            model.generate(ids, max_new_tokens=2, do_sample=False)
-            t0 = time.perf_counter()
-            out = model.generate(ids, max_new_tokens=80, min_new_tokens=80, do_sample=False)
-            secs = time.perf_counter() - t0
-        new = out.shape[1] - ids.shape[1]
-        rows.append(f"| transformers generate, torch {dtype} | {ids.shape[1]} | {new} | {secs:.2f} | {new / secs:.1f} |")
-    parts += ["", "### Local generation speed (2 cores; prefill included)", "", *rows]
+    rows = measure(work) if not measured_only else measure(work, models=(), sets=())
+    if measured_only:
+        path = work / "rewrite" / "rows.jsonl"
+        rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()] if path.is_file() else []
+    read_all(rows, work)
+    parts = [f"`python -m promptzip.bench --sections rewrite`: `-m rewrite` without an endpoint (the local model "
+             f"on llama.cpp's server, 2 threads) beside `-m extract` at the ratio rewrite reached on each row. "
+             f"Rows: the first {LIMITS['squad']} SQuAD v2 dev paragraphs with an answer (with their question), "
+             f"{LIMITS['qmsum']} QMSum meeting (with its query), {LIMITS['news']} news and blog articles (the main "
+             "text of the pages in ../shared/corpora/formats/html; no question). *Chunks asked*: chunks sent to the "
+             "model (neither copied whole nor blocks); *passed the guard*: their rewrite kept every required item, "
+             "invented no number and held its length, on the first try or the retry; the rest were extracted. "
+             "*Invented numbers*: numbers in the output that the input lacks. *Names kept*: the guard's names of "
+             f"the input found in the output. *Reader EM*: {READER} (llama.cpp) answering the question from the "
+             "original, the rewrite and the extract output. *Input tokens/s*: input tokens over wall seconds of "
+             "the whole compression; *prompt reading share*: of the server's own time, the share spent reading "
+             "prompts rather than generating.", ""]
+    parts += table(rows)
+    models = sorted({r["model"] for r in rows})
+    parts += ["", f"Models measured: {', '.join(models) or 'none'} (GGUF files: "
+              + ", ".join(LOCAL_MODELS[m] for m in models) + ")."]
     return "\n".join(parts)

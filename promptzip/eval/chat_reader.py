@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..runtime.cache import CompletionCache
 from ..runtime.endpoint import EndpointError, EndpointGenerator, api_url
-from ..runtime.llama_server import LocalServer
+from ..runtime.llama_server import LOCAL_MODELS, LocalServer
 from ..runtime.store import model_path
 
 PROMPT_VERSION = "1"
@@ -52,8 +52,7 @@ EXAMPLE = [{"role": "user", "content": f"Text:\n{EXAMPLE_TEXT}\n\nQuestion: Who 
            {"role": "assistant", "content": "Ada Forsyth"}]
 MAX_ANSWER_TOKENS = 32
 UNREACHED = (None, 401, 403, 407, 429)  # failures that say nothing about scoring given text
-LOCAL = {"qwen2.5-coder-0.5b-instruct": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-         "qwen2.5-coder-1.5b-instruct": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"}
+LOCAL = LOCAL_MODELS
 
 
 COT_SYSTEM = ("Solve the problem. Reason step by step as the worked examples do, and end with a line "
@@ -185,7 +184,6 @@ def reader_name(model: str, endpoint: str | None = None) -> str:
 @contextlib.contextmanager
 def local_reader(model: str, parallel: int = 2) -> Iterator[ChatReader]:
     """A `ChatReader` over a prepared local GGUF, served by llama.cpp for the block's duration."""
-
     gguf = model_path(model) / LOCAL[model]
     with LocalServer(gguf, alias=model, parallel=parallel) as url:
         yield ChatReader(url, model, concurrency=parallel, name=reader_name(model))

@@ -1,7 +1,7 @@
 """A disk cache of generated completions, so re-runs and resumed batches do not generate again.
 
 The key is the sha256 of everything that determines a greedy completion: the backend's id
-(local weights' sha256 and decoding constraint, or endpoint URL and model name), the messages
+(the local GGUF's name and sha256, or the endpoint URL and model name), the messages
 (chunk text, budget, query and prompt wording are all inside them) and the token limit. Entries
 are small JSON files under `$PROMPTZIP_HOME/cache/completions/`, written atomically, so two
 processes can share the cache and a killed run leaves no torn entry. `PROMPTZIP_NO_CACHE=1`

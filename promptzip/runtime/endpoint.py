@@ -68,6 +68,9 @@ class EndpointGenerator:
         self.seconds = 0.0
         self.requests = 0
         self.retried = 0
+        # llama.cpp's server says where its time went (`timings`): prompt tokens read and their ms,
+        # tokens generated and their ms, summed over the requests that reported them
+        self.timings = {"prompt_n": 0, "prompt_ms": 0.0, "predicted_n": 0, "predicted_ms": 0.0}
         self._lock = threading.Lock()
 
     def complete(self, messages: list[dict], max_tokens: int, source: str | None = None) -> str:
@@ -80,7 +83,11 @@ class EndpointGenerator:
             raise EndpointError(f"unexpected answer from {self.url}: {exc!r}",
                                 "Is it an OpenAI-compatible chat endpoint?") from None
         used = (data.get("usage") or {}).get("completion_tokens")
+        timings = data.get("timings") if isinstance(data.get("timings"), dict) else {}
         with self._lock:
+            for k in self.timings:
+                if isinstance(timings.get(k), (int, float)):
+                    self.timings[k] += timings[k]
             self.requests += 1
             self.seconds += time.perf_counter() - t0
             self.generated_tokens += int(used) if used is not None else len(text.split())

