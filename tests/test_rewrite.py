@@ -215,3 +215,30 @@ def test_endpoint_client_retries_429_and_fails_fast_on_404():
     finally:
         os.environ.pop("PZ_TEST_KEY", None)
         server.shutdown()
+
+
+@needs_models
+def test_the_shared_local_server_does_not_outlive_a_killed_process():
+    pytest.importorskip("xllamacpp", reason="xllamacpp is not installed (`make test` installs it)")
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    code = ("from promptzip.runtime.llama_server import shared_server; import time; "
+            "print(shared_server('smollm2-135m-instruct'), flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    url = proc.stdout.readline().strip()
+    with urllib.request.urlopen(url + "/models", timeout=5) as resp:
+        assert resp.status == 200
+    proc.send_signal(signal.SIGKILL)  # no atexit, no cleanup
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/models", timeout=1)
+        except OSError:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"the server at {url} outlived its killed parent")

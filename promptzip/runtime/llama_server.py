@@ -70,7 +70,7 @@ class LocalServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "promptzip.runtime.llama_server", "--model", self.model, "--port", str(port),
              "--ctx", str(self.ctx * self.parallel), "--threads", str(self.threads), "--parallel", str(self.parallel),
-             "--alias", self.alias], stdout=self.log, stderr=subprocess.STDOUT, text=True)
+             "--alias", self.alias, "--exit-with-parent"], stdout=self.log, stderr=subprocess.STDOUT, text=True)
         self.url = f"http://127.0.0.1:{port}/v1"
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
@@ -169,12 +169,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--parallel", type=int, default=1, help="requests decoded together (slots)")
     ap.add_argument("--alias", default=None, help="the model name the server reports and accepts")
+    ap.add_argument("--exit-with-parent", action="store_true",
+                    help="stop when the process that started this one ends (however it ended)")
     args = ap.parse_args(argv)
+    parent = os.getppid()
     server = serve(args.model, args.host, args.port, args.ctx, args.threads, args.alias, args.parallel)
     print(f"listening on {server.listening_address}", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if args.exit_with_parent:  # a killed parent runs no cleanup: its server must not outlive it
+        def watch() -> None:
+            while not stop.wait(1.0):
+                if os.getppid() != parent:
+                    stop.set()
+
+        threading.Thread(target=watch, daemon=True).start()
     stop.wait()
     del server
     sys.exit(0)
