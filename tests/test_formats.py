@@ -536,3 +536,14 @@ def test_dropped_comment_lines_leave_no_blank_runs():
 
     lines = ["a\n", "\n", "% c\n", "\n", "b\n", "% d\n", "\n", "\n", "c\n"]
     assert join_kept(lines, [not x.startswith("%") for x in lines]) == "a\n\nb\n\n\nc\n"
+
+
+def test_verse_ending_in_semicolons_is_prose_not_code():
+    verse = ("Behold, how good and how pleasant it is for brethren to dwell together in unity!\n"
+             "It is like the precious ointment upon the head, that ran down upon the beard, even the beard: that "
+             "went down to the skirts of his garments;\n"
+             "As the dew of the hills, and as the dew that descended upon the mountains: for there the blessing "
+             "was commanded, even life for evermore.\n")
+    assert sniff(verse).format == "text"
+    res = compress(verse, method=FAST, ratio=0.5)
+    assert "// ..." not in res.text and abs(res.report.ratio - 0.5) <= 0.1

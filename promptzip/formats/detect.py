@@ -100,12 +100,21 @@ def _looks_like_log(sample: list[str]) -> bool:
     return hits >= 0.6 * len(sample) or (bool(_TIMESTAMP.match(sample[0])) and stamped >= 3)
 
 
+_WORD = re.compile(r"^[^\W\d_][\w'’-]*[,;:.!?)]?$")
+
+
+def _prose(line: str) -> bool:
+    """A line of running words (a verse ending in `;`, a sentence ending in `:`): not code."""
+    words = line.split()
+    return len(words) >= 6 and sum(1 for w in words if _WORD.match(w)) >= 0.85 * len(words)
+
+
 def _code_language(sample: list[str]) -> tuple[bool, str | None]:
     """Whether the lines look like source code, and which language they look most like."""
     code = [line for line in sample if not _COMMENT.match(line)]
     if len(code) < 3:
         return False, None
-    hits = sum(1 for line in code if _CODE_LINE.search(line))
+    hits = sum(1 for line in code if _CODE_LINE.search(line) and not _prose(line))
     if hits < 0.3 * len(code):
         return False, None
     votes = {lang: sum(1 for line in code if pat.search(line)) for lang, pat in _LANGUAGE_HINTS}
