@@ -34,7 +34,7 @@ READER = "qwen2.5-coder-1.5b-instruct"
 NEWS = ("readability_ars-1.html", "readability_lemonde-1.html", "readability_lwn-1.html",
         "readability_ebb-org.html", "readability_gitlab-blog.html", "readability_dropbox-blog.html")
 SETS = (("squad", (0.5, 0.33)), ("qmsum", (0.33,)), ("news", (0.5, 0.33)))
-LIMITS = {"squad": 16, "qmsum": 1, "news": 6}
+LIMITS = {"squad": 8, "qmsum": 1, "news": 3}  # the first rows of each set (rows already measured are kept)
 
 
 @lru_cache(maxsize=8)
