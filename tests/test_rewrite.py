@@ -58,6 +58,19 @@ def invent(src):
     return keep_facts(src) + " and 999 more"
 
 
+def item_list(src):  # the required items as a comma list: faithful to the letter, not a rewrite
+    from promptzip.guard import facts_of
+
+    return ", ".join(item for _, item in facts_of(src).items())
+
+
+def test_a_list_of_the_items_is_not_a_rewrite(monkeypatch):
+    res = run(monkeypatch, Scripted(item_list))
+    asked = [c for c in res.report.chunks if c["path"] in ("rewrite", "retry", "extract")]
+    assert asked and all(c["path"] == "extract" for c in asked)
+    assert any("a list of its required items" in c["reason"] for c in asked), asked
+
+
 def run(monkeypatch, backend, ratio=0.5, **params):
     monkeypatch.setattr(Rewrite, "backend", lambda self: backend)
     return compress(TEXT, method="rewrite", ratio=ratio, **params)

@@ -27,6 +27,7 @@ How often each local model passes the guard, and what it costs, is measured in B
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -84,10 +85,10 @@ class Rewrite(Compressor):
     description = ("Semantic chunks rewritten by an LM (a local Qwen2.5 on llama.cpp, or any OpenAI-compatible "
                    "endpoint) under a faithfulness guard; extractive fallback.")
     query_aware = True
-    # .2: extracted chunks keep names and dates; .3: and their punctuation (extract v6 drops it
+    # .2: extracted chunks keep names and dates; .4: a list of the items is not a rewrite; .3: and their punctuation (extract v6 drops it
     # without a query), between rewritten prose. Extracted chunks are `extract`'s output, so its
     # version is part of this one (checkpointed eval rows and batch outputs are made again).
-    version = f"{PROMPT_VERSION}.3+extract{Extract.version}"
+    version = f"{PROMPT_VERSION}.4+extract{Extract.version}"
     params = (
         Param("endpoint", str, "", "OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1); "
               "empty = the local model"),
@@ -316,7 +317,18 @@ def _judge(facts: Facts, text: str, budget: int, count: Callable[[str], int]) ->
     n = count(text)
     if n > LONG_SLACK * budget + 2:
         return f"too long ({n} tokens for a budget of {budget})"
+    if _item_list(facts, text):
+        return "a list of its required items, not a rewrite"
     return None
+
+
+def _item_list(facts: Facts, text: str) -> bool:
+    """Is the answer the required items listed (a model told to copy them may write only them)? At least
+    four comma-, semicolon- or line-separated parts, and most of them exactly an item."""
+    items = {" ".join(item.split()) for _, item in facts.items()}
+    parts = [" ".join(x.split()).strip(" .") for x in re.split(r"[,;\n]", text)]
+    parts = [x for x in parts if x]
+    return len(parts) >= 4 and sum(x in items for x in parts) >= 0.7 * len(parts)
 
 
 def _extract(text: str, ratio: float, ctx: Context, keep_names: str = "on") -> str:
