@@ -85,9 +85,10 @@ class Rewrite(Compressor):
     description = ("Semantic chunks rewritten by an LM (a local Qwen2.5 on llama.cpp, or any OpenAI-compatible "
                    "endpoint) under a faithfulness guard; extractive fallback.")
     query_aware = True
-    # .2: extracted chunks keep names and dates; .4: a list of the items is not a rewrite; .3: and their punctuation (extract v6 drops it
-    # without a query), between rewritten prose. Extracted chunks are `extract`'s output, so its
-    # version is part of this one (checkpointed eval rows and batch outputs are made again).
+    # .2: extracted chunks keep names and dates; .3: and their punctuation (extract v6 drops it
+    # without a query), between rewritten prose; .4: a list of the required items is not a rewrite.
+    # Extracted chunks are `extract`'s output, so its version is part of this one (checkpointed eval
+    # rows and batch outputs are made again).
     version = f"{PROMPT_VERSION}.4+extract{Extract.version}"
     params = (
         Param("endpoint", str, "", "OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1); "
