@@ -182,7 +182,7 @@ def load_adapter(enc, path: Path) -> None:
 
 def fit(run: Path, steps: int, cfg: LatentConfig | None = None, batch: int = 8, lr: float = 1e-3,
         eval_every: int = 200, save_every: int = 50, eval_chunks: int = 16, threads: int | None = None,
-        seed: int = 0, train_limit: int | None = None, log=print) -> Path:
+        seed: int = 0, train_limit: int | None = None, log=print, continuation: float = 0.25) -> Path:
     if threads:
         torch.set_num_threads(threads)
     run.mkdir(parents=True, exist_ok=True)
@@ -218,7 +218,7 @@ def fit(run: Path, steps: int, cfg: LatentConfig | None = None, batch: int = 8, 
         rng = random.Random(seed * 1_000_003 + step)
         k = cfg.ks[step % len(cfg.ks)]
         samples = [data[rng.randrange(len(data))] for _ in range(batch)]
-        cont = [rng.random() < 0.25 for _ in samples]
+        cont = [rng.random() < continuation for _ in samples]  # the rest: "Repeat the text above."
         for g in opt.param_groups:
             g["lr"] = lr * min(1.0, (step + 1) / warm)
         t0, c0 = time.perf_counter(), time.process_time()
@@ -235,7 +235,7 @@ def fit(run: Path, steps: int, cfg: LatentConfig | None = None, batch: int = 8, 
         if (step + 1) % 10 == 0:
             log(f"step {step + 1} k={k} loss {float(loss):.3f} ({dt:.1f} s)")
         if (step + 1) % save_every == 0 or step + 1 == start + steps:
-            save(run, enc, opt, step + 1, cfg, {"seconds": seconds, "lr": lr, "batch": batch})
+            save(run, enc, opt, step + 1, cfg, {"seconds": seconds, "lr": lr, "batch": batch, "continuation": continuation})
         if (step + 1) % eval_every == 0 or step + 1 == start + steps:
             for kk in cfg.ks:
                 res = {"step": step + 1, "cpu_hours": round(seconds / 3600, 3), **evaluate(batcher, enc, held, kk)}
@@ -266,11 +266,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-chunks", type=int, default=16)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--train-limit", type=int, default=None)
+    ap.add_argument("--continuation", type=float, default=0.25,
+                    help="share of samples trained to continue the text rather than repeat it")
     a = ap.parse_args(argv)
     cfg = LatentConfig(readout="memory" if a.encoder == "smollm2" else a.readout, encoder=a.encoder,
                        lora_rank=a.lora_rank, ks=tuple(int(x) for x in a.ks.split(",")))
     fit(a.run, a.steps, cfg, a.batch, a.lr, a.eval_every, eval_chunks=a.eval_chunks, threads=a.threads,
-        train_limit=a.train_limit)
+        train_limit=a.train_limit, continuation=a.continuation)
 
 
 if __name__ == "__main__":
