@@ -20,13 +20,14 @@ from __future__ import annotations
 import json
 import random
 import re
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from ..metrics import precision, token_match
-from .model import CONTINUE, HEAD, REPEAT, LatentConfig, build, load_bases
+from .model import ASK, CONTINUE, HEAD, REPEAT, LatentConfig, build, load_bases
 
 PAUSE = "PAUSE"  # a file of this name in the run folder holds training between steps
 
@@ -35,6 +36,9 @@ TRAIN_FILES = ("text/wikitext2_valid_articles.jsonl", "text/pride_and_prejudice_
                "text/kjv_chapters.jsonl", "qa/squad_v1_train.jsonl")
 EVAL_FILE = "text/wikitext2_test_articles.jsonl"
 NEXT_TOKENS = 32
+QA_TRAIN = "qa/squad_v1_train.jsonl"
+QA_EVAL = "qa/squad_v2_half_dev.jsonl"  # answerable rows; never trained on
+QA_MAX_TOKENS = 192  # contexts up to 3 chunks, so that a QA batch costs about what a reconstruction batch does
 
 
 def clean(text: str) -> str:
@@ -69,6 +73,28 @@ def chunk_ids(ltok, texts: list[str], n: int, with_next: bool = True) -> list[tu
             if with_next and len(nxt) < 8:
                 nxt = []
             out.append((ids[lo:lo + n], nxt))
+    return out
+
+
+def qa_items(ltok, rel: str, limit: int | None = None) -> list[tuple[list[int], list[int], list[int], list[str]]]:
+    """(context ids, question tail ids, first answer's ids, all answers) for SQuAD rows whose
+    context is at most QA_MAX_TOKENS decoder tokens."""
+    out, ctx_ids = [], {}
+    with open(SHARED / rel, encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            answers = [a["text"] if isinstance(a, dict) else a for a in rec.get("answers") or []]
+            if not answers:
+                continue
+            ctx = rec["context"]
+            if ctx not in ctx_ids:
+                ctx_ids[ctx] = ltok(ctx, add_special_tokens=False)["input_ids"]
+            if len(ctx_ids[ctx]) > QA_MAX_TOKENS:
+                continue
+            tail = ltok(ASK.format(q=rec["question"].strip()), add_special_tokens=False)["input_ids"]
+            out.append((ctx_ids[ctx], tail, ltok(answers[0].strip(), add_special_tokens=False)["input_ids"], answers))
+            if limit and len(out) >= limit:
+                break
     return out
 
 
@@ -112,18 +138,43 @@ class Batcher:
     def loss(self, enc, samples: list[tuple[list[int], list[int]]], k: int, cont_mask: list[bool]) -> torch.Tensor:
         ids, mask = self.encoder_inputs([c for c, _ in samples])
         latents = enc(ids, mask, k)
-        rows, labels = [], []
+        rows = []
         for i, ((chunk, nxt), cont) in enumerate(zip(samples, cont_mask, strict=True)):
             tail, target = (self.cont, nxt) if cont and nxt else (self.repeat, chunk)
-            pre = self.prefix(latents[i:i + 1], tail)[0]
+            rows.append((self.prefix(latents[i:i + 1], tail)[0], target))
+        return self.target_loss(rows)
+
+    def qa_loss(self, enc, items: list[tuple[list[int], list[int], list[int]]], k: int) -> torch.Tensor:
+        """The QA stage: each (context ids, question tail ids, answer ids) has its context cut into
+        chunks, every chunk encoded to k latents, and the frozen decoder reads all of them followed
+        by the question (`ASK`) with the answer as the target: what `ask --direct` does."""
+        n = self.cfg.chunk_tokens
+        pieces, owner = [], []
+        for i, (ctx, _, _) in enumerate(items):
+            for lo in range(0, len(ctx), n):
+                pieces.append(ctx[lo:lo + n])
+                owner.append(i)
+        ids, mask = self.encoder_inputs(pieces)
+        latents = enc(ids, mask, k)
+        rows = []
+        for i, (_, tail, answer) in enumerate(items):
+            mine = latents[[j for j, o in enumerate(owner) if o == i]].reshape(1, -1, latents.shape[-1])
+            rows.append((self.prefix(mine, tail)[0], answer))
+        return self.target_loss(rows)
+
+    def target_loss(self, rows: list[tuple[torch.Tensor, list[int]]]) -> torch.Tensor:
+        """Cross-entropy of each row's target (then <|im_end|>) after its prefix embeddings,
+        right-padded into one batch through the frozen decoder."""
+        xs, labels = [], []
+        for pre, target in rows:
             tgt = torch.tensor(target + self.end)
-            rows.append(torch.cat([pre, self.emb(tgt)], dim=0))
+            xs.append(torch.cat([pre, self.emb(tgt)], dim=0))
             labels.append(torch.cat([torch.full((pre.shape[0],), -100), tgt]))
-        width = max(r.shape[0] for r in rows)
-        x = torch.zeros(len(rows), width, rows[0].shape[1])
-        y = torch.full((len(rows), width), -100, dtype=torch.long)
-        m = torch.zeros(len(rows), width, dtype=torch.long)
-        for i, (r, lab) in enumerate(zip(rows, labels, strict=True)):
+        width = max(r.shape[0] for r in xs)
+        x = torch.zeros(len(xs), width, xs[0].shape[1])
+        y = torch.full((len(xs), width), -100, dtype=torch.long)
+        m = torch.zeros(len(xs), width, dtype=torch.long)
+        for i, (r, lab) in enumerate(zip(xs, labels, strict=True)):
             x[i, :r.shape[0]] = r
             y[i, :r.shape[0]] = lab
             m[i, :r.shape[0]] = 1
@@ -154,6 +205,26 @@ def evaluate(batcher: Batcher, enc, chunks: list[list[int]], k: int) -> dict:
             "precision": sum(prec) / len(prec), "token_em": sum(em) / len(em)}
 
 
+def evaluate_qa(batcher: Batcher, enc, items, k: int) -> dict:
+    """F1 of the decoder's greedy answers read from the latents (`ask --direct`) on held-out rows."""
+    from ..metrics import f1
+
+    enc.eval()
+    scores = []
+    with torch.inference_mode():
+        for ctx, tail, _, answers in items:
+            n = batcher.cfg.chunk_tokens
+            pieces = [ctx[lo:lo + n] for lo in range(0, len(ctx), n)]
+            lat = enc(*batcher.encoder_inputs(pieces), k).reshape(1, -1, batcher.emb.weight.shape[1])
+            x = batcher.prefix(lat, tail)
+            out = batcher.lm.generate(inputs_embeds=x, attention_mask=torch.ones(x.shape[:2], dtype=torch.long),
+                                      max_new_tokens=24, do_sample=False, eos_token_id=batcher.end[0],
+                                      pad_token_id=batcher.end[0])
+            scores.append(f1(batcher.ltok.decode(out[0], skip_special_tokens=True), answers))
+    enc.train()
+    return {"k": k, "task": "qa", "n": len(items), "f1": sum(scores) / max(1, len(scores))}
+
+
 def save(run: Path, enc, opt, step: int, cfg: LatentConfig, extra: dict) -> None:
     from safetensors.torch import save_file
 
@@ -182,7 +253,11 @@ def load_adapter(enc, path: Path) -> None:
 
 def fit(run: Path, steps: int, cfg: LatentConfig | None = None, batch: int = 8, lr: float = 1e-3,
         eval_every: int = 200, save_every: int = 50, eval_chunks: int = 16, threads: int | None = None,
-        seed: int = 0, train_limit: int | None = None, log=print, continuation: float = 0.25) -> Path:
+        seed: int = 0, train_limit: int | None = None, log=print, continuation: float = 0.25,
+        command: str | None = None, qa: float = 0.0) -> Path:
+    """Train (or resume) the run in `run` for `steps` more steps. A share `qa` of the steps are QA
+    steps (half a batch of SQuAD rows: context latents + question -> answer); the rest are
+    reconstruction, with a share `continuation` of their samples continuing the text instead."""
     if threads:
         torch.set_num_threads(threads)
     run.mkdir(parents=True, exist_ok=True)
@@ -203,7 +278,12 @@ def fit(run: Path, steps: int, cfg: LatentConfig | None = None, batch: int = 8, 
         log(f"resuming {run} at step {start}")
     texts = [t for rel in TRAIN_FILES for t in read_texts(rel, train_limit)]
     data = chunk_ids(ltok, texts, cfg.chunk_tokens)
+    if not start and cfg.readout == "soft":  # standardization starts at the states' statistics
+        pick = random.Random(seed).sample(range(len(data)), min(32, len(data)))
+        enc.init_stats(torch.tensor([data[i][0] for i in pick]))
     held = held_out(ltok, cfg.chunk_tokens, eval_chunks)
+    qa_train = qa_items(ltok, QA_TRAIN, train_limit or 20000) if qa > 0 else []
+    qa_held = qa_items(ltok, QA_EVAL, eval_chunks) if qa > 0 else []
     log(f"{len(data)} training chunks of {cfg.chunk_tokens} tokens, {len(held)} held-out; "
         f"{sum(p.numel() for p in enc.trainable().values())} trainable parameters")
     batcher = Batcher(btok, ltok, lm, cfg)
@@ -217,25 +297,30 @@ def fit(run: Path, steps: int, cfg: LatentConfig | None = None, batch: int = 8, 
             time.sleep(5)
         rng = random.Random(seed * 1_000_003 + step)
         k = cfg.ks[step % len(cfg.ks)]
+        task = "qa" if qa_train and rng.random() < qa else "rec"
         samples = [data[rng.randrange(len(data))] for _ in range(batch)]
         cont = [rng.random() < continuation for _ in samples]  # the rest: "Repeat the text above."
         for g in opt.param_groups:
             g["lr"] = lr * min(1.0, (step + 1) / warm)
         t0, c0 = time.perf_counter(), time.process_time()
-        loss = batcher.loss(enc, samples, k, cont)
+        if task == "qa":
+            loss = batcher.qa_loss(enc, [qa_train[rng.randrange(len(qa_train))][:3] for _ in range(max(1, batch // 2))], k)
+        else:
+            loss = batcher.loss(enc, samples, k, cont)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(enc.trainable().values()), 1.0)
         opt.step()
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         seconds += cpu / max(1, torch.get_num_threads())  # core-seconds / threads: pauses do not count
-        curve.write(json.dumps({"step": step + 1, "k": k, "loss": round(float(loss.detach()), 4), "seconds": round(dt, 2),
+        curve.write(json.dumps({"step": step + 1, "k": k, "task": task, "loss": round(float(loss.detach()), 4), "seconds": round(dt, 2),
                                 "cpu_seconds": round(cpu, 2), "threads": torch.get_num_threads()}) + "\n")
         curve.flush()
         if (step + 1) % 10 == 0:
             log(f"step {step + 1} k={k} loss {float(loss):.3f} ({dt:.1f} s)")
         if (step + 1) % save_every == 0 or step + 1 == start + steps:
-            save(run, enc, opt, step + 1, cfg, {"seconds": seconds, "lr": lr, "batch": batch, "continuation": continuation})
+            save(run, enc, opt, step + 1, cfg, {"seconds": seconds, "lr": lr, "batch": batch, "continuation": continuation,
+                                                "qa": qa, "command": command or state.get("command")})
         if (step + 1) % eval_every == 0 or step + 1 == start + steps:
             for kk in cfg.ks:
                 res = {"step": step + 1, "cpu_hours": round(seconds / 3600, 3), **evaluate(batcher, enc, held, kk)}
@@ -243,6 +328,11 @@ def fit(run: Path, steps: int, cfg: LatentConfig | None = None, batch: int = 8, 
                 evals.flush()
                 log(f"eval step {step + 1}: {kk} latents ({res['ratio']:.0f}x) precision {res['precision']:.3f} "
                     f"token EM {res['token_em']:.3f}")
+                if qa_held:
+                    res = {"step": step + 1, "cpu_hours": round(seconds / 3600, 3), **evaluate_qa(batcher, enc, qa_held, kk)}
+                    evals.write(json.dumps(res) + "\n")
+                    evals.flush()
+                    log(f"eval step {step + 1}: ask --direct F1 {res['f1']:.3f} on {res['n']} held-out SQuAD rows")
     curve.close()
     evals.close()
     return run
@@ -254,7 +344,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Train the latent encoder (resumes a run folder).")
     ap.add_argument("run", type=Path)
     ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--readout", default="pool", choices=("pool", "query", "memory"))
+    ap.add_argument("--readout", default=None, choices=("pool", "query", "memory", "soft"),
+                    help="how states become latents (default: pool for minilm, soft for smollm2)")
     ap.add_argument("--encoder", default="minilm", choices=("minilm", "smollm2"),
                     help="minilm: MiniLM + projector (the shipped encoder); smollm2: SmolLM2 itself with LoRA "
                     "and memory tokens (ICAE)")
@@ -268,11 +359,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-limit", type=int, default=None)
     ap.add_argument("--continuation", type=float, default=0.25,
                     help="share of samples trained to continue the text rather than repeat it")
+    ap.add_argument("--qa", type=float, default=0.0,
+                    help="share of steps that are QA steps (context latents + question -> answer, SQuAD v1 train)")
     a = ap.parse_args(argv)
-    cfg = LatentConfig(readout="memory" if a.encoder == "smollm2" else a.readout, encoder=a.encoder,
+    readout = a.readout or ("soft" if a.encoder == "smollm2" else "pool")
+    if (a.encoder == "smollm2") != (readout in ("memory", "soft")):
+        ap.error(f"--readout {readout} does not go with --encoder {a.encoder}")
+    cfg = LatentConfig(readout=readout, encoder=a.encoder,
                        lora_rank=a.lora_rank, ks=tuple(int(x) for x in a.ks.split(",")))
     fit(a.run, a.steps, cfg, a.batch, a.lr, a.eval_every, eval_chunks=a.eval_chunks, threads=a.threads,
-        train_limit=a.train_limit, continuation=a.continuation)
+        train_limit=a.train_limit, continuation=a.continuation, qa=a.qa,
+        log=lambda m: print(m, flush=True), command="python -m promptzip.latent.train " + " ".join(argv if argv is not None else sys.argv[1:]))
 
 
 if __name__ == "__main__":
