@@ -1,6 +1,7 @@
-"""Copy a latent training run's committable part into models/latent-minilm: the adapter, its
-config, the learning curve and held-out evaluations, and a manifest with sha256, base models,
-data and the command. The model card is written by hand from these numbers."""
+"""Copy a latent training run's committable part into models/latent-smollm2: the adapter, its
+config, the learning curve and held-out evaluations, and a manifest with sha256, the base model,
+data and the command. The model card is written by hand from these numbers:
+`python -m promptzip.latent.ship RUN models/latent-smollm2`."""
 
 from __future__ import annotations
 
@@ -19,17 +20,20 @@ def ship(run: Path, dest: Path) -> Path:
     state = json.loads((run / "state.json").read_text(encoding="utf-8"))
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("adapter.safetensors", "state.json", "curve.jsonl", "eval.jsonl"):
-        shutil.copy(run / name, dest / name)
+        shutil.copyfile(run / name, dest / name)
     (dest / "config.json").write_text(json.dumps(state["config"], indent=2) + "\n", encoding="utf-8")
     manifest = {
-        "name": "latent-minilm",
+        "name": "latent-smollm2",
         "files": {n: {"sha256": sha256_file(dest / n), "bytes": (dest / n).stat().st_size}
                   for n in ("adapter.safetensors", "config.json")},
         "base_models": {n: {"package": SPECS[n].requirement, "wheel_sha256": SPECS[n].wheel_sha256,
-                            "license": SPECS[n].license} for n in (ENCODER_BASE, DECODER_BASE)},
+                            "license": SPECS[n].license} for n in ((DECODER_BASE,) if state["config"].get("encoder") == "smollm2"
+                                                                 else (ENCODER_BASE, DECODER_BASE))},
         "training_data": [f"../shared/corpora/{r}" for r in TRAIN_FILES],
         "held_out": f"../shared/corpora/{EVAL_FILE}",
-        "command": f"python -m promptzip.latent.train RUN --steps N (resumes RUN; {state['step']} steps so far)",
+        "command": state.get("command") or f"python -m promptzip.latent.train RUN --steps N (resumes RUN; "
+                                            f"{state['step']} steps so far)",
+        "phases": state.get("phases", []),  # each resume's learning rate, QA share and command, from its first step
         "steps": state["step"], "cpu_hours": round(float(state.get("seconds", 0.0)) / 3600, 3),
     }
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

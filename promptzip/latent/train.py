@@ -22,6 +22,7 @@ import random
 import re
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -106,6 +107,11 @@ def held_out(ltok, chunk_tokens: int, n: int) -> list[list[int]]:
     return chunks[:n]
 
 
+def reading(enc):
+    """The decoder reading latents: the encoder's `reading()` (its decoder adapter on, if any)."""
+    return enc.reading() if hasattr(enc, "reading") else nullcontext()
+
+
 class Batcher:
     """Builds encoder and decoder tensors for a list of (chunk, next) pairs."""
 
@@ -142,7 +148,7 @@ class Batcher:
         for i, ((chunk, nxt), cont) in enumerate(zip(samples, cont_mask, strict=True)):
             tail, target = (self.cont, nxt) if cont and nxt else (self.repeat, chunk)
             rows.append((self.prefix(latents[i:i + 1], tail)[0], target))
-        return self.target_loss(rows)
+        return self.target_loss(enc, rows)
 
     def qa_loss(self, enc, items: list[tuple[list[int], list[int], list[int]]], k: int) -> torch.Tensor:
         """The QA stage: each (context ids, question tail ids, answer ids) has its context cut into
@@ -160,9 +166,9 @@ class Batcher:
         for i, (_, tail, answer) in enumerate(items):
             mine = latents[[j for j, o in enumerate(owner) if o == i]].reshape(1, -1, latents.shape[-1])
             rows.append((self.prefix(mine, tail)[0], answer))
-        return self.target_loss(rows)
+        return self.target_loss(enc, rows)
 
-    def target_loss(self, rows: list[tuple[torch.Tensor, list[int]]]) -> torch.Tensor:
+    def target_loss(self, enc, rows: list[tuple[torch.Tensor, list[int]]]) -> torch.Tensor:
         """Cross-entropy of each row's target (then <|im_end|>) after its prefix embeddings,
         right-padded into one batch through the frozen decoder."""
         xs, labels = [], []
@@ -178,7 +184,8 @@ class Batcher:
             x[i, :r.shape[0]] = r
             y[i, :r.shape[0]] = lab
             m[i, :r.shape[0]] = 1
-        return self.lm(inputs_embeds=x, attention_mask=m, labels=y).loss
+        with reading(enc):
+            return self.lm(inputs_embeds=x, attention_mask=m, labels=y).loss
 
     @torch.inference_mode()
     def reconstruct(self, enc, chunks: list[list[int]], k: int, max_new: int | None = None) -> list[list[int]]:
@@ -186,9 +193,10 @@ class Batcher:
         ids, mask = self.encoder_inputs(chunks)
         latents = enc(ids, mask, k)
         x = self.prefix(latents, self.repeat)
-        out = self.lm.generate(inputs_embeds=x, attention_mask=torch.ones(x.shape[:2], dtype=torch.long),
-                               max_new_tokens=max_new or self.cfg.chunk_tokens + 8, do_sample=False,
-                               eos_token_id=self.end[0], pad_token_id=self.end[0])
+        with reading(enc):
+            out = self.lm.generate(inputs_embeds=x, attention_mask=torch.ones(x.shape[:2], dtype=torch.long),
+                                   max_new_tokens=max_new or self.cfg.chunk_tokens + 8, do_sample=False,
+                                   eos_token_id=self.end[0], pad_token_id=self.end[0])
         return [[t for t in row.tolist() if t != self.end[0]] for row in out]
 
 
@@ -217,9 +225,10 @@ def evaluate_qa(batcher: Batcher, enc, items, k: int) -> dict:
             pieces = [ctx[lo:lo + n] for lo in range(0, len(ctx), n)]
             lat = enc(*batcher.encoder_inputs(pieces), k).reshape(1, -1, batcher.emb.weight.shape[1])
             x = batcher.prefix(lat, tail)
-            out = batcher.lm.generate(inputs_embeds=x, attention_mask=torch.ones(x.shape[:2], dtype=torch.long),
-                                      max_new_tokens=24, do_sample=False, eos_token_id=batcher.end[0],
-                                      pad_token_id=batcher.end[0])
+            with reading(enc):
+                out = batcher.lm.generate(inputs_embeds=x, attention_mask=torch.ones(x.shape[:2], dtype=torch.long),
+                                          max_new_tokens=24, do_sample=False, eos_token_id=batcher.end[0],
+                                          pad_token_id=batcher.end[0])
             scores.append(f1(batcher.ltok.decode(out[0], skip_special_tokens=True), answers))
     enc.train()
     return {"k": k, "task": "qa", "n": len(items), "f1": sum(scores) / max(1, len(scores))}
@@ -254,7 +263,7 @@ def load_adapter(enc, path: Path) -> None:
 def fit(run: Path, steps: int, cfg: LatentConfig | None = None, batch: int = 8, lr: float = 1e-3,
         eval_every: int = 200, save_every: int = 50, eval_chunks: int = 16, threads: int | None = None,
         seed: int = 0, train_limit: int | None = None, log=print, continuation: float = 0.25,
-        command: str | None = None, qa: float = 0.0) -> Path:
+        command: str | None = None, qa: float = 0.0, init_from: Path | None = None) -> Path:
     """Train (or resume) the run in `run` for `steps` more steps. A share `qa` of the steps are QA
     steps (half a batch of SQuAD rows: context latents + question -> answer); the rest are
     reconstruction, with a share `continuation` of their samples continuing the text instead."""
@@ -275,10 +284,24 @@ def fit(run: Path, steps: int, cfg: LatentConfig | None = None, batch: int = 8, 
         load_adapter(enc, run / "adapter.safetensors")
         if (run / "optimizer.pt").is_file():
             opt.load_state_dict(torch.load(run / "optimizer.pt", weights_only=True))
+        for name in ("curve.jsonl", "eval.jsonl"):  # steps after the last save were lost: drop their lines
+            f = run / name
+            if f.is_file():
+                kept = [ln for ln in f.read_text(encoding="utf-8").splitlines() if ln and json.loads(ln)["step"] <= start]
+                f.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
         log(f"resuming {run} at step {start}")
+    elif init_from:  # a fresh run warm-started from another run's tensors (those with the same names)
+        from safetensors.torch import load_file
+
+        given = load_file(str(Path(init_from) / "adapter.safetensors"))
+        params = enc.trainable()
+        with torch.no_grad():
+            for n in set(params) & set(given):
+                params[n].copy_(given[n])
+        log(f"started from {init_from}: {len(set(params) & set(given))} of {len(params)} tensors")
     texts = [t for rel in TRAIN_FILES for t in read_texts(rel, train_limit)]
     data = chunk_ids(ltok, texts, cfg.chunk_tokens)
-    if not start and cfg.readout == "soft":  # standardization starts at the states' statistics
+    if not start and not init_from and cfg.readout == "soft":  # standardization starts at the states' statistics
         pick = random.Random(seed).sample(range(len(data)), min(32, len(data)))
         enc.init_stats(torch.tensor([data[i][0] for i in pick]))
     held = held_out(ltok, cfg.chunk_tokens, eval_chunks)
@@ -291,6 +314,9 @@ def fit(run: Path, steps: int, cfg: LatentConfig | None = None, batch: int = 8, 
     curve = open(run / "curve.jsonl", "a", encoding="utf-8")  # noqa: SIM115
     evals = open(run / "eval.jsonl", "a", encoding="utf-8")  # noqa: SIM115
     seconds = float(state.get("seconds", 0.0))
+    phase = {"from_step": start + 1, "lr": lr, "qa": qa, "continuation": continuation,
+             "command": command or ""}
+    phases = [p for p in state.get("phases", []) if p["from_step"] <= start] + [phase]
     warm = 50
     for step in range(start, start + steps):
         while (run / PAUSE).exists():  # held between steps while something timing-sensitive runs
@@ -320,7 +346,8 @@ def fit(run: Path, steps: int, cfg: LatentConfig | None = None, batch: int = 8, 
             log(f"step {step + 1} k={k} loss {float(loss):.3f} ({dt:.1f} s)")
         if (step + 1) % save_every == 0 or step + 1 == start + steps:
             save(run, enc, opt, step + 1, cfg, {"seconds": seconds, "lr": lr, "batch": batch, "continuation": continuation,
-                                                "qa": qa, "command": command or state.get("command")})
+                                                "qa": qa, "command": state.get("command") or command, "phases": phases,
+                                                "init_from": str(init_from) if init_from else state.get("init_from")})
         if (step + 1) % eval_every == 0 or step + 1 == start + steps:
             for kk in cfg.ks:
                 res = {"step": step + 1, "cpu_hours": round(seconds / 3600, 3), **evaluate(batcher, enc, held, kk)}
@@ -359,6 +386,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-limit", type=int, default=None)
     ap.add_argument("--continuation", type=float, default=0.25,
                     help="share of samples trained to continue the text rather than repeat it")
+    ap.add_argument("--decoder-lora", type=int, default=0,
+                    help="rank of a decoder adapter used only while reading latents (0: the decoder stays frozen)")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="start a fresh run from another run's tensors (those with the same names)")
     ap.add_argument("--qa", type=float, default=0.0,
                     help="share of steps that are QA steps (context latents + question -> answer, SQuAD v1 train)")
     a = ap.parse_args(argv)
@@ -366,9 +397,9 @@ def main(argv: list[str] | None = None) -> None:
     if (a.encoder == "smollm2") != (readout in ("memory", "soft")):
         ap.error(f"--readout {readout} does not go with --encoder {a.encoder}")
     cfg = LatentConfig(readout=readout, encoder=a.encoder,
-                       lora_rank=a.lora_rank, ks=tuple(int(x) for x in a.ks.split(",")))
+                       lora_rank=a.lora_rank, decoder_lora=a.decoder_lora, ks=tuple(int(x) for x in a.ks.split(",")))
     fit(a.run, a.steps, cfg, a.batch, a.lr, a.eval_every, eval_chunks=a.eval_chunks, threads=a.threads,
-        train_limit=a.train_limit, continuation=a.continuation, qa=a.qa,
+        train_limit=a.train_limit, continuation=a.continuation, qa=a.qa, init_from=a.init_from,
         log=lambda m: print(m, flush=True), command="python -m promptzip.latent.train " + " ".join(argv if argv is not None else sys.argv[1:]))
 
 
