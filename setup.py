@@ -15,7 +15,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 MODELS = Path(__file__).resolve().parent / "models"
-SHIPPED = ("extract-minilm", "extract-multilingual", "embed-minilm", "latent-minilm")
+SHIPPED = ("extract-minilm", "extract-multilingual", "embed-minilm", "latent-smollm2")
 
 
 class BuildWithModels(build_py):

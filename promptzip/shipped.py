@@ -36,7 +36,7 @@ SHIPPED: dict[str, tuple[str, tuple[str, ...], str]] = {
     "extract-multilingual": ("PROMPTZIP_MULTILINGUAL_MODEL", ("tokenizer.json",),
                              "the multilingual extract model"),
     "embed-minilm": ("PROMPTZIP_EMBED_MODEL", ("model.int8.onnx", "tokenizer.json"), "the rag embedder"),
-    "latent-minilm": ("PROMPTZIP_LATENT_MODEL", ("adapter.safetensors", "config.json"), "the latent encoder"),
+    "latent-smollm2": ("PROMPTZIP_LATENT_MODEL", ("adapter.safetensors", "config.json"), "the latent encoder"),
 }
 
 

@@ -70,7 +70,7 @@ def test_wheel_carries_models_and_nothing_too_big(wheel):
 
     with zipfile.ZipFile(wheel) as zf:
         infos = {i.filename: i.file_size for i in zf.infolist()}
-    for name in ("extract-minilm", "extract-multilingual", "embed-minilm", "latent-minilm"):
+    for name in ("extract-minilm", "extract-multilingual", "embed-minilm", "latent-smollm2"):
         assert f"promptzip/_models/{name}/manifest.json" in infos
     assert "promptzip/_models/extract-minilm/model.int8.onnx" in infos
     assert max(infos.values()) < 95 * 2**20

@@ -197,8 +197,8 @@ def test_shipped_store_is_the_last_place(monkeypatch, tmp_path):
     from promptzip.errors import ModelError
 
     with pytest.raises(ModelError, match="looked in"):
-        shipped.resolve("latent-minilm")
-    (tmp_path / "store" / "latent-minilm").mkdir(parents=True)
+        shipped.resolve("latent-smollm2")
+    (tmp_path / "store" / "latent-smollm2").mkdir(parents=True)
     for f in ("adapter.safetensors", "config.json"):
-        (tmp_path / "store" / "latent-minilm" / f).write_bytes(b"x")
-    assert shipped.find("latent-minilm").where == "store"
+        (tmp_path / "store" / "latent-smollm2" / f).write_bytes(b"x")
+    assert shipped.find("latent-smollm2").where == "store"

@@ -42,13 +42,16 @@ def compress_latent(path: str | None, output: Path | None, params: dict[str, str
                "latents": sum(len(x) for x in latents), "chunks": len(latents), "ratio": float(header["ratio"]),
                "encode_seconds": float(header["encode_seconds"]), "encoder_sha256": header["encoder_sha256"],
                "decoder_sha256": header["decoder_sha256"], "init": header["init"], "refine_steps": refine,
-               "refine_loss": json.loads(header["refine_loss"])}
+               "refine_used": json.loads(header["refine_used"]), "refine_loss": json.loads(header["refine_loss"])}
     if report_file is not None:
         report_file.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if not quiet:
         err(f"latent: {summary['original_tokens']:,} decoder tokens -> {summary['latents']:,} vectors "
             f"in {summary['chunks']} chunks · {summary['ratio']:.1f}x · {summary['encode_seconds'] * 1000:,.0f} ms"
-            + (f" · refined: worst chunk loss {max(summary['refine_loss']):.3f}" if summary["refine_loss"] else ""))
+            + (" (every chunk gets the same number of vectors: a text this short compresses less than the rate)"
+               if summary["ratio"] < 0.9 * rate else "")
+            + (f" · refined {sum(summary['refine_used']) / len(summary['refine_used']):.1f} steps per chunk on "
+               f"average, worst chunk loss {max(summary['refine_loss']):.3f}" if summary["refine_loss"] else ""))
 
 
 FileArg = Annotated[Path, typer.Argument(metavar="FILE", help="A .safetensors file from `compress -m latent -o`.")]
@@ -62,9 +65,9 @@ def register(app: typer.Typer) -> None:
         from ..latent import codec
         from ..latent.runtime import runtime
 
+        lf = codec.read(file)  # the file itself first: a bad or retired file fails before models load
         rt = runtime()
-        lf = codec.read(file, rt.expect())
-        sys.stdout.write(rt.decode(lf.latents))
+        sys.stdout.write(rt.decode(lf.check(rt.expect()).latents))
         sys.stdout.write("\n")
         sys.stdout.flush()
 
@@ -74,7 +77,7 @@ def register(app: typer.Typer) -> None:
             question: Annotated[str, typer.Option("--question", "-Q", help="What to ask about the text.")],
             direct: Annotated[bool, typer.Option("--direct", help="Put the latents themselves before the "
                                                  "question instead of the text reconstructed from them "
-                                                 "(faster, but the refined latents answer poorly).")] = False,
+                                                 "(faster; see the model card for how well it answers).")] = False,
             ) -> None:
         """Answer a question from a latent file with the decoder LM (by default it reconstructs
         the text from the latents first and answers from that)."""
@@ -83,7 +86,7 @@ def register(app: typer.Typer) -> None:
 
         if not question.strip():
             raise UsageError("--question is empty")
+        lf = codec.read(file)
         rt = runtime()
-        lf = codec.read(file, rt.expect())
-        sys.stdout.write(rt.ask(lf.latents, question, direct=direct) + "\n")
+        sys.stdout.write(rt.ask(lf.check(rt.expect()).latents, question, direct=direct) + "\n")
         sys.stdout.flush()

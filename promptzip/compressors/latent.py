@@ -9,21 +9,23 @@ from ..context import Context
 from ..errors import UsageError
 from .base import Compressor, Param
 
-REFINE_DEFAULT = 200
+REFINE_DEFAULT = 0  # one pass of the encoder; refinement is a polish asked for
 
 
 class Latent(Compressor):
     name = "latent"
-    description = ("Latent vectors a frozen SmolLM2 reads instead of the text (MiniLM encoder, then refined "
-                   "through the decoder: slow); writes a .safetensors file: compress -m latent -o FILE, then "
-                   "decode / ask.")
+    description = ("Latent vectors SmolLM2 reads instead of the text (one pass of a SmolLM2 encoder; "
+                   "-p refine=N polishes them through the decoder, slowly); writes a .safetensors file: "
+                   "compress -m latent -o FILE, then decode / ask.")
     params = (
-        Param("rate", int, 4, "decoder tokens per latent vector (compression rate)", (4, 8, 16)),
-        Param("refine", int, REFINE_DEFAULT, "refinement steps at most per chunk: the latents are moved "
-              "through the frozen decoder until it reproduces the chunk (slow: about 0.5 s per chunk "
-              "and step on 2 cores; 0 = the encoder's latents alone)", bounds=(0, None)),
-        Param("init", str, "encoder", "where refinement starts: the MiniLM encoder's latents (encoder) or "
-              "the mean of the decoder's token embeddings per latent (mean)", ("encoder", "mean")),
+        Param("rate", int, 4, "decoder tokens per latent vector (compression rate; the shipped encoder "
+              "is trained for 4)", (4, 8, 16)),
+        Param("refine", int, REFINE_DEFAULT, "refinement steps at most per chunk after the encoder: the "
+              "latents are moved through the decoder until it reproduces the chunk (slow: about "
+              "0.5 s per chunk and step on 2 cores; 0 = the encoder's latents as they are)", bounds=(0, None)),
+        Param("init", str, "encoder", "where the latents start: the encoder's one pass (encoder) or the "
+              "mean of the decoder's token embeddings per latent (mean; only useful with refine)",
+              ("encoder", "mean")),
     )
 
     def compress(self, ctx: Context) -> None:

@@ -93,10 +93,12 @@ LATENT_RATES = {0.25: 4, 0.125: 8, 0.0625: 16}
 
 
 def latent_rate(ratio: float) -> int:
-    for r, rate in LATENT_RATES.items():
+    rates = {rate: r for r, rate in LATENT_RATES.items() if rate in runtime().rates}
+    for rate, r in rates.items():
         if abs(ratio - r) < 1e-3:
             return rate
-    raise UsageError(f"latent runs at 4x, 8x or 16x, i.e. --ratios from 0.25,0.125,0.0625 (got {ratio})")
+    raise UsageError(f"the latent encoder runs at {', '.join(f'{x}x' for x in rates)}, i.e. --ratios "
+                     f"{','.join(str(r) for r in rates.values())} (got {ratio})")
 
 
 def latent_with(item: EvalItem, ratio: float, ask: bool) -> tuple[str, int, int, str | None]:

@@ -27,12 +27,21 @@ from ..fileutil import atomic_write
 
 FORMAT = "promptzip-latent"
 VERSION = "1"
+# encoders whose files this promptzip no longer reads, and what they were
+RETIRED = {"latent-minilm": "the MiniLM latent encoder, whose latents only carried the text after minutes of "
+                            "refinement; it was replaced by the one-pass SmolLM2 encoder"}
 
 
 @dataclass
 class LatentFile:
+    path: Path
     latents: list[np.ndarray]  # per chunk, (k, 576)
     header: dict[str, str]
+
+    def check(self, expect: dict[str, str]) -> LatentFile:
+        """Itself, once its header names the installed models (`ModelError` otherwise)."""
+        check(self.path, self.header, expect)
+        return self
 
     @property
     def chunks(self) -> list[tuple[int, int]]:
@@ -51,6 +60,15 @@ def dumps(latents: list[np.ndarray], header: dict[str, object]) -> bytes:
                                                       for k, v in header.items()}}
     tensors = {f"latents.{i}": np.ascontiguousarray(x, dtype=np.float32) for i, x in enumerate(latents)}
     return save(tensors or {"empty": np.zeros(0, np.float32)}, metadata=meta)
+
+
+def check(path: Path, meta: dict[str, str], expect: dict[str, str]) -> None:
+    """A `ModelError` when the header names other models than `expect` (field -> installed value)."""
+    for key, want in expect.items():
+        got = meta.get(key)
+        if got != want:
+            raise ModelError(f"{path} was written with {key} {got!r}, but the installed one is {want!r}",
+                             "Decode it with the models that wrote it, or re-compress the source.")
 
 
 def read(path: Path, expect: dict[str, str] | None = None) -> LatentFile:
@@ -75,11 +93,11 @@ def read(path: Path, expect: dict[str, str] | None = None) -> LatentFile:
     if meta.get("version") != VERSION:
         raise ModelError(f"{path} has latent format version {meta.get('version')}, this promptzip reads {VERSION}",
                          "Re-compress the source with this promptzip.")
-    for key, want in (expect or {}).items():
-        got = meta.get(key)
-        if got != want:
-            raise ModelError(f"{path} was written with {key} {got!r}, but the installed one is {want!r}",
-                             "Decode it with the models that wrote it, or re-compress the source.")
+    if meta.get("encoder") in RETIRED:
+        raise ModelError(f"{path} was written by {RETIRED[meta['encoder']]} ({meta['encoder']!r}); "
+                         "this promptzip cannot read it",
+                         "Re-compress the source: `promptzip compress SOURCE -m latent -o FILE`.")
+    check(path, meta, expect or {})
     count = len(json.loads(meta.get("chunks", "[]")))
     latents = [tensors[f"latents.{i}"] for i in range(count)]
-    return LatentFile(latents, meta)
+    return LatentFile(path, latents, meta)

@@ -1,5 +1,5 @@
-"""Reconstruction fidelity of the shipped latent path (encoder, refinement, decoder) on held-out
-text: `python -m promptzip.latent.fidelity --rates 4,8,16 --refine 100`.
+"""Reconstruction fidelity of the shipped latent path (encoder, optional refinement, decoder) on
+held-out text: `python -m promptzip.latent.fidelity --rates 4 --refine 0`.
 
 Chunks of `chunk_tokens` decoder tokens from WikiText-2 *test* (never trained on; the same
 seeded draw as the training run's evaluation) are encoded with `LatentRuntime.encode_ids` and
@@ -49,8 +49,8 @@ def measure(rt, chunks: list[list[int]], rate: int, refine: int, init: str, log=
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rates", default="4,8,16")
-    ap.add_argument("--refine", type=int, default=100, help="refinement steps at most per chunk (0 = off)")
+    ap.add_argument("--rates", default="4")
+    ap.add_argument("--refine", type=int, default=0, help="refinement steps at most per chunk (0 = one pass)")
     ap.add_argument("--init", default="encoder", choices=("encoder", "mean"))
     ap.add_argument("--chunks", type=int, default=8)
     ap.add_argument("--threads", type=int, default=None)

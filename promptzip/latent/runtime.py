@@ -1,70 +1,60 @@
 """Encoding text to latents and reading them back, with the shipped latent encoder.
 
-Encoder path: MiniLM with the adapter's LoRA merged, exported once to ONNX (fp32) into the
-model store from the base weights and `models/latent-minilm/adapter.safetensors` (the base is
-not ours to commit, the adapter is small); the pooled readout, projector, norm and scale run in
-numpy. Refinement (`promptzip.latent.refine`, optional, on by default in the CLI) then moves
-each chunk's latents through the frozen decoder until it repeats the chunk. Decoder path: the
-frozen SmolLM2 in torch, fed the latents through `inputs_embeds`, greedy. The text is cut into
-chunks of `chunk_tokens` SmolLM2 tokens; each chunk becomes `ceil(tokens / rate)` latents (the
-pooled readout serves any count).
+Encoder: SmolLM2-135M itself with the adapter's encoder LoRA (query and value projections of
+every layer) switched on, reading a chunk of `chunk_tokens` SmolLM2 tokens followed by K learned
+memory tokens; the soft readout of the states at those positions gives the K latents, in one
+forward pass per batch of chunks (`promptzip.latent.model.DecoderEncoder`). Decoder: the same
+model, fed the latents through `inputs_embeds`, greedy, with the adapter's reading LoRA on while
+latents are in its input (`config.json`'s `decoder_lora`; 0 means the plain frozen SmolLM2) and
+every adapter off when it reads plain text (`answer`). One copy of the weights serves both, and
+the base weights never change. Refinement (`promptzip.latent.refine`, off by default: `-p
+refine=N`) polishes each chunk's latents through the decoder until it repeats the chunk. Chunks
+are cut every `chunk_tokens` tokens; every chunk (the last, shorter one too) gets the K latents
+the encoder was trained for at that rate.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
+from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from .. import shipped
-from ..errors import ModelError
+from ..errors import ModelError, UsageError
 from ..fileutil import sha256_file
 from ..runtime.lm import lm_sha256, load_causal_lm
-from ..runtime.onnx import session
 from ..verify import check_folder
 from .refine import refine as run_refine
 
-DEFAULT_LATENT_MODEL = shipped.default("latent-minilm")  # overrides aside
-ENCODER_NAME = "latent-minilm"
-ASK = "\nAnswer the question from the text above in a few words. Question: {q}<|im_end|>\n<|im_start|>assistant\n"
+ENCODER_NAME = "latent-smollm2"
+BATCH = 8  # chunks per encoder forward pass
 
 
 def latent_dir() -> Path:
-    return shipped.resolve("latent-minilm")
-
-
-def _gelu(x: np.ndarray) -> np.ndarray:
-    from math import erf
-
-    return 0.5 * x * (1.0 + np.vectorize(erf)(x / math.sqrt(2.0)))
+    return shipped.resolve(ENCODER_NAME)
 
 
 class LatentRuntime:
     def __init__(self, folder: Path | None = None, log=lambda _m: None) -> None:
-        from safetensors.numpy import load_file
-
-        from .export import (
-            encoder_onnx,  # .export and .model import torch: loaded when a latent path runs
-        )
-
         self.folder = folder or latent_dir()
-        self.config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
-        if self.config.get("readout", "pool") != "pool":
-            raise ModelError(f"{self.folder} holds a {self.config['readout']!r} encoder; the runtime reads 'pool'")
-
         check_folder(self.folder, ("adapter.safetensors", "config.json"))
+        self.config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
+        if self.config.get("encoder") != "smollm2" or self.config.get("readout") not in ("soft", "memory"):
+            raise ModelError(f"{self.folder} holds a {self.config.get('encoder', 'minilm')!r} encoder "
+                             f"with a {self.config.get('readout')!r} readout; this promptzip runs the one-pass "
+                             "SmolLM2 encoder", "Use the models/latent-smollm2 folder that comes with it.")
         self.adapter_sha256 = sha256_file(self.folder / "adapter.safetensors")
-        self.weights = load_file(str(self.folder / "adapter.safetensors"))
-        onnx, self.tok = encoder_onnx(self.folder, self.adapter_sha256, log)
-        self.sess, self.device, self.warning = session(str(onnx))
         self.decoder_sha256 = lm_sha256()
         self.chunk_tokens = int(self.config["chunk_tokens"])
-        self.max_subwords = int(self.config["max_subwords"])
+        self.ks = tuple(int(k) for k in self.config["ks"])
+        self.rates = tuple(self.chunk_tokens // k for k in self.ks)
+        self.log = log
         self._lm = None
+        self._enc = None
 
     def expect(self) -> dict[str, str]:
         from .model import DECODER_BASE
@@ -74,23 +64,37 @@ class LatentRuntime:
 
     @property
     def lm(self):
+        """(tokenizer, the frozen decoder); the encoder's adapters sit in it, switched off."""
         if self._lm is None:
-            self._lm = load_causal_lm("float32")
+            # its own copy: the encoder's adapters go into this model's layers
+            self._lm = load_causal_lm.__wrapped__("float32")
+            self._load_encoder(self._lm[1])
         return self._lm
 
-    def head(self, states: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
-        """Pooled readout + projector + norm + scale, in numpy: (S, 384) states -> (k, 576)."""
-        w = self.weights
-        n = int(mask.sum()) - 2
-        h = states[1:1 + n]
-        runs = (np.arange(n) * k) // max(n, 1)
-        pooled = np.stack([h[runs == j].mean(axis=0) if (runs == j).any() else np.zeros(h.shape[1], h.dtype)
-                           for j in range(k)])
-        x = _gelu(pooled @ w["proj.0.weight"].T + w["proj.0.bias"])
-        x = x @ w["proj.2.weight"].T + w["proj.2.bias"]
-        mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
-        x = (x - mu) / np.sqrt(var + 1e-5) * w["norm.weight"] + w["norm.bias"]
-        return (x * w["scale"]).astype(np.float32)
+    def _load_encoder(self, model) -> None:
+        import torch
+        from safetensors.torch import load_file
+
+        from .model import DecoderEncoder, LatentConfig
+
+        cfg = LatentConfig(**{**self.config, "ks": tuple(self.config["ks"])})
+        enc = DecoderEncoder(model, cfg, float(model.get_input_embeddings().weight.detach().std()))
+        tensors = load_file(str(self.folder / "adapter.safetensors"))
+        params = enc.trainable()
+        if set(params) - set(tensors):
+            raise ModelError(f"{self.folder / 'adapter.safetensors'} lacks {sorted(set(params) - set(tensors))[:3]}",
+                             "The adapter and config.json do not belong together; reinstall promptzip.")
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(tensors[n])
+                p.requires_grad_(False)
+        self._enc = enc.eval()
+
+    def k_for(self, rate: int) -> int:
+        if rate not in self.rates:
+            raise UsageError(f"the latent encoder runs at {' or '.join(f'{r}x' for r in self.rates)}, not {rate}x",
+                             f"Give -p rate={self.rates[0]}.")
+        return self.chunk_tokens // rate
 
     def encode(self, text: str, rate: int = 4, refine: int = 0, init: str = "encoder",
                progress=None) -> tuple[list[np.ndarray], dict]:
@@ -103,48 +107,57 @@ class LatentRuntime:
         los = range(0, len(ids), self.chunk_tokens)
         parts = [ids[lo:lo + self.chunk_tokens] for lo in los]
         spans = [[offsets[lo][0], offsets[lo + len(p) - 1][1]] for lo, p in zip(los, parts, strict=True)]
-        latents, losses, _ = self.encode_ids(parts, rate, refine, init, progress)
-        header = {**self.expect(), "k": str(max(1, self.chunk_tokens // rate)), "rate": str(rate),
+        latents, losses, used = self.encode_ids(parts, rate, refine, init, progress)
+        header = {**self.expect(), "k": str(self.k_for(rate)), "rate": str(rate),
                   "chunk_tokens": str(self.chunk_tokens), "chunks": json.dumps(spans),
                   "original_tokens": str(len(ids)),
                   "ratio": f"{len(ids) / max(1, sum(len(x) for x in latents)):.3f}",
                   "init": init, "refine_steps": str(refine),
+                  "refine_used": json.dumps(used),
                   "refine_loss": json.dumps([round(x, 4) for x in losses]),
                   "encode_seconds": f"{time.perf_counter() - t0:.3f}"}
         return latents, header
 
     def encode_ids(self, parts: list[list[int]], rate: int = 4, refine: int = 0, init: str = "encoder",
                    progress=None) -> tuple[list[np.ndarray], list[float], list[int]]:
-        """Latents per chunk of decoder token ids, `ceil(len / rate)` each: the encoder's
-        (`init="encoder"`) or the mean of the decoder's own token embeddings over each latent's
-        run of tokens (`init="mean"`), then up to `refine` steps of refinement through the
-        decoder (`promptzip.latent.refine`; `progress(done, total)` counts chunk-steps). Returns the
-        latents, each chunk's final teacher-forced loss and its refinement steps (both empty
-        without refinement)."""
+        """Latents per chunk of decoder token ids: the encoder's, in one forward pass per
+        `BATCH` chunks (`init="encoder"`), or the mean of the decoder's own token embeddings
+        over each latent's run of tokens (`init="mean"`, a start for refinement only); then up to
+        `refine` steps of refinement through the decoder (`promptzip.latent.refine`;
+        `progress(done, total)` counts chunk-steps). Returns the latents, each chunk's final
+        teacher-forced loss and its refinement steps (both empty without refinement)."""
         if init not in ("encoder", "mean"):
             raise ValueError(f"init must be 'encoder' or 'mean', not {init!r}")
+        k = self.k_for(rate)
         tok, model = self.lm
-        latents = []
-        for part in parts:
-            k = max(1, math.ceil(len(part) / rate))
-            if init == "mean":
-                latents.append(self.mean_init(model, part, k))
-                continue
-            sub = self.tok.encode(tok.decode(part))
-            sub_ids = sub.ids[:self.max_subwords - 1] + [sub.ids[-1]] if len(sub.ids) > self.max_subwords else sub.ids
-            arr = np.asarray([sub_ids], dtype=np.int64)
-            mask = np.ones_like(arr)
-            states = self.sess.run(["last_hidden_state"], {"input_ids": arr, "attention_mask": mask,
-                                                           "token_type_ids": np.zeros_like(arr)})[0][0]
-            latents.append(self.head(states, mask[0], k))
+        if init == "mean":
+            latents = [self.mean_init(model, part, k) for part in parts]
+        else:
+            latents = []
+            for lo in range(0, len(parts), BATCH):
+                latents += self.one_pass(parts[lo:lo + BATCH], k)
         if refine <= 0 or not parts:
             return latents, [], []
         from .model import HEAD, REPEAT
 
-        done = run_refine(model, tok(HEAD, add_special_tokens=False)["input_ids"],
-                          tok(REPEAT, add_special_tokens=False)["input_ids"],
-                          tok.convert_tokens_to_ids("<|im_end|>"), latents, parts, refine, progress=progress)
+        with self._enc.reading():  # refinement runs the decoder as `decode` will
+            done = run_refine(model, tok(HEAD, add_special_tokens=False)["input_ids"],
+                              tok(REPEAT, add_special_tokens=False)["input_ids"],
+                              tok.convert_tokens_to_ids("<|im_end|>"), latents, parts, refine, progress=progress)
         return done.latents, done.losses, done.steps
+
+    def one_pass(self, parts: list[list[int]], k: int) -> list[np.ndarray]:
+        """The encoder's latents for up to `BATCH` chunks at once (left-padded, as in training)."""
+        import torch
+
+        tok, _ = self.lm
+        width = max(len(p) for p in parts)
+        pad = tok.convert_tokens_to_ids("<|im_end|>")
+        ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in parts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in parts])
+        with torch.inference_mode():
+            out = self._enc(ids, mask, k).float().numpy()
+        return [np.ascontiguousarray(x) for x in out]
 
     @staticmethod
     def mean_init(model, part: list[int], k: int) -> np.ndarray:
@@ -154,7 +167,8 @@ class LatentRuntime:
         with torch.inference_mode():
             e = model.get_input_embeddings()(torch.tensor(part)).float().numpy()
         runs = (np.arange(len(part)) * k) // len(part)
-        return np.stack([e[runs == j].mean(axis=0) for j in range(k)]).astype(np.float32)
+        return np.stack([e[runs == j].mean(axis=0) if (runs == j).any() else e.mean(axis=0)
+                         for j in range(k)]).astype(np.float32)
 
     def _generate(self, prefix_ids: list[int], latents: np.ndarray, tail_ids: list[int], max_new: int) -> str:
         import torch
@@ -162,7 +176,8 @@ class LatentRuntime:
         tok, model = self.lm
         emb = model.get_input_embeddings()
         end = tok.convert_tokens_to_ids("<|im_end|>")
-        with torch.inference_mode():
+        reading = self._enc.reading() if len(latents) else nullcontext()  # the decoder's adapter, if any
+        with torch.inference_mode(), reading:
             x = torch.cat([emb(torch.tensor(prefix_ids)), torch.from_numpy(latents), emb(torch.tensor(tail_ids))])
             x = x.unsqueeze(0)
             out = model.generate(inputs_embeds=x, attention_mask=torch.ones(x.shape[:2], dtype=torch.long),
@@ -185,7 +200,7 @@ class LatentRuntime:
         reconstruction)."""
         if not direct:
             return self.answer(self.decode(latents), question, max_new)
-        from .model import HEAD
+        from .model import ASK, HEAD
 
         tok, _ = self.lm
         head = tok(HEAD, add_special_tokens=False)["input_ids"]
@@ -195,7 +210,7 @@ class LatentRuntime:
 
     def answer(self, text: str, question: str, max_new: int = 48) -> str:
         """The decoder's answer to `question` from `text` (the same prompt as `ask`)."""
-        from .model import HEAD
+        from .model import ASK, HEAD
 
         tok, _ = self.lm
         prefix = tok(HEAD + text, add_special_tokens=False)["input_ids"]

@@ -44,7 +44,9 @@ def load_causal_lm(dtype: str = "auto", path: str | None = None):
 
     dtype = resolve_dtype(dtype)
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a library call: no "Loading weights" bar on the user's stderr
     folder = Path(path) if path else model_path(LM_NAME) / "hf"
     tok = AutoTokenizer.from_pretrained(str(folder))
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, dtype)).eval()
