@@ -195,9 +195,8 @@ class LatentRuntime:
     def ask(self, latents: list[np.ndarray], question: str, direct: bool = False, max_new: int = 48) -> str:
         """The decoder's answer from the latents: by default it reconstructs the text from them
         and answers from that (`answer`); `direct` puts the latents themselves before the
-        question. Refined latents are made for "Repeat the text above.", and read directly they
-        answer poorly (model card: F1 0.03 on 6 SQuAD rows at 4x against 0.29 through the
-        reconstruction)."""
+        question, with the decoder's reading adapter on (trained on SQuAD questions; model card:
+        F1 0.105 direct, 0.144 through the reconstruction, 0.214 on the text, 16 rows at 4x)."""
         if not direct:
             return self.answer(self.decode(latents), question, max_new)
         from .model import ASK, HEAD
