@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         ("fidelity", "Fidelity", "fidelity (promptzip eval)",
          lambda: fidelity.bench_fidelity(args.work, args.methods, only, args.measured_only)),
     ]
-    timed = ("pipeline", "extract", "serve", "scaleout")  # sections that are timings only: training runs hold meanwhile
+    timed = ("pipeline", "extract", "serve", "scaleout", "latent")  # sections with timings: training runs hold meanwhile
     for name, title, what, measure in jobs:
         if name in sections:
             print(f"bench: {what} ...", file=sys.stderr)

@@ -151,15 +151,21 @@ def _eval_table(work: Path, spec: tuple, methods: list[str], measured_only: bool
 
 
 class paused_training:
-    """Training runs under $PROMPTZIP_HOME/train/runs hold between steps (their PAUSE file)
-    while a timing-sensitive measurement runs; a run's own PAUSE file, set by hand, is left."""
+    """Training runs hold between steps (their PAUSE file) while a timing-sensitive measurement
+    runs: extract runs under $PROMPTZIP_HOME/train/runs (unfinished: no train.json) and latent runs
+    directly under $PROMPTZIP_HOME/train (state.json + adapter.safetensors). A PAUSE file set by
+    hand is left."""
 
     def __enter__(self):
         self.made = []
-        runs = home() / "train" / "runs"
-        for run in runs.iterdir() if runs.is_dir() else ():
+        train = home() / "train"
+        extract = [r for r in (train / "runs").iterdir() if (r / "state.pt").exists() and not (r / "train.json").exists()] \
+            if (train / "runs").is_dir() else []
+        latent = [r for r in train.iterdir() if (r / "state.json").exists() and (r / "adapter.safetensors").exists()] \
+            if train.is_dir() else []
+        for run in extract + latent:
             flag = run / PAUSE
-            if (run / "state.pt").exists() and not (run / "train.json").exists() and not flag.exists():
+            if not flag.exists():
                 flag.touch()
                 self.made.append(flag)
         if self.made:

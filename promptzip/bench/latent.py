@@ -1,68 +1,107 @@
-"""The `latent` section: the shipped latent path's learning curve, its held-out reconstruction
-with refinement, and encoding / decoding speed on the demo document."""
+"""The `latent` section: the shipped encoder's learning curve, its held-out reconstruction in one
+pass and with refinement as a polish, encoding / decoding speed on the demo document, and `ask`
+from the latents against the same reader on the text."""
 
 from __future__ import annotations
 
 import json
+import statistics
 import time
 
-from ..compressors.latent import REFINE_DEFAULT
+from ..fileutil import read_jsonl
 from ..latent.runtime import LatentRuntime, latent_dir
-from .common import ROOT
+from ..metrics import f1
+from .common import ROOT, SHARED
+
+QA_ROWS = 16  # answerable SQuAD v2 half-dev rows (never trained on) for `ask`
+REFINE_STEPS = 200
 
 
 def bench_latent() -> str:
-    """The shipped latent path: its held-out learning curve (from models/latent-minilm), the
-    held-out reconstruction with refinement at 4x, 8x and 16x (needs ../shared), and encoding /
-    decoding speed on the demo document."""
+    """The shipped latent encoder: held-out learning curve (models/latent-smollm2/eval.jsonl),
+    held-out reconstruction at 4x in one pass and polished by refinement (needs ../shared),
+    speed on the demo document, and `ask` F1 (needs ../shared)."""
     # heavy (torch): latent.train imports it at module level, latent.fidelity through it
     from ..latent.fidelity import measure
-    from ..latent.train import SHARED, held_out
+    from ..latent.train import held_out
 
     folder = latent_dir()
-    evals = [json.loads(line) for line in open(folder / "eval.jsonl", encoding="utf-8")]
-    rows = ["| step | CPU hours | latents per 64 tokens | rate | precision | token exact match |",
-            "|---:|---:|---:|---:|---:|---:|"]
-    for e in evals:
-        rows.append(f"| {e['step']} | {e['cpu_hours']:.2f} | {e['k']} | {e['ratio']:.0f}x | {e['precision']:.3f} | "
-                    f"{e['token_em']:.3f} |")
     rt = LatentRuntime(folder)
+    rate = rt.rates[0]
+    evals = [json.loads(line) for line in open(folder / "eval.jsonl", encoding="utf-8")]
+    curve = ["| step | CPU hours | latents per 64 tokens | rate | precision | token exact match |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for e in (e for e in evals if e.get("task") != "qa"):
+        curve.append(f"| {e['step']} | {e['cpu_hours']:.2f} | {e['k']} | {e['ratio']:.0f}x | {e['precision']:.3f} | "
+                     f"{e['token_em']:.3f} |")
     text = (ROOT / "corpora" / "demo" / "incident-report.md").read_text(encoding="utf-8")
-    rt.encode(text[:500], 4)  # warm up: ONNX session and decoder tokenizer
-    refined = ["| rate | chunks | precision | token exact match | exact chunks | median final loss | mean steps | "
-               "encode tokens/s | decode tokens/s |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    if (SHARED / "text").is_dir():
-        chunks = held_out(rt.lm[0], rt.chunk_tokens, 8)
-        for rate in (4, 8, 16):
-            for init in ("encoder", "mean") if rate == 4 else ("encoder",):
-                r = measure(rt, chunks, rate, REFINE_DEFAULT, init)
-                label = f"{rate}x" + (" (init: mean)" if init == "mean" else "")
-                refined.append(f"| {label} | {r['chunks']} | {r['precision']:.3f} | {r['token_em']:.3f} | "
-                               f"{r['exact_chunks']} of {r['chunks']} | {r['final_loss_median']:.3f} | "
-                               f"{r['steps_mean']:.0f} | {r['encode_tokens_per_s']:.2f} | {r['decode_tokens_per_s']:.1f} |")
+    rt.encode(text[:500], rate)  # warm up: weights, tokenizer, first forward pass
+    held = ["| latents from | refinement steps at most | chunks | precision | token exact match | exact chunks | "
+            "mean steps taken | median final loss | encode tokens/s | decode tokens/s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    shared_text = (SHARED / "text").is_dir()
+    if shared_text:
+        chunks = held_out(rt.lm[0], rt.chunk_tokens, 16)
+        for init, refine, n in (("encoder", 0, 16), ("encoder", REFINE_STEPS, 8), ("mean", REFINE_STEPS, 4)):
+            r = measure(rt, chunks[:n], rate, refine, init)
+            loss = "" if r["final_loss_median"] is None else f"{r['final_loss_median']:.3f}"
+            held.append(f"| {'the encoder (one pass)' if init == 'encoder' else 'mean token embeddings'} | {refine} | "
+                        f"{r['chunks']} | {r['precision']:.3f} | {r['token_em']:.3f} | {r['exact_chunks']} | "
+                        f"{r['steps_mean']:.1f} | {loss} | {r['encode_tokens_per_s']:,.1f} | "
+                        f"{r['decode_tokens_per_s']:.1f} |")
     else:
-        refined.append("| (../shared/corpora/text is absent: not measured) | | | | | | | | |")
-    speed = ["| rate | decoder tokens | latents | encode s | encode tokens/s | decode s (first 2 chunks) | decoded tokens/s |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
-    for rate in (4, 8, 16):
+        held.append("| (../shared/corpora/text is absent: not measured) | | | | | | | | | |")
+    speed = ["| document | decoder tokens | latents | encode s | encode tokens/s | decode s (first 2 chunks) | "
+             "decoded tokens/s |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for label, doc in (("corpora/demo/incident-report.md", text), ("the same, 4 times over", "\n\n".join([text] * 4))):
         t0 = time.perf_counter()
-        latents, header = rt.encode(text, rate)
+        latents, header = rt.encode(doc, rate)
         enc_s = time.perf_counter() - t0
         n = int(header["original_tokens"])
         t0 = time.perf_counter()
         out = rt.decode(latents[:2])
         dec_s = time.perf_counter() - t0
         new = len(rt.lm[0](out, add_special_tokens=False)["input_ids"])
-        speed.append(f"| {rate}x | {n} | {sum(len(x) for x in latents)} | {enc_s:.2f} | {n / enc_s:,.0f} | "
+        speed.append(f"| {label} | {n:,} | {sum(len(x) for x in latents)} | {enc_s:.2f} | {n / enc_s:,.0f} | "
                      f"{dec_s:.1f} | {new / dec_s:.1f} |")
+    qa = ask_table(rt, rate) if (SHARED / "qa").is_dir() else ["(../shared/corpora/qa is absent: not measured)"]
     return "\n".join([
         "Held-out reconstruction (WikiText-2 test chunks of 64 SmolLM2 tokens, never trained on): precision = "
         "1 - character edit distance / length (C3's decoding precision); token exact match = share of "
         "positions where the greedy reconstruction has the original token.", "",
-        f"### With refinement (what `compress -m latent` does; at most {REFINE_DEFAULT} steps per chunk, "
-        "stopping at loss 0.05)", "",
-        "`python -m promptzip.latent.fidelity`: the encoder's latents refined through the frozen decoder, "
-        "then `promptzip decode`'s greedy path. Encode tokens/s include the refinement.", "", *refined, "",
-        "### The encoder alone (no refinement), during training", "",
-        "From models/latent-minilm/eval.jsonl, written during training.", "", *rows, "",
-        "### Speed on the demo document, encoder alone (2 cores)", "", *speed])
+        f"### Held-out reconstruction at {rate}x", "",
+        "`python -m promptzip.latent.fidelity`'s measure: latents from the encoder in one pass (what `compress -m "
+        f"latent` does) or polished by refinement (`-p refine={REFINE_STEPS}`, stopping at loss 0.05), from the "
+        "encoder's latents or from the mean token embeddings; then `promptzip decode`'s greedy path. Encode "
+        "tokens/s include the refinement.", "", *held, "",
+        "### Learning curve (held-out, written during training)", "",
+        f"From {folder.name}/eval.jsonl.", "", *curve, "",
+        "### Speed, encoder in one pass (2 cores)", "", *speed, "",
+        f"### `ask` at {rate}x (SQuAD v2 half-dev, first {QA_ROWS} answerable rows)", "", *qa])
+
+
+def ask_table(rt: LatentRuntime, rate: int) -> list[str]:
+    """F1 of SmolLM2's answers on the text, on the text reconstructed from the latents (`ask`)
+    and from the latents themselves (`ask --direct`)."""
+    rows = [r for r in read_jsonl(SHARED / "qa" / "squad_v2_half_dev.jsonl") if r.get("answers")][:QA_ROWS]
+    scores: dict[str, list[float]] = {"text": [], "reconstruction": [], "direct": []}
+    seconds: dict[str, float] = dict.fromkeys(scores, 0.0)
+    for r in rows:
+        t0 = time.perf_counter()
+        scores["text"].append(f1(rt.answer(r["context"], r["question"]), r["answers"]))
+        seconds["text"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        latents, _ = rt.encode(r["context"], rate)
+        enc_s = time.perf_counter() - t0
+        for mode in ("reconstruction", "direct"):
+            t0 = time.perf_counter()
+            scores[mode].append(f1(rt.ask(latents, r["question"], direct=mode == "direct"), r["answers"]))
+            seconds[mode] += time.perf_counter() - t0 + enc_s
+    base = statistics.fmean(scores["text"])
+    out = ["| the reader (SmolLM2-135M-Instruct) reads | F1 | share of F1 on the text | seconds per question |",
+           "|---|---:|---:|---:|"]
+    for mode, label in (("text", "the text"), ("reconstruction", "the text decoded from the latents (`ask`)"),
+                        ("direct", "the latents (`ask --direct`)")):
+        mean = statistics.fmean(scores[mode])
+        out.append(f"| {label} | {mean:.3f} | {mean / base if base else 0:.2f} | {seconds[mode] / len(rows):.1f} |")
+    return out
