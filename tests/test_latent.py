@@ -264,3 +264,11 @@ def test_benchmarks_pause_latent_and_extract_runs_but_leave_a_hand_set_pause(tmp
         paused = sorted(str(p.parent.relative_to(train)) for p in train.rglob("PAUSE"))
     assert paused == ["held", "lat", "runs/ext"]
     assert sorted(str(p.parent.relative_to(train)) for p in train.rglob("PAUSE")) == ["held"]
+
+
+def test_answers_stop_at_their_first_line():
+    from promptzip.latent.runtime import first_line
+
+    assert first_line("  In 1889.\nWhat else happened that year?") == "In 1889."
+    assert first_line("the bridge") == "the bridge"
+    assert first_line("\n\n") == ""

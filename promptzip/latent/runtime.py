@@ -205,7 +205,7 @@ class LatentRuntime:
         head = tok(HEAD, add_special_tokens=False)["input_ids"]
         tail = tok(ASK.format(q=question), add_special_tokens=False)["input_ids"]
         allx = np.concatenate(latents) if latents else np.zeros((0, 576), np.float32)
-        return self._generate(head, allx, tail, max_new).strip()
+        return first_line(self._generate(head, allx, tail, max_new))
 
     def answer(self, text: str, question: str, max_new: int = 48) -> str:
         """The decoder's answer to `question` from `text` (the same prompt as `ask`)."""
@@ -214,7 +214,13 @@ class LatentRuntime:
         tok, _ = self.lm
         prefix = tok(HEAD + text, add_special_tokens=False)["input_ids"]
         tail = tok(ASK.format(q=question), add_special_tokens=False)["input_ids"]
-        return self._generate(prefix, np.zeros((0, 576), np.float32), tail, max_new).strip()
+        return first_line(self._generate(prefix, np.zeros((0, 576), np.float32), tail, max_new))
+
+
+def first_line(answer: str) -> str:
+    """The answer up to its first line break: asked for a few words, SmolLM2 often goes on with a
+    question of its own."""
+    return answer.strip().split("\n", 1)[0].strip()
 
 
 @lru_cache(maxsize=1)
