@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -246,6 +247,23 @@ class DecoderEncoder(nn.Module):
         finally:
             self.switch("off")
         return self.readout(h)
+
+
+def load_adapter(enc, path: Path) -> None:
+    """Copy a run's or the shipped adapter's tensors into `enc`'s trainable parameters."""
+    from safetensors.torch import load_file
+
+    from ..errors import ModelError
+
+    tensors = load_file(str(path))
+    params = enc.trainable()
+    missing = set(params) - set(tensors)
+    if missing:
+        raise ModelError(f"{path} lacks {sorted(missing)[:3]}",
+                         "The adapter and its config.json do not belong together; reinstall promptzip.")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(tensors[n])
 
 
 def load_bases(dtype=torch.float32):

@@ -72,22 +72,13 @@ class LatentRuntime:
         return self._lm
 
     def _load_encoder(self, model) -> None:
-        import torch
-        from safetensors.torch import load_file
-
-        from .model import DecoderEncoder, LatentConfig
+        from .model import DecoderEncoder, LatentConfig, load_adapter
 
         cfg = LatentConfig(**{**self.config, "ks": tuple(self.config["ks"])})
         enc = DecoderEncoder(model, cfg, float(model.get_input_embeddings().weight.detach().std()))
-        tensors = load_file(str(self.folder / "adapter.safetensors"))
-        params = enc.trainable()
-        if set(params) - set(tensors):
-            raise ModelError(f"{self.folder / 'adapter.safetensors'} lacks {sorted(set(params) - set(tensors))[:3]}",
-                             "The adapter and config.json do not belong together; reinstall promptzip.")
-        with torch.no_grad():
-            for n, p in params.items():
-                p.copy_(tensors[n])
-                p.requires_grad_(False)
+        load_adapter(enc, self.folder / "adapter.safetensors")
+        for p in enc.trainable().values():
+            p.requires_grad_(False)
         self._enc = enc.eval()
 
     def k_for(self, rate: int) -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from ..metrics import precision, token_match
-from .model import ASK, CONTINUE, HEAD, REPEAT, LatentConfig, build, load_bases
+from .model import ASK, CONTINUE, HEAD, REPEAT, LatentConfig, build, load_adapter, load_bases
 
 PAUSE = "PAUSE"  # a file of this name in the run folder holds training between steps
 
@@ -245,19 +245,6 @@ def save(run: Path, enc, opt, step: int, cfg: LatentConfig, extra: dict) -> None
     (run / "optimizer.pt.tmp").replace(run / "optimizer.pt")
     state = {"step": step, "config": cfg.to_dict(), **extra}
     (run / "state.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-
-
-def load_adapter(enc, path: Path) -> None:
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(path))
-    params = enc.trainable()
-    missing = set(params) - set(tensors)
-    if missing:
-        raise ValueError(f"{path} lacks {sorted(missing)[:3]}")
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(tensors[n])
 
 
 def fit(run: Path, steps: int, cfg: LatentConfig | None = None, batch: int = 8, lr: float = 1e-3,
