@@ -75,7 +75,7 @@ class Verdict:
         return "; ".join(parts)
 
 
-_STARTS = re.compile(r"(?:^|[.!?:;]\s+|\n\s*(?:[-*+#>|]+\s*|\d+[.)]\s+)?)$")
+_STARTS = re.compile(r"(?:^|[.!?:;}\]]\s+|\n\s*(?:[-*+#>|]+\s*|\d+[.)]\s+)?)$")
 
 
 def names_of(text: str) -> list[str]:

@@ -101,3 +101,13 @@ def test_required_items_in_cyrillic_and_chinese():
     good = "长江约6300公里，《长江志》载1998年洪水；「希望是本无所谓有」。"
     assert check(zh, good).ok
     assert check(zh, good.replace("1998", "1999")).invented == ["1999"]
+
+
+def test_meeting_fillers_and_tags_are_not_names():
+    # QMSum-style transcript: "Mm", "Uh", "Yeah" are capitalized fillers, and a word after a
+    # {vocalsound} tag starts an utterance; a speaker's role word mid-line is still a name
+    text = ("Project Manager: Yeah . Mm . {vocalsound} Uh we could use a rabbit . Marketing: Okay , "
+            "User Interface said Christa Pavlov {disfmarker} likes it .")
+    names = facts_of(text).names
+    assert not {"Yeah", "Mm", "Uh", "Okay"} & set(names)
+    assert {"Manager", "Interface", "Christa", "Pavlov"} <= set(names)
