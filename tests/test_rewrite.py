@@ -38,9 +38,10 @@ class Scripted:
         self.calls = 0
         self.id = "scripted:" + ",".join(a.__name__ for a in answers)
 
-    def complete(self, messages, max_tokens, source=None):
+    def complete(self, messages, max_tokens, source=None, extra=None):
         answer = self.answers[min(self.calls, len(self.answers) - 1)]
         self.calls += 1
+        self.extra = extra
         return answer(source)
 
 
@@ -99,6 +100,42 @@ def test_an_invented_number_triggers_a_retry_then_extraction(monkeypatch):
     assert set(numbers_in(res.text)) <= set(numbers_in(TEXT))
 
 
+def test_grammar_orders_the_required_items_and_limits_the_words():
+    from promptzip.compressors.rewrite import grammar, ordered_items
+    from promptzip.guard import facts_of
+
+    text = ('On 14 March 2026 Priya Raman said "pool size 64" was wrong; Release 4.12.0 read it from '
+            "https://example.com/cfg and 64 became 32.")
+    facts = facts_of(text)
+    items = ordered_items(text, facts)
+    # in the text's order; the quote holds 64 and the date holds 14, so neither comes again on its own
+    assert items == ["14 March 2026", "Priya", "Raman", "pool size 64", "4.12.0", "https://example.com/cfg", "32"]
+    g = grammar(text, facts, 20, items)
+    root = g.splitlines()[0]
+    assert root.startswith("root ::= ")
+    positions = [root.index(json.dumps(i)) for i in items]
+    assert positions == sorted(positions)
+    vocab = next(line for line in g.splitlines() if line.startswith("w ::= "))
+    assert '"Priya"' not in vocab and '"32"' not in vocab  # an item comes once, where the root puts it
+    assert not re.search(r'"[^"]*\d[^"]*"', vocab)  # a free word is never a number
+    assert '"wrong"' in vocab and '"release"' in vocab and '"and"' in vocab
+    free = grammar(text, facts, 10, [])  # vocab only: the items may be written freely, none is forced
+    assert free.startswith('root ::= w (sep w){0,9}') and '"32"' in free
+
+
+@needs_models
+def test_items_grammar_is_sent_and_dense_chunks_are_extracted(monkeypatch):
+    backend = Scripted(keep_facts)
+    res = run(monkeypatch, backend, ratio=0.5, constrain="items")
+    asked = [c for c in res.report.chunks if c["path"] in ("rewrite", "retry", "extract")]
+    assert asked and backend.calls
+    assert "Priya" in backend.extra["grammar"]
+    backend = Scripted(keep_facts)
+    res = run(monkeypatch, backend, ratio=0.2, constrain="items")  # items fill most of a 0.2 budget
+    dense = [c for c in res.report.chunks if "too dense to rewrite" in c["reason"]]
+    assert dense and all(c["path"] == "extract" for c in dense)
+
+
 @needs_models
 def test_completions_are_cached(monkeypatch):
     first = Scripted(keep_facts)
@@ -127,6 +164,20 @@ def test_the_local_llama_cpp_server_rewrites_and_falls_back():
     assert sum(c["budget"] for c in r.chunks) <= r.budget_tokens
     again = compress(TEXT, method="rewrite", ratio=0.5, local="smollm2-135m-instruct")  # same server, cached
     assert again.text == res.text
+
+
+@needs_models
+def test_the_items_grammar_makes_the_local_model_keep_every_item():
+    pytest.importorskip("xllamacpp", reason="xllamacpp is not installed (`make test` installs it)")
+    from promptzip.guard import check, facts_of
+
+    res = compress(TEXT, method="rewrite", ratio=0.6, local="smollm2-135m-instruct", constrain="items")
+    chunks = res.report.chunks
+    assert all(c["path"] in ("copy", "rewrite", "retry", "extract", "block", "drop") for c in chunks)
+    rewritten = [c for c in chunks if c["path"] in ("rewrite", "retry")]
+    assert rewritten, chunks  # with its items forced, even the 135M model passes the guard somewhere
+    assert set(numbers_in(res.text)) <= set(numbers_in(TEXT))
+    assert check(facts_of(TEXT), res.text).missing == [] or any(c["path"] == "extract" for c in chunks)
 
 
 @needs_models

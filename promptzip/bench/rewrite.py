@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..api import compress
+from ..compressors.rewrite import Rewrite
 from ..eval.chat_reader import local_reader
 from ..eval.data import load_items
 from ..fidelity import numbers_in
@@ -30,6 +31,10 @@ from ..runtime.store import models_dir
 from .common import SHARED
 
 MODELS = ("qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct")
+# (model, constrain) pairs measured: free generation for both models, and the 0.5B (the default) under
+# each llama.cpp grammar of `-p constrain`
+RUNS = (("qwen2.5-coder-0.5b-instruct", "off"), ("qwen2.5-coder-0.5b-instruct", "vocab"),
+        ("qwen2.5-coder-0.5b-instruct", "items"), ("qwen2.5-coder-1.5b-instruct", "off"))
 READER = "qwen2.5-coder-1.5b-instruct"
 NEWS = ("readability_ars-1.html", "readability_lemonde-1.html", "readability_lwn-1.html",
         "readability_ebb-org.html", "readability_gitlab-blog.html", "readability_dropbox-blog.html")
@@ -56,8 +61,9 @@ def rows_of(name: str) -> list[dict]:
             for it in items]
 
 
-def measure(work: Path, models=MODELS, sets=SETS) -> list[dict]:
-    """Rewrite and extract on every row (resumable through rows.jsonl)."""
+def measure(work: Path, runs=RUNS, sets=SETS) -> list[dict]:
+    """Rewrite and extract on every row (resumable through rows.jsonl; rows of another version of the
+    rewriter are measured again)."""
     out = work / "rewrite"
     out.mkdir(parents=True, exist_ok=True)
     path = out / "rows.jsonl"
@@ -65,27 +71,28 @@ def measure(work: Path, models=MODELS, sets=SETS) -> list[dict]:
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
             r = json.loads(line)
-            done[(r["model"], r["set"], r["id"], r["ratio"])] = r
+            if r.get("version") == Rewrite.version:
+                done[(r["model"], r["constrain"], r["set"], r["id"], r["ratio"])] = r
     with open(path, "a", encoding="utf-8") as log:
-        for model in models:
+        for model, mode in runs:
             if not (models_dir() / model / "manifest.json").is_file():
                 print(f"bench: {model} is not prepared; its rows are skipped", file=sys.stderr)
                 continue
             for name, ratios in sets:
                 for row in rows_of(name):
                     for ratio in ratios:
-                        key = (model, name, row["id"], ratio)
+                        key = (model, mode, name, row["id"], ratio)
                         if key in done:
                             continue
-                        print(f"bench: rewrite {model} {name} {row['id']} @{ratio}", file=sys.stderr, flush=True)
+                        print(f"bench: rewrite {model} ({mode}) {name} {row['id']} @{ratio}", file=sys.stderr, flush=True)
                         t0 = time.perf_counter()
                         res = compress(row["context"], method="rewrite", ratio=ratio, query=row["question"],
-                                       local=model)
+                                       local=model, constrain=mode)
                         seconds = time.perf_counter() - t0
                         rep = res.report
                         ext = compress(row["context"], method="extract", ratio=max(rep.ratio, 0.01),
                                        query=row["question"])
-                        rec = {"model": model, "set": name, "id": row["id"], "ratio": ratio,
+                        rec = {"model": model, "constrain": mode, "version": Rewrite.version, "set": name, "id": row["id"], "ratio": ratio,
                                "question": row["question"], "answers": row["answers"],
                                "input_tokens": rep.input_tokens, "rewrite": res.text, "rewrite_ratio": rep.ratio,
                                "extract": ext.text, "extract_ratio": ext.report.ratio, "seconds": seconds,
@@ -93,7 +100,7 @@ def measure(work: Path, models=MODELS, sets=SETS) -> list[dict]:
                         log.write(json.dumps(rec, ensure_ascii=False) + "\n")
                         log.flush()
                         done[key] = rec
-    return [r for r in done.values() if r["model"] in models]
+    return [r for r in done.values() if (r["model"], r["constrain"]) in runs]
 
 
 def read_all(rows: list[dict], work: Path) -> None:
@@ -106,7 +113,7 @@ def read_all(rows: list[dict], work: Path) -> None:
         if not r["question"] or r["set"] != "squad":
             continue
         for kind in ("original", "rewrite", "extract"):
-            k = f"{r['model']}|{r['set']}|{r['id']}|{r['ratio']}|{kind}"
+            k = _answer_key(r, kind)
             if k not in answers:
                 todo.append((k, r, kind))
     if not todo or not (models_dir() / READER / "manifest.json").is_file():
@@ -118,7 +125,13 @@ def read_all(rows: list[dict], work: Path) -> None:
             path.write_text(json.dumps(answers, ensure_ascii=False), encoding="utf-8")
     for r in rows:
         for kind in ("original", "rewrite", "extract"):
-            r[f"answer_{kind}"] = answers.get(f"{r['model']}|{r['set']}|{r['id']}|{r['ratio']}|{kind}")
+            r[f"answer_{kind}"] = answers.get(_answer_key(r, kind))
+
+
+def _answer_key(r: dict, kind: str) -> str:
+    if kind == "original":
+        return f"{r['set']}|{r['id']}|original"
+    return f"{r['model']}|{r['constrain']}|{r['version']}|{r['set']}|{r['id']}|{r['ratio']}|{kind}"
 
 
 def _context(r: dict) -> str:
@@ -130,14 +143,16 @@ def _mean(xs: list[float]) -> str:
 
 
 def table(rows: list[dict]) -> list[str]:
-    out = ["| model | rows | target | rewrite ratio | chunks asked | passed the guard | of which on retry | "
+    out = ["| model | grammar | rows | target | rewrite ratio | chunks asked | passed the guard | of which on retry | "
            "invented numbers | names kept | answer kept: rewrite / extract | reader EM: original / rewrite / "
            "extract | input tokens/s | prompt reading share |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["model"], r["set"], r["ratio"]), []).append(r)
-    for (model, name, ratio), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], -kv[0][2])):
+        groups.setdefault((r["model"], r["constrain"], r["set"], r["ratio"]), []).append(r)
+    order = {m: i for i, m in enumerate(("off", "vocab", "items"))}
+    for (model, mode, name, ratio), rs in sorted(groups.items(),
+                                                 key=lambda kv: (kv[0][0], order[kv[0][1]], kv[0][2], -kv[0][3])):
         asked = passed = retried = invented = names_in = names_kept = 0
         prompt_s = gen_s = seconds = tokens = 0.0
         for r in rs:
@@ -162,7 +177,7 @@ def table(rows: list[dict]) -> list[str]:
         em = {k: [exact_match(r[f"answer_{k}"], r["answers"]) for r in qa if r.get(f"answer_{k}") is not None]
               for k in ("original", "rewrite", "extract")}
         out.append(
-            f"| {model.removeprefix('qwen2.5-coder-').removesuffix('-instruct')} | {name} ({len(rs)}) | {ratio} | "
+            f"| {model.removeprefix('qwen2.5-coder-').removesuffix('-instruct')} | {mode} | {name} ({len(rs)}) | {ratio} | "
             f"{_mean([r['rewrite_ratio'] for r in rs])} | {asked} | {passed / max(asked, 1):.0%} | {retried} | "
             f"{invented} | {names_kept / max(names_in, 1):.2f} | "
             + (f"{_mean(kept_rw)} / {_mean(kept_ex)}" if qa else "-") + " | "
@@ -175,10 +190,11 @@ def table(rows: list[dict]) -> list[str]:
 def bench_rewrite(work: Path, measured_only: bool = False) -> str:
     if not SHARED.is_dir():
         return "Skipped: ../shared/corpora is not beside this checkout."
-    rows = measure(work) if not measured_only else measure(work, models=(), sets=())
+    rows = measure(work) if not measured_only else measure(work, runs=(), sets=())
     if measured_only:
         path = work / "rewrite" / "rows.jsonl"
         rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()] if path.is_file() else []
+        rows = [r for r in rows if r.get("version") == Rewrite.version]
     read_all(rows, work)
     parts = [f"`python -m promptzip.bench --sections rewrite`: `-m rewrite` without an endpoint (the local model "
              f"on llama.cpp's server, 2 threads) beside `-m extract` at the ratio rewrite reached on each row. "
@@ -194,6 +210,10 @@ def bench_rewrite(work: Path, measured_only: bool = False) -> str:
              "prompts rather than generating.", ""]
     parts += table(rows)
     models = sorted({r["model"] for r in rows})
+    parts += ["", "*Grammar*: `-p constrain` (a llama.cpp grammar on the local model's output): `off` free; `vocab` "
+              "only the chunk's own words, its required items and a few connectives; `items` that, with every "
+              "required item in the text's order (chunks whose items fill more than half their words are "
+              "extracted without asking)."]
     parts += ["", f"Models measured: {', '.join(models) or 'none'} (GGUF files: "
               + ", ".join(LOCAL_MODELS[m] for m in models) + ")."]
     return "\n".join(parts)

@@ -27,6 +27,8 @@ How often each local model passes the guard, and what it costs, is measured in B
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -47,17 +49,31 @@ from ..select import share_budget
 from .base import Compressor, Param
 from .extract import Extract, Scorer, model_dir
 
-PROMPT_VERSION = "2"
+PROMPT_VERSION = "3"
 WORDS_PER_TOKEN = 0.75  # English prose under cl100k; only shapes the word budget in the prompt
 LONG_SLACK = 1.2  # a rewrite may exceed its chunk's budget by this factor
+DENSE = 0.5  # with `constrain=items`, a chunk whose required items fill more of its words is extracted
 LOCAL_DEFAULT = "qwen2.5-coder-0.5b-instruct"
-SYSTEM = ("You shorten texts for a reader who will answer questions from them. Rewrite the user's text "
-          "in at most {words} words, in the text's language and with its own words. Write no number, "
-          "name or date that is not in the text. Reply with the shortened text only.")
-ITEMS = " Copy each of these exactly as written: {items}."
-FOCUS = " Keep what answers this question: {query}"
+# The system prompt and one worked example (our own text) come first and are the same in every request,
+# so llama.cpp's server reads them once and reuses its cache of them; what changes comes last.
+SYSTEM = ("You shorten texts for a reader who will answer questions from them. Keep the facts, drop filler, "
+          "and write in the text's own language and words. Every listed item must appear exactly as written. "
+          "Never add a number, name or date that is not in the text. Reply with the shortened text only.")
+ASK = "Text:\n{text}\n\nItems to keep: {items}\nAt most {words} words."
+FOCUS = "\nKeep what answers: {query}"
+EXAMPLE = ("The committee met on Tuesday in the town hall, where the chair, Maria Lopez, explained that the "
+           "budget for the new library, which had been discussed for several months, would be 2.4 million "
+           "dollars, and that construction was expected to begin in March 2027 if the council approved it.",
+           "Tuesday; Maria; Lopez; 2.4; 2027", 24,
+           "On Tuesday chair Maria Lopez said the new library will cost 2.4 million dollars; building starts "
+           "in March 2027 if the council approves.")
 RETRY = ("That rewrite {problems}. Write it again in at most {words} words, with each of these exactly as "
          "written: {items}.")
+# Words a constrained rewrite may use besides the chunk's own (`constrain=vocab|items`)
+CONNECTIVES = tuple("""and or but not no the a an of in on at to for from by with as is are was were be been it its
+they their this that these which who also than then so after before while when said has have had""".split())
+_GWORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+_NOSPACE = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
 
 
 @dataclass
@@ -86,10 +102,11 @@ class Rewrite(Compressor):
                    "endpoint) under a faithfulness guard; extractive fallback.")
     query_aware = True
     # .2: extracted chunks keep names and dates; .3: and their punctuation (extract v6 drops it
-    # without a query), between rewritten prose; .4: a list of the required items is not a rewrite.
+    # without a query), between rewritten prose; .4: a list of the required items is not a rewrite; prompt 3: a fixed
+    # system prompt and worked example first (cached by the server), the chunk and its items after.
     # Extracted chunks are `extract`'s output, so its version is part of this one (checkpointed eval
     # rows and batch outputs are made again).
-    version = f"{PROMPT_VERSION}.4+extract{Extract.version}"
+    version = f"{PROMPT_VERSION}.0+extract{Extract.version}"
     params = (
         Param("endpoint", str, "", "OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1); "
               "empty = the local model"),
@@ -104,6 +121,10 @@ class Rewrite(Compressor):
         Param("min_chunk", int, 24, "smaller chunks join a neighbour", bounds=(0, None)),
         Param("keep_names", str, "on", "extracted chunks keep every name and date, even past their share "
               "(off: a strict budget, names may go)", ("on", "off")),
+        Param("constrain", str, "off", "the local model's output, by a llama.cpp grammar: vocab = only the "
+              "chunk's words, its items and a few connectives; items = that, with every required item in "
+              "the text's order (chunks dense in items are extracted); off = free (the guard judges)",
+              ("off", "vocab", "items")),
     )
 
     def model_id(self) -> str | None:
@@ -255,16 +276,25 @@ class Rewrite(Compressor):
                             f"over the budget of {budget}", False)
         words = max(4, round(budget * WORDS_PER_TOKEN))
         limit = int(budget * 1.5) + 16
+        mode = self.settings["constrain"] if not self.settings["endpoint"] else "off"  # a llama.cpp feature
+        extra = None
+        if mode != "off" and not _NOSPACE.search(chunk.text):
+            items = ordered_items(chunk.text, facts) if mode == "items" else []
+            filled = sum(len(i.split()) for i in items)
+            if filled > DENSE * words:
+                return _Outcome(None, "extract", f"its required items fill {filled} of its {words} words: "
+                                "too dense to rewrite", False)
+            extra = {"grammar": grammar(chunk.text, facts, words, items)}
         cached_all = True
         reason = ""
         messages = _messages(chunk.text, words, ctx.request.query, facts)
         for attempt in range(2):
-            key = cache.key(gen.id, messages, limit)
+            key = cache.key(gen.id, messages + [extra] if extra else messages, limit)
             text = cache.get(key)
             if text is None:
                 cached_all = False
                 try:
-                    text = gen.complete(messages, limit, chunk.text)
+                    text = gen.complete(messages, limit, chunk.text, extra)
                 except EndpointError as exc:
                     return _Outcome(None, "extract", f"endpoint: {exc}", False)
                 cache.put(key, text)
@@ -285,12 +315,45 @@ def _items(facts: Facts) -> str:
 
 
 def _messages(text: str, words: int, query: str | None, facts: Facts) -> list[dict]:
-    system = SYSTEM.format(words=words)
-    if len(facts):
-        system += ITEMS.format(items=_items(facts))
-    if query:
-        system += FOCUS.format(query=query)
-    return [{"role": "system", "content": system}, {"role": "user", "content": text}]
+    ex_text, ex_items, ex_words, ex_answer = EXAMPLE
+    ask = ASK.format(text=text, items=_items(facts), words=words) + (FOCUS.format(query=query) if query else "")
+    return [{"role": "system", "content": SYSTEM},
+            {"role": "user", "content": ASK.format(text=ex_text, items=ex_items, words=ex_words)},
+            {"role": "assistant", "content": ex_answer},
+            {"role": "user", "content": ask}]
+
+
+def ordered_items(text: str, facts: Facts) -> list[str]:
+    """The required items in the order the text first has them; an item inside another (the year of
+    a date, a name in a quote) is left to the one that holds it."""
+    spans = sorted(((i, i + len(item), item) for _, item in facts.items() if (i := text.find(item)) >= 0),
+                   key=lambda s: (s[0], s[0] - s[1]))
+    out, end = [], -1
+    for a, b, item in spans:
+        if a >= end:
+            out.append(item)
+            end = b
+    return out
+
+
+def grammar(text: str, facts: Facts, words: int, items: list[str]) -> str:
+    """A llama.cpp GBNF grammar for a rewrite of `text` in about `words` words: free words are the text's
+    own words (letters only: a number can come only as a required item), lower-cased too, and
+    CONNECTIVES; `items`, when given, must all appear, in this order, each once, with a bounded run of
+    free words around each."""
+    own = set(_GWORD.findall(text))
+    vocab = (own | {w.lower() for w in own} | set(CONNECTIVES)) - set(items)
+    if not items:  # without forced items, the text's numbers and other items may be written freely
+        vocab |= {item for _, item in facts.items()}
+    lines = ['sep ::= " " | ", " | "; " | ". " | ": " | " - " | " (" | ") "',
+             "w ::= " + " | ".join(json.dumps(v, ensure_ascii=False) for v in sorted(vocab))]
+    if not items:
+        return "\n".join([f'root ::= w (sep w){{0,{max(0, words - 1)}}} "."?', *lines]) + "\n"
+    free = max(0, words - sum(len(i.split()) for i in items))
+    gap = min(free, max(2, math.ceil(1.5 * free / (len(items) + 1))))
+    run = f"(sep w){{0,{gap}}}"
+    body = f"(w sep){{0,{gap}}} " + f" {run} sep ".join(json.dumps(i, ensure_ascii=False) for i in items)
+    return "\n".join([f'root ::= {body} {run} "."?', *lines]) + "\n"
 
 
 def _problems(facts: Facts, text: str, budget: int, ctx: Context) -> str:

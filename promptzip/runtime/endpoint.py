@@ -73,10 +73,13 @@ class EndpointGenerator:
         self.timings = {"prompt_n": 0, "prompt_ms": 0.0, "predicted_n": 0, "predicted_ms": 0.0}
         self._lock = threading.Lock()
 
-    def complete(self, messages: list[dict], max_tokens: int, source: str | None = None) -> str:
+    def complete(self, messages: list[dict], max_tokens: int, source: str | None = None,
+                 extra: dict | None = None) -> str:
+        """The chat completion's text (greedy). `extra`: more request fields a server understands
+        (llama.cpp's `grammar`)."""
         t0 = time.perf_counter()
         data = self.post(self.url, {"model": self.model, "messages": messages, "max_tokens": max_tokens,
-                                    "temperature": 0, "stream": False})
+                                    "temperature": 0, "stream": False, **(extra or {})})
         try:
             text = data["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError) as exc:
