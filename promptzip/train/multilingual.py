@@ -44,7 +44,7 @@ def ship(export_dir: Path, run: Path, out: Path, recipe: dict, validation: dict 
                        "license": base.license},
         "license": "MIT (fine-tuned from MIT-licensed weights); trained on CC BY-SA and MIT data "
                    "(attribution in MODEL_CARD.md)",
-        "command": "python -m promptzip.train multilingual, then ship-multilingual",
+        "command": _command(run.name, recipe),
         "recipe": recipe,
         "training": json.loads((run / "train.json").read_text(encoding="utf-8")) if (run / "train.json").is_file() else None,
         "validation": validation or {},
@@ -53,3 +53,17 @@ def ship(export_dir: Path, run: Path, out: Path, recipe: dict, validation: dict 
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return manifest
+
+
+def _command(run: str, recipe: dict) -> str:
+    """The commands that made `run`: the first stage, each later stage up to it, then shipping."""
+    stages = ["multilingual"]
+    if "layers" in recipe:  # the 6-layer cut
+        stages.append("multilingual-cut")
+    elif run != recipe.get("run"):
+        for key in ("stage2", "stage3"):
+            if key in recipe:
+                stages.append(f"multilingual-{key}")
+                if recipe[key]["run"] == run:
+                    break
+    return "python -m promptzip.train " + ", then ".join(stages) + f", then ship-multilingual --run {run}"
