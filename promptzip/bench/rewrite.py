@@ -39,7 +39,7 @@ READER = "qwen2.5-coder-1.5b-instruct"
 NEWS = ("readability_ars-1.html", "readability_lemonde-1.html", "readability_lwn-1.html",
         "readability_ebb-org.html", "readability_gitlab-blog.html", "readability_dropbox-blog.html")
 SETS = (("squad", (0.5, 0.33)), ("qmsum", (0.33,)), ("news", (0.5, 0.33)))
-LIMITS = {"squad": 8, "qmsum": 1, "news": 3}  # the first rows of each set (rows already measured are kept)
+LIMITS = {"squad": 8, "qmsum": 1, "news": 2}  # the first rows of each set (rows already measured are kept)
 
 
 @lru_cache(maxsize=8)
@@ -116,13 +116,12 @@ def read_all(rows: list[dict], work: Path) -> None:
             k = _answer_key(r, kind)
             if k not in answers:
                 todo.append((k, r, kind))
-    if not todo or not (models_dir() / READER / "manifest.json").is_file():
-        return
-    with local_reader(READER) as reader:
-        for k, r, kind in todo:
-            text = r[kind] if kind != "original" else _context(r)
-            answers[k] = reader.generate(text, r["question"])
-            path.write_text(json.dumps(answers, ensure_ascii=False), encoding="utf-8")
+    if todo and (models_dir() / READER / "manifest.json").is_file():
+        with local_reader(READER) as reader:
+            for k, r, kind in todo:
+                text = r[kind] if kind != "original" else _context(r)
+                answers[k] = reader.generate(text, r["question"])
+                path.write_text(json.dumps(answers, ensure_ascii=False), encoding="utf-8")
     for r in rows:
         for kind in ("original", "rewrite", "extract"):
             r[f"answer_{kind}"] = answers.get(_answer_key(r, kind))
