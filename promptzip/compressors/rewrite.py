@@ -11,7 +11,10 @@ faithfulness guard.
    keep and the question: by default a local Qwen2.5-Coder-Instruct GGUF (`local`) behind
    llama.cpp's own server (`runtime/llama_server.py`, started once per process and reused by
    every chunk and every file of a batch worker), asked through the same OpenAI-compatible client
-   as `endpoint` + `model` (any server, requests in parallel).
+   as `endpoint` + `model` (any server, requests in parallel). `constrain` holds the local model to a
+   llama.cpp grammar: the chunk's own words only (`vocab`), and every required item in order
+   (`items`); off by default, since forced items pass the guard in sentences that relate them
+   wrongly (BENCHMARKS.md, "Rewrite").
 4. Guard (`guard.py`): the rewrite must keep every number, date, name, quoted string, inline
    code, URL and forced string of its chunk, invent no number, and stay within 1.2x the chunk's
    budget. On failure the model is told in a second turn what was missing or invented, and asked
