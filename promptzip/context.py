@@ -240,7 +240,7 @@ class Context:
                     gap = text[prev_end:s]
                     if any(c.isspace() for c in gap):
                         out.append("\n" if "\n" in gap[len(gap.rstrip()):] else " ")
-                    elif gap and not NOSPACE_SCRIPT.search(gap):
+                    elif gap and (not NOSPACE_SCRIPT.search(gap) or _glues(text[prev_end - 1], text[s])):
                         out.append(" ")
                 out.append(text[s:e])
                 prev_end = e
@@ -330,6 +330,12 @@ def _separator(gap: bytes, gap_kind: int, strongest: int) -> bytes:
         return gap
     indent = gap[gap.rfind(b"\n") + 1 :] if b"\n" in gap else b""
     return GAP_TEXT[Gap(strongest)].encode() + indent
+
+
+def _glues(left: str, right: str) -> bool:
+    """Would two kept pieces with CJK text dropped between them run together into one number or
+    word ("2017年3月5日" -> "201735", "Queen，简称DQ" -> "QueenDQ")? Then a space goes between."""
+    return left.isascii() and right.isascii() and left.isalnum() and right.isalnum()
 
 
 def _ends_with_newline(f: BinaryIO, size: int) -> bool:

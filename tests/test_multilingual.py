@@ -121,6 +121,18 @@ def test_other_languages_go_to_the_multilingual_model_without_a_flag(text, code)
 
 
 @needs_multilingual
+def test_numbers_and_latin_words_with_chinese_dropped_between_do_not_run_together():
+    import re
+
+    text = ("冰雪皇后（Dairy Queen，简称DQ）是一家连锁霜淇淋餐厅。2013年12月26日，台湾门市开业；"
+            "2017年3月5日最后一家店结束经营后，品牌正式撤出台湾市场，此后再没有回来。")
+    out = compress(text, "extract", ratio=0.33).text
+    source_numbers = set(re.findall(r"\d+", text))
+    assert set(re.findall(r"\d+", out)) <= source_numbers, out  # no "201735" from "2017年3月5日"
+    assert not re.search(r"Queen(?:DQ|简)", out) or "简称" in out, out
+
+
+@needs_multilingual
 def test_english_keeps_the_english_model_and_can_be_forced_either_way():
     res = compress(ENGLISH, "extract", ratio=0.5)
     assert res.report.language == "en" and res.report.model.startswith("extract-minilm")
