@@ -43,6 +43,7 @@ from ..chunking import Chunk, chunk_units
 from ..context import Context, Request
 from ..errors import ModelError
 from ..guard import Facts, check, facts_of
+from ..nospace import NOSPACE_SCRIPT
 from ..runtime.cache import CompletionCache
 from ..runtime.embed import embedder
 from ..runtime.endpoint import EndpointError, EndpointGenerator
@@ -76,7 +77,6 @@ RETRY = ("That rewrite {problems}. Write it again in at most {words} words, with
 CONNECTIVES = tuple("""and or but not no the a an of in on at to for from by with as is are was were be been it its
 they their this that these which who also than then so after before while when said has have had""".split())
 _GWORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
-_NOSPACE = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
 
 
 @dataclass
@@ -281,7 +281,7 @@ class Rewrite(Compressor):
         limit = int(budget * 1.5) + 16
         mode = self.settings["constrain"] if not self.settings["endpoint"] else "off"  # a llama.cpp feature
         extra = None
-        if mode != "off" and not _NOSPACE.search(chunk.text):
+        if mode != "off" and not NOSPACE_SCRIPT.search(chunk.text):
             items = ordered_items(chunk.text, facts) if mode == "items" else []
             filled = sum(len(i.split()) for i in items)
             if filled > DENSE * words:
