@@ -25,22 +25,23 @@ def normalize(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
+def _spaced(text: str) -> str:
+    """`normalize` with every punctuation mark (ASCII's too) made a space instead of deleted, and
+    each character of a script without spaces set apart: the words of `answer_retained`."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = "".join(" " if c in string.punctuation or unicodedata.category(c).startswith("P") else c for c in text)
+    return " ".join(_NOSPACE_CHAR.sub(r" \1 ", _ARTICLES.sub(" ", text)).split())
+
+
 def answer_retained(compressed: str, answers: Sequence[str]) -> bool:
-    """A normalized gold answer occurs in the normalized compressed context, as whole words; in
-    a script written without spaces (Chinese, Japanese, Thai) as a substring, spaces ignored."""
-    hay = f" {normalize(compressed)} "
-    squeezed = None
-    for a in answers:
-        n = normalize(a)
-        if not n:
-            continue
-        if NOSPACE_SCRIPT.search(n):
-            squeezed = squeezed if squeezed is not None else hay.replace(" ", "")
-            if n.replace(" ", "") in squeezed:
-                return True
-        elif f" {n} " in hay:
-            return True
-    return False
+    """A gold answer occurs in the compressed context as whole words, both normalized as SQuAD
+    does but with punctuation made a space rather than deleted, so an answer counts where it
+    starts after an elision, ends before a possessive or touches a bracket (`université` in
+    `l'université`, `Rollo` in `Rollo's`, `ARAE` in `ARAE（Architects`); deleting it, 7 of 724
+    held-out paragraphs did not keep their answer even uncompressed. Characters of a script
+    written without spaces (Chinese, Japanese, Thai) are words of their own."""
+    hay = f" {_spaced(compressed)} "
+    return any(n and f" {n} " in hay for n in map(_spaced, answers))
 
 
 def _tokens(text: str) -> list[str]:

@@ -22,6 +22,13 @@ def test_squad_style_metrics():
     assert f1("nothing", ["Denver Broncos"]) == 0.0
     assert answer_retained("... the Denver Broncos beat ...", ["denver broncos"])
     assert not answer_retained("Denverbroncos", ["Denver Broncos"])
+    # punctuation parts words: an elision, a possessive, a full-width bracket, a number before 。
+    assert answer_retained("située à l'université normale de Shanghai", ["université normale"])
+    assert answer_retained("Rollo's men", ["Rollo"])
+    assert answer_retained("代替ルートとして、ARAE（Architects", ["ARAE"])
+    assert answer_retained("佔世界機車數量的約58%。", ["58%"])
+    assert not answer_retained("à l'université", ["luniversité normale"])
+    assert answer_retained("北京大学", ["北京 大学"]) and not answer_retained("北京的大学", ["北京大学"])
     lo, hi = bootstrap_ci([0, 1, 1, 0, 1, 1, 1, 0])
     assert lo <= 0.625 <= hi and 0 <= lo < hi <= 1
 
