@@ -153,6 +153,26 @@ def test_eval_checkpoint_measures_again_what_other_weights_made(tmp_path):
     assert {r["method_id"] for r in rows} == {"truncate v2", None}
 
 
+def test_eval_checkpoint_measures_again_what_older_metrics_computed(tmp_path):
+    from promptzip.metrics import VERSION
+
+    data = _dataset(tmp_path)
+    out = tmp_path / "out"
+    args = ["eval", str(data), "--methods", "truncate", "--ratios", "0.5", "--out", str(out),
+            "--no-reader", "--no-embed"]
+    assert runner.invoke(app, args).exit_code == 0
+    path = out / "rows.jsonl"
+    recs = [json.loads(line) for line in path.read_text().splitlines()]
+    assert {r["metrics"] for r in recs} == {VERSION}
+    recs[0]["metrics"] = None  # the first item's original, computed before answer_retained changed
+    recs[0]["answer_retained"] = 0.0
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    again = runner.invoke(app, args)
+    assert "reusing 3 of 4 rows" in again.stderr
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert all(r["answer_retained"] == 1.0 for r in rows if r["method"] == "original")
+
+
 def test_noquery_mode_withholds_the_question(tmp_path):
     from promptzip.eval.data import EvalItem
     from promptzip.eval.run import compress_with

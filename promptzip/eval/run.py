@@ -23,6 +23,7 @@ from ..fidelity import FidelityTracker
 from ..fileutil import read_jsonl
 from ..guard import facts_of, retention
 from ..latent.runtime import runtime
+from ..metrics import VERSION as METRICS_VERSION
 from ..metrics import (
     answer_retained,
     bootstrap_ci,
@@ -79,6 +80,7 @@ class Row:
     invented_numbers: int | None = None  # distinct numbers in the output that the input lacks
     precision: float | None = None  # `latent`: 1 - character edit distance of the reconstruction
     method_id: str | None = None  # what made the row (`method_identity`); None in rows of older runs
+    metrics: int | None = None  # `metrics.VERSION` its figures were computed with; another one is measured again
 
 
 def _fidelity(original: str, compressed: str) -> tuple[float | None, float | None]:
@@ -138,8 +140,10 @@ def method_identity(method: str) -> str | None:
 
 def made(row: Row, made_by: dict[str, str | None]) -> bool:
     """Was this row made by what would make it now (`made_by`: method -> `method_identity`)?
-    Rows of older runs (no method_id) are trusted."""
-    return row.method in made_by and row.method_id in (None, made_by[row.method])
+    Rows of older runs (no method_id) are trusted; rows whose figures an older `metrics.VERSION`
+    computed are not."""
+    return (row.method in made_by and row.method_id in (None, made_by[row.method])
+            and row.metrics == METRICS_VERSION)
 
 
 class Checkpoint:
@@ -189,7 +193,8 @@ class Checkpoint:
         """How many rows a run over these items, ratios and methods (method -> `method_identity`)
         takes as they are."""
         ids, wanted = {it.id for it in items}, set(ratios)
-        return sum(r.item in ids and (r.method == "original" or (r.target_ratio in wanted and made(r, made_by)))
+        return sum(r.item in ids and (r.metrics == METRICS_VERSION if r.method == "original"
+                                      else r.target_ratio in wanted and made(r, made_by))
                    for r in self.rows.values())
 
     def add(self, row: Row) -> None:
@@ -237,6 +242,7 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
         gold = item.answers[0] if item.answers else None
         scored = item.style == "span"  # a worked-out number has no single gold continuation to score
         orig = ckpt.get(item.id, "original", 1.0)
+        orig = orig if orig is None or orig.metrics == METRICS_VERSION else None
         if not measure:
             rows += [r for r in [orig] + [reusable(item.id, m, r) for m in methods for r in ratios] if r]
             continue
@@ -245,7 +251,7 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
             orig = Row(item.id, "original", 1.0, 1.0, n_in, n_in, 0.0, 0.0,
                        answer_retained=float(answer_retained(item.context, item.answers)) if item.kind == "qa" else None,
                        numbers_kept=1.0, names_kept=1.0, entities_kept=1.0, invented_numbers=0, embed_sim=1.0 if embedder else None, ll_answer=base_ll,
-                       ll_delta=0.0 if base_ll is not None else None)
+                       ll_delta=0.0 if base_ll is not None else None, metrics=METRICS_VERSION)
             if item.kind == "document":
                 orig.structure_kept = 1.0
             if reader and generate and item.kind == "qa":
@@ -281,7 +287,7 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
                     n_out = counter.count(text)
                     row = Row(item.id, method, ratio, n_out / n_in if n_in else 1.0, n_in, n_out, secs,
                               n_in / secs if secs > 0 else 0.0)
-                row.method_id = made_by[method]
+                row.method_id, row.metrics = made_by[method], METRICS_VERSION
                 row.numbers_kept, row.names_kept = _fidelity(item.context, text)
                 guard = retention([facts_of(item.context)], [text])
                 row.entities_kept, row.invented_numbers = guard["names_kept"], guard["invented_numbers"]
