@@ -215,6 +215,14 @@ def test_a_training_run_resumes_where_it_stopped(tmp_path):
     evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
     assert [e["step"] for e in evals] == [1, 2, 2]  # the last step of each call; QA rows once asked for
     assert 0.0 <= evals[2]["f1"] <= 1.0 and evals[2]["task"] == "qa"
+    # a fresh run for 4x and 8x warm-started from it (lr 0: what it started from is what it saved):
+    # the 8 new memory tokens are evenly spaced ones of the 16
+    wider = tmp_path / "wider"
+    fit(wider, 1, LatentConfig(readout="soft", encoder="smollm2", decoder_lora=4, ks=(16, 8)),
+        **{**kw, "lr": 0.0}, init_from=run)
+    third = load_file(str(wider / "adapter.safetensors"))
+    assert np.array_equal(third["memory.8"], second["memory.16"][[0, 2, 4, 6, 9, 11, 13, 15]])
+    assert np.array_equal(third["lin.weight"], second["lin.weight"])
 
 
 def torch_equal(a, b) -> bool:

@@ -285,6 +285,20 @@ def fit(run: Path, steps: int, cfg: LatentConfig | None = None, batch: int = 8, 
         with torch.no_grad():
             for n in set(params) & set(given):
                 params[n].copy_(given[n])
+            # memory tokens of a rate the source lacks (8 of 64 from a 16-of-64 run): evenly spaced
+            # rows of the source's nearest larger set, so the new rate starts where the old one reads
+            sized: dict[str, list[int]] = {}  # group -> the Ks the source has (memory.16: memory -> [16])
+            for m in given:
+                group, _, k = m.rpartition(".")
+                if k.isdigit():
+                    sized.setdefault(group, []).append(int(k))
+            for n in sorted(set(params) - set(given)):
+                group, _, k = n.rpartition(".")
+                larger = sorted(x for x in sized.get(group, []) if k.isdigit() and x > int(k))
+                if larger:
+                    src = given[f"{group}.{larger[0]}"]
+                    params[n].copy_(src[torch.linspace(0, len(src) - 1, int(k)).round().long()])
+                    log(f"{n} starts from {k} evenly spaced rows of {group}.{larger[0]}")
         log(f"started from {init_from}: {len(set(params) & set(given))} of {len(params)} tensors")
     texts = [t for rel in TRAIN_FILES for t in read_texts(rel, train_limit)]
     data = chunk_ids(ltok, texts, cfg.chunk_tokens)
