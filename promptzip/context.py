@@ -264,6 +264,7 @@ class Context:
         t = self.table
         reader = RangeReader(self.doc.file)
         last_kept = -2
+        last_whole, last_byte = False, b""
         strongest = 0
         wrote = False
         prev_end = 0
@@ -283,12 +284,16 @@ class Context:
                     sep = gap_bytes
                 else:
                     sep = _separator(gap_bytes, gap, strongest)
-                data = body(i, reader.get(start, end), sep)
+                raw = reader.get(start, end)
+                data = body(i, raw, sep)
                 if not data:
                     continue
+                if wrote and not sep and _glues(last_byte, data[:1]) and not (
+                        last_kept == i - 1 and last_whole and raw[:1] == data[:1]):
+                    sep = b" "  # units of CJK text with no space between, the text between them dropped
                 self.sink.write(sep + data)
                 wrote = True
-                last_kept = i
+                last_kept, last_whole, last_byte = i, data == raw, data[-1:]
                 strongest = 0
         if wrote and self.doc.size and _ends_with_newline(self.doc.file, self.doc.size):
             self.sink.write(b"\n")
@@ -332,10 +337,10 @@ def _separator(gap: bytes, gap_kind: int, strongest: int) -> bytes:
     return GAP_TEXT[Gap(strongest)].encode() + indent
 
 
-def _glues(left: str, right: str) -> bool:
+def _glues(left: str | bytes, right: str | bytes) -> bool:
     """Would two kept pieces with CJK text dropped between them run together into one number or
     word ("2017年3月5日" -> "201735", "Queen，简称DQ" -> "QueenDQ")? Then a space goes between."""
-    return left.isascii() and right.isascii() and left.isalnum() and right.isalnum()
+    return bool(left) and bool(right) and left.isascii() and right.isascii() and left.isalnum() and right.isalnum()
 
 
 def _ends_with_newline(f: BinaryIO, size: int) -> bool:

@@ -186,3 +186,35 @@ def test_every_bounded_parameter_rejects_values_outside_its_range():
         for bad in ([lo - 1] if lo is not None else []) + ([hi + 1] if hi is not None else []):
             with pytest.raises(UsageError, match=f"parameter {p.name} must be"):
                 cls(**{p.name: bad})
+
+
+def test_kept_numbers_of_cjk_sentences_do_not_run_together():
+    """Only the numbers of Chinese text kept, sentence units joined with nothing between them:
+    a space goes between `18` (end of one sentence) and `2009` (start of the next)."""
+    import re
+
+    from promptzip.compressors import methods
+    from promptzip.compressors.base import Compressor
+    from promptzip.context import WORD_KINDS
+    from promptzip.segment import word_pieces_flagged
+
+    class NumbersOnly(Compressor):
+        name = "numbers-only"
+        description = "test"
+
+        def compress(self, ctx):
+            keep, starts, cuts = [], [0], []
+            for i, text in enumerate(ctx.unit_texts()):
+                pieces = word_pieces_flagged(text) if ctx.table.kind[i] in WORD_KINDS else [(0, len(text), True)]
+                keep += [text[s:e].isdigit() for s, e, _ in pieces]
+                cuts += [(s, e) for s, e, _ in pieces]
+                starts.append(len(keep))
+            ctx.emit_words(np.asarray(keep, dtype=bool), np.asarray(starts), np.asarray(cuts).reshape(-1, 2))
+
+    text = "他在那个赛季攻入18个联赛入球。2009年8月3日他转会英超。第三句话里有25个字吗？12月份再说。"
+    methods()["numbers-only"] = NumbersOnly
+    try:
+        out = promptzip.compress(text, method="numbers-only").text
+    finally:
+        del methods()["numbers-only"]
+    assert re.findall(r"\d+", out) == ["18", "2009", "8", "3", "25", "12"], out
