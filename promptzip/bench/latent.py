@@ -19,7 +19,8 @@ REFINE_STEPS = 200
 
 def bench_latent() -> str:
     """The shipped latent encoder: held-out learning curve (models/latent-smollm2/eval.jsonl),
-    held-out reconstruction at 4x in one pass and polished by refinement (needs ../shared),
+    held-out reconstruction in one pass at every trained rate and polished by refinement at the
+    first (needs ../shared),
     speed on the demo document, and `ask` F1 (needs ../shared)."""
     # heavy (torch): latent.train imports it at module level, latent.fidelity through it
     from ..latent.fidelity import measure
@@ -36,21 +37,23 @@ def bench_latent() -> str:
                      f"{e['token_em']:.3f} |")
     text = (ROOT / "corpora" / "demo" / "incident-report.md").read_text(encoding="utf-8")
     rt.encode(text[:500], rate)  # warm up: weights, tokenizer, first forward pass
-    held = ["| latents from | refinement steps at most | chunks | precision | token exact match | exact chunks | "
+    held = ["| rate | latents from | refinement steps at most | chunks | precision | token exact match | exact chunks | "
             "mean steps taken | median final loss | encode tokens/s | decode tokens/s |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     shared_text = (SHARED / "text").is_dir()
     if shared_text:
         chunks = held_out(rt.lm[0], rt.chunk_tokens, 16)
-        for init, refine, n in (("encoder", 0, 16), ("encoder", REFINE_STEPS, 8), ("mean", REFINE_STEPS, 4)):
-            r = measure(rt, chunks[:n], rate, refine, init)
+        runs = [(rate, "encoder", 0, 16), (rate, "encoder", REFINE_STEPS, 8), (rate, "mean", REFINE_STEPS, 4)]
+        runs[1:1] = [(other, "encoder", 0, 16) for other in rt.rates[1:]]  # every other trained rate, one pass
+        for at, init, refine, n in runs:
+            r = measure(rt, chunks[:n], at, refine, init)
             loss = "" if r["final_loss_median"] is None else f"{r['final_loss_median']:.3f}"
-            held.append(f"| {'the encoder (one pass)' if init == 'encoder' else 'mean token embeddings'} | {refine} | "
+            held.append(f"| {at}x | {'the encoder (one pass)' if init == 'encoder' else 'mean token embeddings'} | {refine} | "
                         f"{r['chunks']} | {r['precision']:.3f} | {r['token_em']:.3f} | {r['exact_chunks']} | "
                         f"{r['steps_mean']:.1f} | {loss} | {r['encode_tokens_per_s']:,.1f} | "
                         f"{r['decode_tokens_per_s']:.1f} |")
     else:
-        held.append("| (../shared/corpora/text is absent: not measured) | | | | | | | | | |")
+        held.append("| | (../shared/corpora/text is absent: not measured) | | | | | | | | | |")
     speed = ["| document | decoder tokens | latents | encode s | encode tokens/s | decode s (first 2 chunks) | "
              "decoded tokens/s |", "|---|---:|---:|---:|---:|---:|---:|"]
     for label, doc in (("corpora/demo/incident-report.md", text), ("the same, 4 times over", "\n\n".join([text] * 4))):
@@ -69,7 +72,7 @@ def bench_latent() -> str:
         "Held-out reconstruction (WikiText-2 test chunks of 64 SmolLM2 tokens, never trained on): precision = "
         "1 - character edit distance / length (C3's decoding precision); token exact match = share of "
         "positions where the greedy reconstruction has the original token.", "",
-        f"### Held-out reconstruction at {rate}x", "",
+        "### Held-out reconstruction", "",
         "`python -m promptzip.latent.fidelity`'s measure: latents from the encoder in one pass (what `compress -m "
         f"latent` does) or polished by refinement (`-p refine={REFINE_STEPS}`, stopping at loss 0.05), from the "
         "encoder's latents or from the mean token embeddings; then `promptzip decode`'s greedy path. Encode "

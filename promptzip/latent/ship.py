@@ -36,6 +36,12 @@ def ship(run: Path, dest: Path) -> Path:
         "phases": state.get("phases", []),  # each resume's learning rate, QA share and command, from its first step
         "steps": state["step"], "cpu_hours": round(float(state.get("seconds", 0.0)) / 3600, 3),
     }
+    source = Path(state["init_from"]) / "state.json" if state.get("init_from") else None
+    if source is not None and source.is_file():  # a warm start: the run it started from counts too
+        before = json.loads(source.read_text(encoding="utf-8"))
+        manifest["started_from"] = {"run": state["init_from"], "steps": before["step"], "config": before["config"],
+                                    "cpu_hours": round(float(before.get("seconds", 0.0)) / 3600, 3),
+                                    "phases": before.get("phases", [])}
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return dest
 
