@@ -43,6 +43,7 @@ from pathlib import Path
 
 from ..config import home
 from ..mdsections import md_sections
+from ..metrics import VERSION as METRICS_VERSION
 from . import (
     extract,
     fidelity,
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(extract.forward_only(args.forward_only)))
         return
     sections = args.sections.split(",")
-    stamp = f"Machine: {machine()}. Date: {dt.date.today().isoformat()}."
+    stamp = f"Machine: {machine()}. Date: {dt.date.today().isoformat()}. Metrics v{METRICS_VERSION}."
     existing = md_sections(args.out.read_text(encoding="utf-8")) if args.out.exists() else {}
     only = [d for d in args.datasets.split(",") if d]
     jobs = [  # (section, title in BENCHMARKS.md, what it measures, the measurement)
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         ("fidelity", "Fidelity", "fidelity (promptzip eval)",
          lambda: fidelity.bench_fidelity(args.work, args.methods, only, args.measured_only)),
     ]
-    timed = ("pipeline", "extract", "serve", "scaleout", "latent")  # sections with timings: training runs hold meanwhile
+    timed = ("pipeline", "extract", "serve", "scaleout", "latent", "languages", "rewrite")  # sections with timings: training runs hold meanwhile
     for name, title, what, measure in jobs:
         if name in sections:
             print(f"bench: {what} ...", file=sys.stderr)
@@ -128,7 +129,11 @@ def main(argv: list[str] | None = None) -> None:
             existing[title] = f"\n{stamp}\n\n{text}\n\n"
     head = ["# Benchmarks", "",
             "Written by `make bench` (`python -m promptzip.bench`); numbers are measured, never edited.",
-            "Each section names the machine and date it was measured on.", ""]
+            "Each section names the machine and date it was measured on, and the version of the metrics "
+            "(`promptzip.metrics.VERSION`). Answer kept changed in v2: punctuation makes a space instead of "
+            "being deleted (SQuAD's way), so an answer after an elision or before a possessive counts; sections "
+            "without a version were measured with v1 (on the Languages rows, 7 of 724 paragraphs then did not keep "
+            "their answer even uncompressed).", ""]
     body = [f"## {title}\n{text.rstrip()}\n" for title, text in existing.items()]
     args.out.write_text("\n".join(head) + "\n" + "\n".join(body), encoding="utf-8")
     print(f"bench: wrote {args.out}", file=sys.stderr)
