@@ -130,14 +130,19 @@ def test_eval_checkpoint_reuses_rows(tmp_path):
     assert "reusing" not in fresh.stderr
 
 
-def test_eval_checkpoint_measures_again_what_other_weights_made(tmp_path):
+def _checkpointed_truncate_run(tmp_path):
+    """(eval arguments, out folder, rows.jsonl, its records) of one truncate run at 0.5."""
     data = _dataset(tmp_path)
     out = tmp_path / "out"
     args = ["eval", str(data), "--methods", "truncate", "--ratios", "0.5", "--out", str(out),
             "--no-reader", "--no-embed"]
     assert runner.invoke(app, args).exit_code == 0
     path = out / "rows.jsonl"
-    recs = [json.loads(line) for line in path.read_text().splitlines()]
+    return args, out, path, [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_eval_checkpoint_measures_again_what_other_weights_made(tmp_path):
+    args, out, path, recs = _checkpointed_truncate_run(tmp_path)
     made = [r for r in recs if r["method"] == "truncate"]
     assert made and all(r["method_id"] == "truncate v2" for r in made)
     for r in recs:  # as if an older model had made one row, and an older run (no id) the other
@@ -156,13 +161,7 @@ def test_eval_checkpoint_measures_again_what_other_weights_made(tmp_path):
 def test_eval_checkpoint_measures_again_what_older_metrics_computed(tmp_path):
     from promptzip.metrics import VERSION
 
-    data = _dataset(tmp_path)
-    out = tmp_path / "out"
-    args = ["eval", str(data), "--methods", "truncate", "--ratios", "0.5", "--out", str(out),
-            "--no-reader", "--no-embed"]
-    assert runner.invoke(app, args).exit_code == 0
-    path = out / "rows.jsonl"
-    recs = [json.loads(line) for line in path.read_text().splitlines()]
+    args, out, path, recs = _checkpointed_truncate_run(tmp_path)
     assert {r["metrics"] for r in recs} == {VERSION}
     recs[0]["metrics"] = None  # the first item's original, computed before answer_retained changed
     recs[0]["answer_retained"] = 0.0

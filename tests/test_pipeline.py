@@ -142,32 +142,39 @@ def test_target_tokens_is_a_hard_cap(text, method, target):
     assert is_subsequence(res.text, text)
 
 
-def test_word_level_emission_is_a_subsequence(demo_text):
-    """emit_words with every other word dropped keeps blocks whole and words in order."""
+def _compress_keeping_words(text: str, keep) -> str:
+    """`text` through a word-level compressor that keeps every block and the words that
+    `keep(n, word, flagged)` picks (n: the word's index in its unit; flagged: `word_pieces_flagged`'s
+    must-keep flag)."""
+    from promptzip.compressors import methods
     from promptzip.compressors.base import Compressor
     from promptzip.context import WORD_KINDS
     from promptzip.segment import word_pieces_flagged
 
-    class EveryOther(Compressor):
-        name = "every-other"
+    class Picked(Compressor):
+        name = "picked-words"
         description = "test"
 
         def compress(self, ctx):
-            keep, starts, cuts = [], [0], []
-            for i, text in enumerate(ctx.unit_texts()):
-                pieces = word_pieces_flagged(text) if ctx.table.kind[i] in WORD_KINDS else [(0, len(text), True)]
-                keep += [p[2] or n % 2 == 0 for n, p in enumerate(pieces)]
+            kept, starts, cuts = [], [0], []
+            for i, unit in enumerate(ctx.unit_texts()):
+                words = ctx.table.kind[i] in WORD_KINDS
+                pieces = word_pieces_flagged(unit) if words else [(0, len(unit), True)]
+                kept += [not words or keep(n, unit[s:e], f) for n, (s, e, f) in enumerate(pieces)]
                 cuts += [(s, e) for s, e, _ in pieces]
-                starts.append(len(keep))
-            ctx.emit_words(np.asarray(keep, dtype=bool), np.asarray(starts), np.asarray(cuts).reshape(-1, 2))
+                starts.append(len(kept))
+            ctx.emit_words(np.asarray(kept, dtype=bool), np.asarray(starts), np.asarray(cuts).reshape(-1, 2))
 
-    from promptzip.compressors import methods
-
-    methods()["every-other"] = EveryOther
+    methods()["picked-words"] = Picked
     try:
-        out = promptzip.compress(demo_text, method="every-other").text
+        return promptzip.compress(text, method="picked-words").text
     finally:
-        del methods()["every-other"]
+        del methods()["picked-words"]
+
+
+def test_word_level_emission_is_a_subsequence(demo_text):
+    """emit_words with every other word dropped keeps blocks whole and words in order."""
+    out = _compress_keeping_words(demo_text, lambda n, word, flagged: flagged or n % 2 == 0)
     assert is_subsequence(out, demo_text)
     assert "```python\nfrom payments_client" in out and "| p99 latency | 310 ms | 2.4 s |" in out
     assert "4.12.0" in out and "https://git.example.internal/platform/loadtest" in out
@@ -193,28 +200,6 @@ def test_kept_numbers_of_cjk_sentences_do_not_run_together():
     a space goes between `18` (end of one sentence) and `2009` (start of the next)."""
     import re
 
-    from promptzip.compressors import methods
-    from promptzip.compressors.base import Compressor
-    from promptzip.context import WORD_KINDS
-    from promptzip.segment import word_pieces_flagged
-
-    class NumbersOnly(Compressor):
-        name = "numbers-only"
-        description = "test"
-
-        def compress(self, ctx):
-            keep, starts, cuts = [], [0], []
-            for i, text in enumerate(ctx.unit_texts()):
-                pieces = word_pieces_flagged(text) if ctx.table.kind[i] in WORD_KINDS else [(0, len(text), True)]
-                keep += [text[s:e].isdigit() for s, e, _ in pieces]
-                cuts += [(s, e) for s, e, _ in pieces]
-                starts.append(len(keep))
-            ctx.emit_words(np.asarray(keep, dtype=bool), np.asarray(starts), np.asarray(cuts).reshape(-1, 2))
-
     text = "他在那个赛季攻入18个联赛入球。2009年8月3日他转会英超。第三句话里有25个字吗？12月份再说。"
-    methods()["numbers-only"] = NumbersOnly
-    try:
-        out = promptzip.compress(text, method="numbers-only").text
-    finally:
-        del methods()["numbers-only"]
+    out = _compress_keeping_words(text, lambda n, word, flagged: word.isdigit())
     assert re.findall(r"\d+", out) == ["18", "2009", "8", "3", "25", "12"], out
