@@ -21,7 +21,7 @@ import numpy as np
 from .errors import UsageError
 from .fidelity import FidelityTracker
 from .nospace import NOSPACE_SCRIPT
-from .segment import GAP_TEXT, Gap, Kind, Unit, word_pieces
+from .segment import GAP_TEXT, Gap, Kind, Unit, protected_spans, word_pieces
 from .source import Document, PieceSplitter, RangeReader
 from .tokens import TokenCounter
 
@@ -172,6 +172,7 @@ class Context:
     progress: Progress | None = None
     warnings: list[str] = field(default_factory=list)
     kept: np.ndarray | None = None  # set by emit(): which units reached the output whole
+    spans_kept: int | None = None  # set by emit_words(): protected spans written whole, thinned units' too
     model: str | None = None  # set by methods that run a model, for the report
     model_sha256: str | None = None
     language: str | None = None  # set by methods that choose their model by the document's language
@@ -226,11 +227,16 @@ class Context:
         kept_pieces = pieces[word_keep]
         kept_at = np.concatenate(([0], np.cumsum(kept_words))).tolist()
         whole_l, thin = whole.tolist(), np.isin(kinds, list(WORD_KINDS)).tolist()
+        spans_l = self.table.spans.tolist()
+        self.spans_kept = 0
 
         def body(i: int, raw: bytes, sep: bytes) -> bytes:
             if whole_l[i] or not thin[i]:
+                self.spans_kept += spans_l[i]
                 return raw
             text = raw.decode("utf-8")
+            if spans_l[i]:
+                self.spans_kept += min(spans_l[i], _spans_written(text, kept_pieces[kept_at[i]:kept_at[i + 1]]))
             out, prev_end = [], None
             for s, e in kept_pieces[kept_at[i]:kept_at[i + 1]].tolist():
                 if prev_end is not None:
@@ -335,6 +341,17 @@ def _separator(gap: bytes, gap_kind: int, strongest: int) -> bytes:
         return gap
     indent = gap[gap.rfind(b"\n") + 1 :] if b"\n" in gap else b""
     return GAP_TEXT[Gap(strongest)].encode() + indent
+
+
+def _spans_written(text: str, kept: np.ndarray) -> int:
+    """How many of `text`'s protected spans (numbers with units, code, URLs) the kept word
+    pieces `kept` ((start, end) rows) cover whole."""
+    covered = np.zeros(len(text) + 1, dtype=np.int32)
+    for s, e in kept.tolist():
+        covered[s] += 1
+        covered[e] -= 1
+    on = np.cumsum(covered)[:-1] > 0
+    return sum(bool(on[s:e][[not c.isspace() for c in text[s:e]]].all()) for s, e in protected_spans(text))
 
 
 def _glues(left: str | bytes, right: str | bytes) -> bool:

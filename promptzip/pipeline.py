@@ -170,7 +170,8 @@ def compress_text(doc: Document, out: BinaryIO, compressor: Compressor, request:
         units=len(table),
         units_kept=int(kept.sum()),
         protected_spans=int(table.spans.sum()),
-        protected_spans_kept=int(table.spans[kept].sum()) if len(table) else 0,
+        protected_spans_kept=(ctx.spans_kept if ctx.spans_kept is not None
+                              else int(table.spans[kept].sum()) if len(table) else 0),
         numbers_in=fid.numbers_in,
         numbers_kept=fid.numbers_kept,
         names_in=fid.names_in,

@@ -142,7 +142,7 @@ def test_target_tokens_is_a_hard_cap(text, method, target):
     assert is_subsequence(res.text, text)
 
 
-def _compress_keeping_words(text: str, keep) -> str:
+def _compress_keeping_words(text: str, keep):
     """`text` through a word-level compressor that keeps every block and the words that
     `keep(n, word, flagged)` picks (n: the word's index in its unit; flagged: `word_pieces_flagged`'s
     must-keep flag)."""
@@ -167,14 +167,14 @@ def _compress_keeping_words(text: str, keep) -> str:
 
     methods()["picked-words"] = Picked
     try:
-        return promptzip.compress(text, method="picked-words").text
+        return promptzip.compress(text, method="picked-words")
     finally:
         del methods()["picked-words"]
 
 
 def test_word_level_emission_is_a_subsequence(demo_text):
     """emit_words with every other word dropped keeps blocks whole and words in order."""
-    out = _compress_keeping_words(demo_text, lambda n, word, flagged: flagged or n % 2 == 0)
+    out = _compress_keeping_words(demo_text, lambda n, word, flagged: flagged or n % 2 == 0).text
     assert is_subsequence(out, demo_text)
     assert "```python\nfrom payments_client" in out and "| p99 latency | 310 ms | 2.4 s |" in out
     assert "4.12.0" in out and "https://git.example.internal/platform/loadtest" in out
@@ -201,5 +201,15 @@ def test_kept_numbers_of_cjk_sentences_do_not_run_together():
     import re
 
     text = "他在那个赛季攻入18个联赛入球。2009年8月3日他转会英超。第三句话里有25个字吗？12月份再说。"
-    out = _compress_keeping_words(text, lambda n, word, flagged: word.isdigit())
+    out = _compress_keeping_words(text, lambda n, word, flagged: word.isdigit()).text
     assert re.findall(r"\d+", out) == ["18", "2009", "8", "3", "25", "12"], out
+
+
+def test_the_report_counts_protected_spans_kept_inside_thinned_sentences():
+    text = ("The council met on Monday and the vote on the new road was held before noon; the road will "
+            "run 5 km past the old mill, and the plans are at https://example.org/road for anyone.")
+    res = promptzip.compress(text, method="extract", ratio=0.33)
+    assert res.report.protected_spans == 2 and res.report.protected_spans_kept == 2, res.text
+    first_words = _compress_keeping_words(text, lambda n, word, flagged: n < 3)
+    assert first_words.text.strip() == "The council met"
+    assert first_words.report.protected_spans_kept == 0
