@@ -121,6 +121,27 @@ def test_other_languages_go_to_the_multilingual_model_without_a_flag(text, code)
 
 
 @needs_multilingual
+def test_chinese_punctuation_goes_with_its_word():
+    """With a question, a mark alone is kept only beside the word it touches (an opening one
+    before its word, any other after); without one, marks alone are left out."""
+    import re
+
+    text = ("冰雪皇后（Dairy Queen，简称DQ）是一家连锁霜淇淋餐厅，总部位于美国明尼苏达州。2013年12月26日，"
+            "台湾第一家门市在台北开业；2017年3月5日最后一家店结束经营后，品牌正式撤出台湾市场。")
+    marks = "，。、；：！？（）「」"
+    opening = "（「"
+    out = compress(text, "extract", ratio=0.33, query="冰雪皇后什么时候退出台湾市场？").text.strip()
+    assert out
+    for m in re.finditer(f"[{marks}]", out):
+        i = m.start()
+        if m.group() in opening:
+            assert i + 1 < len(out) and out[i + 1] not in marks + " ", out
+        else:
+            assert i and out[i - 1] not in " " and not (out[i - 1] in marks and out[i - 1] in opening), out
+    assert not re.search(f"[{marks}]", compress(text, "extract", ratio=0.33).text)
+
+
+@needs_multilingual
 def test_numbers_and_latin_words_with_chinese_dropped_between_do_not_run_together():
     import re
 

@@ -225,13 +225,14 @@ class Extract(Compressor):
                    "for other languages, chosen per document; fast, query-aware.")
     query_aware = True
     refits = True
-    version = "10"  # 2: phrase-aware scores; 3: numbers scored with a query; 4: question words damped;
+    version = "11"  # 2: phrase-aware scores; 3: numbers scored with a query; 4: question words damped;
     # 5: windows overlap by 4 subwords (was 8); 6: articles last, punctuation dropped without a query,
     # words ranked by probability / tokens^0.25; 7: --ratio refitted on the measured output, CJK
     # text and words over 64 characters cut into pieces, LaTeX quotes are not inline code; 8: a giant
     # word of at most 256 characters is kept or dropped whole, a longer one's pieces spaced apart;
     # 9: `phrases` retired (names, dates and quantities no longer kept or dropped as one item); 10: kept
-    # numbers or Latin words of CJK sentences with the text between them dropped get a space
+    # numbers or Latin words of CJK sentences with the text between them dropped get a space; 11:
+    # punctuation alone (CJK text) is kept with its word, not for its own score, and dropped without a query
     retired = {"phrases": "version 9: keeping a name, date or quantity whole moved neither the answer kept "
                "nor the readers' scores on SQuAD, so it was removed; the extract model card has the figures"}
     params = (
@@ -326,6 +327,8 @@ class Extract(Compressor):
             punctuation = "keep" if ctx.request.query else "drop"
         if punctuation != "keep":
             w.trim_punctuation(sentence_ends=punctuation == "ends")
+        elif budgeted:  # a mark alone (CJK text) goes with its word, not for its own score
+            s = np.where(w.glue_punctuation(), 0.0, s)
         if not budgeted:
             group, item_scores = phrase_groups(w, s, giants)
             keep = item_scores >= self.settings["threshold"]

@@ -11,6 +11,7 @@ short lines that recur verbatim (`Let's think step by step`, `-----`), kept whol
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
@@ -46,6 +47,7 @@ class Words:
     number: np.ndarray  # bool per word: must be kept only because it holds a number
     shown: list[str] | None = None  # what each word writes when it differs from `words` (trimmed)
     blank: np.ndarray | None = None  # bool per word: trimmed to nothing, so never kept
+    follows: np.ndarray | None = None  # per word: punctuation alone written with the word before (-1) or after (+1) it
 
     @cached_property
     def giants(self) -> list[tuple[int, int]]:
@@ -66,6 +68,36 @@ class Words:
         costs = np.fromiter((count[w] for w in words), dtype=np.int64, count=len(words))
         costs[self.block] = ctx.table.tokens[self.unit_of[self.block]]
         return costs
+
+    def glue_punctuation(self) -> np.ndarray:
+        """Punctuation alone, touching a word of its unit (Chinese and Japanese text: `，` `。` `「`),
+        is kept with that word rather than chosen for itself: an opening mark with the word after
+        it, any other with the word before. Sets `follows`; returns the mask of such words. (With
+        spaces between words a mark is part of its word, as in `(Norman:`, and this never applies.)"""
+        n = len(self.words)
+        follows = np.zeros(n, dtype=np.int8)
+        sp, unit = self.spans, self.unit_of
+        for i, word in enumerate(self.words):
+            if not all(c in _EDGE or unicodedata.category(c).startswith("P") for c in word) or self.block[i]:
+                continue
+            opening = unicodedata.category(word[0]) in ("Ps", "Pi")
+            if opening and i + 1 < n and unit[i + 1] == unit[i] and sp[i + 1, 0] == sp[i, 1]:
+                follows[i] = 1
+            elif not opening and i and unit[i - 1] == unit[i] and sp[i - 1, 1] == sp[i, 0]:
+                follows[i] = -1
+        self.follows = follows if follows.any() else None
+        return follows != 0
+
+    def attach(self, keep: np.ndarray) -> np.ndarray:
+        """`keep` with each `follows` word kept exactly when its word is (`」。` after a kept word: both)."""
+        if self.follows is None:
+            return keep
+        out = keep.copy()
+        for i in np.flatnonzero(self.follows < 0).tolist():  # left to right: a run of closing marks
+            out[i] = out[i - 1]
+        for i in np.flatnonzero(self.follows > 0)[::-1].tolist():  # right to left: a run of opening marks
+            out[i] = out[i + 1]
+        return out
 
     def trim_punctuation(self, sentence_ends: bool) -> None:
         """Words written without the punctuation at their edges (`(Norman:` -> `Norman`): commas,
@@ -211,6 +243,7 @@ def select_words(ctx: Context, w: Words, scores: np.ndarray, rounds: int = 3,
         keep = keep if group is None else keep[group]
         if w.blank is not None:
             keep &= ~w.blank  # a word trimmed to nothing (a unit of them alone would write an empty line)
+        keep = w.attach(keep)
         miss = ctx.measure_words(keep, w.word_start, w.local) - ctx.budget
         if best_miss is None or abs(miss) < abs(best_miss) or (miss <= 0 < best_miss):
             best, best_miss = keep, miss
@@ -220,7 +253,7 @@ def select_words(ctx: Context, w: Words, scores: np.ndarray, rounds: int = 3,
     return best
 
 
-_EDGE = "\"'“”‘’«»‹›()[]{},.;:!?¿¡…"
+_EDGE = "\"'“”‘’«»‹›()[]{},.;:!?¿¡…，。、；：！？（）「」『』【】《》〈〉・،؛؟"
 _TRIM = _EDGE.replace("{}", "")  # braces are markup (LaTeX groups, code), not prose punctuation
 _CLOSING = "\"'”’)]"
 
