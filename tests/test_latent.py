@@ -78,7 +78,14 @@ def test_cli_compress_decode_ask_and_mismatch(tmp_path):
     assert all(1 <= n <= 2 for n in json.loads(lf.header["refine_used"]))
     assert sum(len(x) for x in lf.latents) * 4 >= int(lf.header["original_tokens"])
     res = runner.invoke(app, ["compress", str(src), "-m", "latent", "-o", str(out), "-p", "rate=16"])
-    assert res.exit_code == 2 and "4x" in res.output
+    assert res.exit_code == 2 and "4x or 8x" in res.output
+    eight = tmp_path / "in8.safetensors"  # 8x: half the vectors, and decode reads them
+    res = runner.invoke(app, ["compress", str(src), "-m", "latent", "-o", str(eight), "-p", "rate=8"])
+    assert res.exit_code == 0, res.output
+    lf8 = codec.read(eight)
+    assert lf8.header["rate"] == "8" and sum(len(x) for x in lf8.latents) * 2 == sum(len(x) for x in lf.latents)
+    res = runner.invoke(app, ["decode", str(eight)])
+    assert res.exit_code == 0 and res.output.strip()
     res = runner.invoke(app, ["decode", str(out)])
     assert res.exit_code == 0 and res.output.strip()
     for extra in ([], ["--direct"]):

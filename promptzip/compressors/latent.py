@@ -19,7 +19,7 @@ class Latent(Compressor):
                    "compress -m latent -o FILE, then decode / ask.")
     params = (
         Param("rate", int, 4, "decoder tokens per latent vector (compression rate; the shipped encoder "
-              "is trained for 4)", (4, 8, 16)),
+              "is trained for 4 and 8)", (4, 8, 16)),
         Param("refine", int, REFINE_DEFAULT, "refinement steps at most per chunk after the encoder: the "
               "latents are moved through the decoder until it reproduces the chunk (slow: about "
               "0.5 s per chunk and step on 2 cores; 0 = the encoder's latents as they are)", bounds=(0, None)),

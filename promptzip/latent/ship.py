@@ -19,8 +19,12 @@ from .train import EVAL_FILE, TRAIN_FILES
 def ship(run: Path, dest: Path) -> Path:
     state = json.loads((run / "state.json").read_text(encoding="utf-8"))
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("adapter.safetensors", "state.json", "curve.jsonl", "eval.jsonl"):
+    for name in ("adapter.safetensors", "state.json"):
         shutil.copyfile(run / name, dest / name)
+    for name in ("curve.jsonl", "eval.jsonl"):  # lines of steps after the saved one describe no shipped weights
+        lines = (run / name).read_text(encoding="utf-8").splitlines()
+        kept = [ln for ln in lines if ln and json.loads(ln)["step"] <= state["step"]]
+        (dest / name).write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
     (dest / "config.json").write_text(json.dumps(state["config"], indent=2) + "\n", encoding="utf-8")
     manifest = {
         "name": "latent-smollm2",
