@@ -23,6 +23,7 @@ from ..compressors.rewrite import Rewrite
 from ..eval.chat_reader import local_reader
 from ..eval.data import load_items
 from ..fidelity import numbers_in
+from ..fileutil import read_jsonl
 from ..formats.html import main_text
 from ..guard import facts_of
 from ..metrics import answer_retained, exact_match
@@ -73,8 +74,7 @@ def measure(work: Path, runs=RUNS, sets=SETS) -> list[dict]:
     path = out / "rows.jsonl"
     done = {}
     if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            r = json.loads(line)
+        for r in read_jsonl(path):  # an interrupted run may leave a torn last line
             if r.get("version") == Rewrite.version:
                 done[(r["model"], r["constrain"], r["set"], r["id"], r["ratio"])] = r
     with open(path, "a", encoding="utf-8") as log:
@@ -198,7 +198,7 @@ def bench_rewrite(work: Path, measured_only: bool = False) -> str:
     rows = measure(work) if not measured_only else measure(work, runs=(), sets=())
     if measured_only:
         path = work / "rewrite" / "rows.jsonl"
-        rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()] if path.is_file() else []
+        rows = list(read_jsonl(path)) if path.is_file() else []
         rows = [r for r in rows if r.get("version") == Rewrite.version]
     read_all(rows, work)
     parts = [f"`python -m promptzip.bench --sections rewrite`: `-m rewrite` without an endpoint (the local model "
