@@ -257,14 +257,14 @@ class Context:
 
     def measure_words(self, word_keep: np.ndarray, word_start: np.ndarray, pieces: np.ndarray) -> int:
         """Tokens that `emit_words(word_keep, word_start, pieces)` would write, writing nothing."""
-        real, kept = self.sink, self.kept
+        real, kept, spans_kept = self.sink, self.kept, self.spans_kept
         self.sink = OutputSink(_NullStream(), self.counter, None)
         try:
             self.emit_words(word_keep, word_start, pieces)
             self.sink.close()
             return self.sink.tokens
         finally:
-            self.sink, self.kept = real, kept
+            self.sink, self.kept, self.spans_kept = real, kept, spans_kept
 
     def _write(self, keep: np.ndarray, body) -> None:
         t = self.table

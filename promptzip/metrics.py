@@ -17,23 +17,22 @@ VERSION = 2  # of the figures below; eval measures a checkpointed row again when
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
+_PUNCT_SPACE = str.maketrans(string.punctuation, " " * len(string.punctuation))
 _NOSPACE_CHAR = re.compile(f"({NOSPACE_SCRIPT.pattern})")
 
 
-def normalize(text: str) -> str:
-    """SQuAD's normalization made script-blind: NFKC, lowercase, every Unicode punctuation mark
-    (not only ASCII's: `，。「」«»` too) and English articles removed, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", text).lower().translate(_PUNCT)
+def normalize(text: str, spaced: bool = False) -> str:
+    """SQuAD's normalization made script-blind: NFKC, lowercase, ASCII punctuation deleted and every
+    other Unicode punctuation mark (`，。「」«»`) made a space, English articles removed, whitespace
+    collapsed. `spaced`: ASCII punctuation made a space too (the words of `answer_retained`)."""
+    text = unicodedata.normalize("NFKC", text).lower().translate(_PUNCT_SPACE if spaced else _PUNCT)
     text = "".join(" " if unicodedata.category(c).startswith("P") else c for c in text)
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def _spaced(text: str) -> str:
-    """`normalize` with every punctuation mark (ASCII's too) made a space instead of deleted, and
-    each character of a script without spaces set apart: the words of `answer_retained`."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = "".join(" " if c in string.punctuation or unicodedata.category(c).startswith("P") else c for c in text)
-    return " ".join(_NOSPACE_CHAR.sub(r" \1 ", _ARTICLES.sub(" ", text)).split())
+    """`normalize(text, spaced=True)`, each character of a script without spaces a word of its own."""
+    return " ".join(_tokens(normalize(text, spaced=True)))
 
 
 def answer_retained(compressed: str, answers: Sequence[str]) -> bool:

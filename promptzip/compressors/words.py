@@ -78,7 +78,7 @@ class Words:
         follows = np.zeros(n, dtype=np.int8)
         sp, unit = self.spans, self.unit_of
         for i, word in enumerate(self.words):
-            if not all(c in _EDGE or unicodedata.category(c).startswith("P") for c in word) or self.block[i]:
+            if self.block[i] or not all(unicodedata.category(c)[0] == "P" for c in word):
                 continue
             opening = unicodedata.category(word[0]) in ("Ps", "Pi")
             if opening and i + 1 < n and unit[i + 1] == unit[i] and sp[i + 1, 0] == sp[i, 1]:
