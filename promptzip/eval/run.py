@@ -189,11 +189,16 @@ class Checkpoint:
     def get(self, item: str, method: str, ratio: float) -> Row | None:
         return self.rows.get((item, method, ratio))
 
+    def original(self, item: str) -> Row | None:
+        """The item's uncompressed row, if the current `metrics.VERSION` computed it."""
+        row = self.rows.get((item, "original", 1.0))
+        return row if row is not None and row.metrics == METRICS_VERSION else None
+
     def usable(self, items: Sequence[EvalItem], ratios: Sequence[float], made_by: dict[str, str | None]) -> int:
         """How many rows a run over these items, ratios and methods (method -> `method_identity`)
         takes as they are."""
         ids, wanted = {it.id for it in items}, set(ratios)
-        return sum(r.item in ids and (r.metrics == METRICS_VERSION if r.method == "original"
+        return sum(r.item in ids and (self.original(r.item) is r if r.method == "original"
                                       else r.target_ratio in wanted and made(r, made_by))
                    for r in self.rows.values())
 
@@ -241,8 +246,7 @@ def evaluate(items: Sequence[EvalItem], methods: Sequence[str], ratios: Sequence
         n_in = counter.count(item.context)
         gold = item.answers[0] if item.answers else None
         scored = item.style == "span"  # a worked-out number has no single gold continuation to score
-        orig = ckpt.get(item.id, "original", 1.0)
-        orig = orig if orig is None or orig.metrics == METRICS_VERSION else None
+        orig = ckpt.original(item.id)
         if not measure:
             rows += [r for r in [orig] + [reusable(item.id, m, r) for m in methods for r in ratios] if r]
             continue
