@@ -3,7 +3,7 @@ it must not invent.
 
 A small LM that rewrites freely drops and invents facts, so a rewrite is accepted only when
 every *required item* of its source appears in it verbatim and it holds no number absent from
-the source. Required items: numbers (compared without thousands separators), dates, capitalized
+the source (and, given the source text, no name the source never writes). Required items: numbers (compared without thousands separators), dates, capitalized
 names, quoted strings (also in 「」『』《》 and « »), inline code, URLs and the user's `--force` strings. Names
 are capitalized words in Latin, Greek or Cyrillic script; in a script without capitals (Chinese,
 Japanese, Arabic, Thai) the numbers, dates, quotes, code and URLs are the required items. The check is lexical
@@ -64,14 +64,17 @@ class Verdict:
     ok: bool
     missing: list[str] = field(default_factory=list)
     invented: list[str] = field(default_factory=list)  # numbers the source does not hold
+    new_names: list[str] = field(default_factory=list)  # names the source does not hold (`check(..., source=)`)
 
     def reason(self) -> str:
         parts = []
         if self.missing:
-            parts.append("missing " + ", ".join(_short(m) for m in self.missing[:6])
+            parts.append("missing " + ", ".join(shorten(m) for m in self.missing[:6])
                          + (f" (+{len(self.missing) - 6})" if len(self.missing) > 6 else ""))
         if self.invented:
             parts.append("invented " + ", ".join(self.invented[:6]))
+        if self.new_names:
+            parts.append("names not in the text: " + ", ".join(self.new_names[:6]))
         return "; ".join(parts)
 
 
@@ -107,8 +110,9 @@ def facts_of(text: str, force: Iterable[str] = ()) -> Facts:
     )
 
 
-def check(source: Facts, rewrite: str) -> Verdict:
-    """Does `rewrite` keep every required item of `source` and invent no number?"""
+def check(source: Facts, rewrite: str, text: str | None = None) -> Verdict:
+    """Does `rewrite` keep every required item of `source` and invent no number? Given the source's
+    `text`, also: does it bring no name (a capitalized word mid-sentence) that the text never writes?"""
     numbers = set(numbers_in(rewrite))
     names = set(names_in(rewrite))
     flat = " ".join(rewrite.split())
@@ -124,7 +128,11 @@ def check(source: Facts, rewrite: str) -> Verdict:
             missing.append(item)
     allowed = set(source.numbers)
     invented = [n for n in dict.fromkeys(numbers_in(rewrite)) if n not in allowed]
-    return Verdict(not missing and not invented, missing, invented)
+    new_names = []
+    if text is not None:
+        known = set(re.findall(r"[^\W\d_][\w'’-]*", text))
+        new_names = [n for n in dict.fromkeys(names_of(rewrite)) if n not in known]
+    return Verdict(not missing and not invented and not new_names, missing, invented, new_names)
 
 
 def retention(sources: Iterable[Facts], outputs: Iterable[str]) -> dict[str, float | int | None]:
@@ -144,5 +152,5 @@ def retention(sources: Iterable[Facts], outputs: Iterable[str]) -> dict[str, flo
             "invented_numbers": invented}
 
 
-def _short(item: str, width: int = 24) -> str:
+def shorten(item: str, width: int = 24) -> str:
     return item if len(item) <= width else item[: width - 1] + "…"

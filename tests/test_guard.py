@@ -57,6 +57,16 @@ def _units(texts, kinds=None):
     return texts, [" "] * len(texts), kinds, tokens, counter.count
 
 
+def test_a_name_the_text_never_writes_fails_when_the_text_is_given():
+    text = "On call, Priya Raman paged the payments team at 14:00. Payments answered."
+    facts = facts_of(text)
+    assert check(facts, "At 14:00 Priya Raman paged the payments team.", text).ok
+    v = check(facts, "At 14:00 Priya Raman paged Henry from payments.", text)
+    assert not v.ok and v.new_names == ["Henry"] and "names not in the text: Henry" in v.reason()
+    assert check(facts, "At 14:00 Priya Raman paged the Payments team.", text).ok  # a word of the text, capitalized
+    assert check(facts, "At 14:00 Priya Raman paged Henry from payments.").ok  # without the text: items and numbers
+
+
 def test_chunks_cover_all_units_in_order_within_the_bound():
     texts = [f"Sentence number {i} talks about topic {i // 3} in some detail here." for i in range(20)]
     t, seps, kinds, tokens, count = _units(texts)

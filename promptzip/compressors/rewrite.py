@@ -5,19 +5,20 @@ faithfulness guard.
    breakpoints, bounded by `chunk_tokens`; blocks are chunks of their own).
 2. Budget: ONE budget for the document, shared among chunks in proportion to their size times
    their weight: the mean keep probability of their words under the extract model (information
-   density) and, with `--query`, their embedding similarity to the question. A chunk whose
+   density) and, with `--query`, their embedding similarity to the question; a chunk whose share
+   is less than its required items need is raised to that (`_floored_shares`). A chunk whose
    share covers it is copied; a chunk with no share is dropped.
 3. Rewrite: each other prose chunk goes to the backend with its word budget, the items it must
    keep and the question: by default a local Qwen2.5-Coder-Instruct GGUF (`local`) behind
    llama.cpp's own server (`runtime/llama_server.py`, started once per process and reused by
    every chunk and every file of a batch worker), asked through the same OpenAI-compatible client
    as `endpoint` + `model` (any server, requests in parallel). `constrain` holds the local model to a
-   llama.cpp grammar: the chunk's own words only (`vocab`), and every required item in order
-   (`items`); off by default, since forced items pass the guard in sentences that relate them
-   wrongly (BENCHMARKS.md, "Rewrite").
+   llama.cpp grammar: the chunk's own words only (`vocab`), and every required item in order with
+   free words sized to the budget (`items`); off by default, since with its items forced a small
+   model writes sentences that hold them and say nothing (BENCHMARKS.md, "Rewrite").
 4. Guard (`guard.py`): the rewrite must keep every number, date, name, quoted string, inline
-   code, URL and forced string of its chunk, invent no number, and stay within 1.2x the chunk's
-   budget. On failure the model is told in a second turn what was missing or invented, and asked
+   code, URL and forced string of its chunk, invent no number nor name, stay within 1.2x the
+   chunk's budget, and read as sentences (`_not_prose`). On failure the model is told in a second turn what was missing or invented, and asked
    again; on a second failure the chunk is compressed by `extract` to its budget instead
    (extraction cannot invent).
    Blocks (code, tables, JSON, headings) always take the extract path, which keeps them whole.
@@ -42,7 +43,8 @@ import numpy as np
 from ..chunking import Chunk, chunk_units
 from ..context import Context, Request
 from ..errors import ModelError
-from ..guard import Facts, check, facts_of
+from ..fidelity import NAME, NUMBER
+from ..guard import Facts, check, facts_of, shorten
 from ..nospace import NOSPACE_SCRIPT
 from ..runtime.cache import CompletionCache
 from ..runtime.embed import embedder
@@ -53,15 +55,21 @@ from ..select import share_budget
 from .base import Compressor, Param
 from .extract import Extract, Scorer, model_dir
 
-PROMPT_VERSION = "3"
+PROMPT_VERSION = "4"
 WORDS_PER_TOKEN = 0.75  # English prose under cl100k; only shapes the word budget in the prompt
 LONG_SLACK = 1.2  # a rewrite may exceed its chunk's budget by this factor
-DENSE = 0.5  # with `constrain=items`, a chunk whose required items fill more of its words is extracted
+# `constrain`: a grammar's free words are sized so the rewrite stays within FILL x its budget (the guard
+# allows LONG_SLACK), each word costing its text's mean tokens plus SEP_TOKENS for a separator; with
+# `items`, a chunk with room for fewer than DENSE free words per run between its items is extracted
+FILL = 1.1
+FLOORED = 0.8  # chunks raised to the least budget their items need take at most this share of the budget
+SEP_TOKENS = 0.3
+DENSE = 0.5
 LOCAL_DEFAULT = "qwen2.5-coder-0.5b-instruct"
 # The system prompt and one worked example (our own text) come first and are the same in every request,
 # so llama.cpp's server reads them once and reuses its cache of them; what changes comes last.
 SYSTEM = ("You shorten texts for a reader who will answer questions from them. Keep the facts, drop filler, "
-          "and write in the text's own language and words. Every listed item must appear exactly as written. "
+          "and write whole sentences in the text's own language and words. Every listed item must appear exactly as written. "
           "Never add a number, name or date that is not in the text. Reply with the shortened text only.")
 ASK = "Text:\n{text}\n\nItems to keep: {items}\nAt most {words} words."
 FOCUS = "\nKeep what answers: {query}"
@@ -106,10 +114,13 @@ class Rewrite(Compressor):
     query_aware = True
     # .2: extracted chunks keep names and dates; .3: and their punctuation (extract v6 drops it
     # without a query), between rewritten prose; .4: a list of the required items is not a rewrite; prompt 3: a fixed
-    # system prompt and worked example first (cached by the server), the chunk and its items after.
+    # system prompt and worked example first (cached by the server), the chunk and its items after; prompt 4:
+    # whole sentences asked for and words side by side refused, a grammar bounded by the token budget, items
+    # as the text writes them, chunks raised to the budget their items need; .1: a name the chunk never
+    # writes fails the guard.
     # Extracted chunks are `extract`'s output, so its version is part of this one (checkpointed eval
     # rows and batch outputs are made again).
-    version = f"{PROMPT_VERSION}.0+extract{Extract.version}"
+    version = f"{PROMPT_VERSION}.1+extract{Extract.version}"
     params = (
         Param("endpoint", str, "", "OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1); "
               "empty = the local model"),
@@ -268,7 +279,8 @@ class Rewrite(Compressor):
                 out[i] = c.tokens if keep else 0
         rest = max(0, ctx.budget - int(out.sum()))
         if prose.any():
-            out[prose] = share_budget(rest, tokens[prose], weight[prose])
+            floors = np.array([_floor(c.text, ctx) for c in chunks])
+            out[prose] = _floored_shares(rest, tokens[prose], weight[prose], floors[prose])
         return out
 
     def _rewrite(self, gen, cache, chunk: Chunk, budget: int, ctx: Context) -> _Outcome:
@@ -283,11 +295,11 @@ class Rewrite(Compressor):
         extra = None
         if mode != "off" and not NOSPACE_SCRIPT.search(chunk.text):
             items = ordered_items(chunk.text, facts) if mode == "items" else []
-            filled = sum(len(i.split()) for i in items)
-            if filled > DENSE * words:
-                return _Outcome(None, "extract", f"its required items fill {filled} of its {words} words: "
-                                "too dense to rewrite", False)
-            extra = {"grammar": grammar(chunk.text, facts, words, items)}
+            room = free_words(chunk.text, items, budget, ctx.counter.count)
+            if items and room < DENSE * (len(items) + 1):
+                return _Outcome(None, "extract", f"its {len(items)} required items leave room for {room} other "
+                                "words: too dense to rewrite", False)
+            extra = {"grammar": grammar(chunk.text, facts, room, items)}
         cached_all = True
         reason = ""
         messages = _messages(chunk.text, words, ctx.request.query, facts)
@@ -301,16 +313,49 @@ class Rewrite(Compressor):
                 except EndpointError as exc:
                     return _Outcome(None, "extract", f"endpoint: {exc}", False)
                 cache.put(key, text)
-            verdict = _judge(facts, text, budget, ctx.counter.count)
+            verdict = _judge(facts, text, budget, ctx.counter.count, chunk.text)
             if verdict is None:
                 return _Outcome(text, "retry" if attempt else "rewrite",
                                 f"first try failed: {reason}" if attempt else "", cached_all)
             reason = verdict
             # the second try sees its first answer and what was wrong with it
             messages = [*messages, {"role": "assistant", "content": text},
-                        {"role": "user", "content": RETRY.format(problems=_problems(facts, text, budget, ctx),
+                        {"role": "user", "content": RETRY.format(problems=_problems(facts, text, budget, ctx, chunk.text),
                                                                  words=words, items=_items(facts))}]
         return _Outcome(None, "extract", f"guard: {reason}", cached_all)
+
+
+def _floor(text: str, ctx: Context) -> int:
+    """The least budget at which a rewrite of `text` can pass the guard: its required items' tokens
+    plus about a word before, after and between them, within FILL x the budget."""
+    facts = facts_of(text, ctx.request.force)
+    if not len(facts):
+        return 0
+    need = ctx.counter.count(" ".join(item for _, item in facts.items()))
+    return math.ceil((need + 2 * (len(facts) + 1)) / FILL)
+
+
+def _floored_shares(budget: int, tokens: np.ndarray, weight: np.ndarray, floors: np.ndarray) -> np.ndarray:
+    """`share_budget`, except that a chunk whose share falls short of its floor (the least a rewrite
+    can pass the guard with; `_floor`) is raised to it, heaviest first, while the raised chunks take
+    at most FLOORED of the budget; the others share the rest. A chunk with no share stays without."""
+    floors = np.minimum(floors, tokens)
+    shares = share_budget(budget, tokens, weight)
+    raised = np.zeros(len(tokens), dtype=bool)
+    for _ in range(4):
+        low = np.flatnonzero(~raised & (shares > 0) & (shares < floors))
+        if not len(low):
+            break
+        grew = False
+        for i in low[np.argsort(-weight[low], kind="stable")]:
+            if floors[raised].sum() + floors[i] > FLOORED * budget:
+                continue
+            raised[i] = grew = True
+        if not grew:
+            break
+        shares = np.where(raised, floors, 0)
+        shares[~raised] = share_budget(budget - int(floors[raised].sum()), tokens[~raised], weight[~raised])
+    return shares
 
 
 def _items(facts: Facts) -> str:
@@ -327,58 +372,93 @@ def _messages(text: str, words: int, query: str | None, facts: Facts) -> list[di
 
 
 def ordered_items(text: str, facts: Facts) -> list[str]:
-    """The required items in the order the text first has them; an item inside another (the year of
-    a date, a name in a quote) is left to the one that holds it."""
-    spans = sorted(((i, i + len(item), item) for _, item in facts.items() if (i := text.find(item)) >= 0),
-                   key=lambda s: (s[0], s[0] - s[1]))
-    out, end = [], -1
-    for a, b, item in spans:
-        if a >= end:
-            out.append(item)
-            end = b
-    return out
+    """The required items as the text writes them (a number with its separators: "30,000" for the guard's
+    30000), in the order the text first has them. An item inside another (the year of a date, a name in
+    a quote) is left to the one that holds it, unless the guard would still miss it there ("Romance"
+    standing alone beside "Gallo-Romance"): then its first occurrence of its own comes too."""
+    found = {item: list(_occurrences(text, kind, item)) for kind, item in facts.items()}
+    chosen: list[tuple[int, int, str]] = []
+
+    def free(a: int, b: int) -> bool:
+        return all(b <= x or a >= y for x, y, _ in chosen)
+
+    for a, b, form in sorted(((occ[0][0], occ[0][1], occ[0][2]) for occ in found.values() if occ),
+                             key=lambda s: (s[0], s[0] - s[1])):
+        if free(a, b):
+            chosen.append((a, b, form))
+    for item in check(facts, " ; ".join(f for _, _, f in chosen)).missing:
+        spot = next(((a, b, f) for a, b, f in found.get(item, ()) if free(a, b)), None)
+        if spot:
+            chosen.append(spot)
+    return [f for _, _, f in sorted(chosen)]
+
+
+def _occurrences(text: str, kind: str, item: str):
+    """(start, end, surface) of every place `text` writes `item` as the guard would find it."""
+    if kind == "numbers":
+        yield from ((m.start(), m.end(), m.group()) for m in NUMBER.finditer(text) if m.group().replace(",", "") == item)
+    elif kind == "names":
+        yield from ((m.start(), m.end(), m.group()) for m in NAME.finditer(text) if m.group() == item)
+    else:
+        i = text.find(item)
+        while i >= 0:
+            yield i, i + len(item), item
+            i = text.find(item, i + 1)
+
+
+def free_words(text: str, items: list[str], budget: int, count: Callable[[str], int]) -> int:
+    """How many free words a constrained rewrite of `text` may write besides `items` and stay within
+    FILL x its token budget: the items' own tokens first, then the text's own words at their mean
+    token cost, each with a separator."""
+    taken = set(items)
+    own = [w for w in _GWORD.findall(text) if w not in taken] or ["the"]
+    per_word = count(" " + " ".join(own)) / len(own) + SEP_TOKENS
+    room = FILL * budget - (count(" " + " ".join(items)) + SEP_TOKENS * len(items) if items else 0)
+    return max(0, math.floor(room / per_word))
 
 
 def grammar(text: str, facts: Facts, words: int, items: list[str]) -> str:
-    """A llama.cpp GBNF grammar for a rewrite of `text` in about `words` words: free words are the text's
-    own words (letters only: a number can come only as a required item), lower-cased too, and
-    CONNECTIVES; `items`, when given, must all appear, in this order, each once, with a bounded run of
-    free words around each."""
+    """A llama.cpp GBNF grammar for a rewrite of `text` in at most `words` free words (`free_words`
+    turns the token budget into that count): free words are the text's own words (letters only: a
+    number can come only as a required item), lower-cased too, and CONNECTIVES; `items`, when given,
+    must all appear, in this order, each once, with runs of free words between them whose bounds add
+    up to at most `words` (so no rewrite can run past its budget)."""
     own = set(_GWORD.findall(text))
     vocab = (own | {w.lower() for w in own} | set(CONNECTIVES)) - set(items)
     if not items:  # without forced items, the text's numbers and other items may be written freely
         vocab |= {item for _, item in facts.items()}
-    lines = ['sep ::= " " | ", " | "; " | ". " | ": " | " - " | " (" | ") "',
+    lines = ['sep ::= " " | ", " | ". " | " - "',
              "w ::= " + " | ".join(json.dumps(v, ensure_ascii=False) for v in sorted(vocab))]
     if not items:
         return "\n".join([f'root ::= w (sep w){{0,{max(0, words - 1)}}} "."?', *lines]) + "\n"
-    free = max(0, words - sum(len(i.split()) for i in items))
-    gap = min(free, max(2, math.ceil(1.5 * free / (len(items) + 1))))
+    gap = max(1, words // (len(items) + 1))
     run = f"(sep w){{0,{gap}}}"
     body = f"(w sep){{0,{gap}}} " + f" {run} sep ".join(json.dumps(i, ensure_ascii=False) for i in items)
     return "\n".join([f'root ::= {body} {run} "."?', *lines]) + "\n"
 
 
-def _problems(facts: Facts, text: str, budget: int, ctx: Context) -> str:
+def _problems(facts: Facts, text: str, budget: int, ctx: Context, source: str) -> str:
     """What the guard found wrong with a rewrite, said to the model."""
-    verdict = check(facts, text)
+    verdict = check(facts, text, source)
     parts = []
     if verdict.missing:
         parts.append("left out " + ", ".join(verdict.missing[:8]))
-    if verdict.invented:
-        parts.append("wrote " + ", ".join(verdict.invented[:6]) + ", which the text does not have")
+    if verdict.invented or verdict.new_names:
+        parts.append("wrote " + ", ".join((verdict.invented + verdict.new_names)[:6]) + ", which the text does not have")
     if not text.strip():
         parts.append("was empty")
     elif ctx.counter.count(text) > LONG_SLACK * budget + 2:
         parts.append("was too long")
+    elif _not_prose(text, source):
+        parts.append("was words side by side, not sentences")
     return " and ".join(parts) or "did not pass the check"
 
 
-def _judge(facts: Facts, text: str, budget: int, count: Callable[[str], int]) -> str | None:
-    """None when the rewrite is accepted, else why not."""
+def _judge(facts: Facts, text: str, budget: int, count: Callable[[str], int], source: str) -> str | None:
+    """None when the rewrite of `source` is accepted, else why not."""
     if not text.strip():
         return "empty answer"
-    verdict = check(facts, text)
+    verdict = check(facts, text, source)
     if not verdict.ok:
         return verdict.reason()
     n = count(text)
@@ -386,6 +466,32 @@ def _judge(facts: Facts, text: str, budget: int, count: Callable[[str], int]) ->
         return f"too long ({n} tokens for a budget of {budget})"
     if _item_list(facts, text):
         return "a list of its required items, not a rewrite"
+    return _not_prose(text, source)
+
+
+_PART = re.compile(r"[,;:\n，；、。]|(?<=[.!?])\s")
+_NAMES_RUN = re.compile(r"(?:(?<!\S)[A-Z0-9][\w'’.-]*[\w'’]? +){3,}[A-Z0-9][\w'’.-]*[\w'’]?")
+_EDGES = "\"'“”‘’()[]«»,.;:!?"
+
+
+def _not_prose(text: str, source: str) -> str | None:
+    """Is the answer words set side by side rather than sentences, where its source is sentences? What a
+    grammar that forces the items makes of a small model: fragments of one or two words between commas
+    ("Norse, Normanni, Denmark, Rollo, King, Charles"), or names and numbers in a row of which at least
+    three pairs never stand side by side in the source ("Normans Christian Catholic Gallo-Romance"). Extraction at the same
+    budget keeps the source's own order, so such a rewrite is no better than it."""
+    def median_part(t: str) -> float:
+        parts = sorted(len(p.split()) for p in _PART.split(t) if p.split())
+        return parts[len(parts) // 2] if len(parts) >= 4 else math.inf
+
+    if median_part(text) <= 2 < median_part(source):
+        return "a list of words, not sentences"
+    words = [w.strip(_EDGES) for w in source.split()]
+    pairs = set(zip(words, words[1:], strict=False))
+    for m in _NAMES_RUN.finditer(text):
+        run = [w.strip(_EDGES) for w in m.group().split()]
+        if sum(p not in pairs for p in zip(run, run[1:], strict=False)) >= 3:
+            return f"names in a row the text does not have ({shorten(m.group(), 40)})"
     return None
 
 
