@@ -13,6 +13,7 @@ and ratio), so a re-run measures only what is missing; completions are cached be
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from functools import lru_cache
@@ -27,15 +28,15 @@ from ..fileutil import read_jsonl
 from ..formats.html import main_text
 from ..guard import facts_of
 from ..metrics import answer_retained, exact_match
-from ..runtime.llama_server import LOCAL_MODELS
+from ..runtime.llama_server import LOCAL_MODELS, shared_server
 from ..runtime.store import models_dir
 from .common import SHARED
 
 MODELS = ("qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct")
-# (model, constrain) pairs measured: free generation for both models, and the 0.5B (the default) under
-# each llama.cpp grammar of `-p constrain`
-RUNS = (("qwen2.5-coder-0.5b-instruct", "off"), ("qwen2.5-coder-0.5b-instruct", "vocab"),
-        ("qwen2.5-coder-0.5b-instruct", "items"), ("qwen2.5-coder-1.5b-instruct", "off"))
+# (model, constrain) pairs measured: free generation and the `items` grammar for both models (`vocab`, the
+# grammar without forced items, passed fewer chunks than either at prompt 3: BENCHMARKS.md of 2026-12-07)
+RUNS = (("qwen2.5-coder-0.5b-instruct", "off"), ("qwen2.5-coder-0.5b-instruct", "items"),
+        ("qwen2.5-coder-1.5b-instruct", "items"), ("qwen2.5-coder-1.5b-instruct", "off"))
 READER = "qwen2.5-coder-1.5b-instruct"
 NEWS = ("readability_ars-1.html", "readability_lemonde-1.html", "readability_lwn-1.html",
         "readability_ebb-org.html", "readability_gitlab-blog.html", "readability_dropbox-blog.html")
@@ -148,8 +149,8 @@ def _mean(xs: list[float]) -> str:
 def table(rows: list[dict]) -> list[str]:
     out = ["| model | grammar | rows | target | rewrite ratio | chunks asked | items fit the budget | passed the guard | of which on retry | "
            "invented numbers | names kept | answer kept: rewrite / extract | reader EM: original / rewrite / "
-           "extract | input tokens/s | prompt reading share |",
-           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "extract |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["model"], r["constrain"], r["set"], r["ratio"]), []).append(r)
@@ -157,7 +158,6 @@ def table(rows: list[dict]) -> list[str]:
     for (model, mode, name, ratio), rs in sorted(groups.items(),
                                                  key=lambda kv: (kv[0][0], order[kv[0][1]], kv[0][2], -kv[0][3])):
         asked = fits = passed = retried = invented = names_in = names_kept = 0
-        prompt_s = gen_s = seconds = tokens = 0.0
         for r in rs:
             src = _context(r)
             for c in r["chunks"] or []:
@@ -170,11 +170,6 @@ def table(rows: list[dict]) -> list[str]:
             names = facts_of(src).names
             names_in += len(names)
             names_kept += sum(1 for n in names if n in r["rewrite"])
-            g = r["generation"] or {}
-            prompt_s += g.get("prompt_s") or 0.0
-            gen_s += g.get("generated_s") or 0.0
-            seconds += r["seconds"]
-            tokens += r["input_tokens"]
         qa = [r for r in rs if r["answers"] and r["set"] == "squad"]  # QMSum's answers are summaries
         kept_rw = [float(answer_retained(r["rewrite"], r["answers"])) for r in qa]
         kept_ex = [float(answer_retained(r["extract"], r["answers"])) for r in qa]
@@ -187,8 +182,56 @@ def table(rows: list[dict]) -> list[str]:
             f"{invented} | {names_kept / max(names_in, 1):.2f} | "
             + (f"{_mean(kept_rw)} / {_mean(kept_ex)}" if qa else "-") + " | "
             + (" / ".join(_mean(em[k]) for k in ("original", "rewrite", "extract")) if any(em.values()) else "-")
-            + f" | {tokens / max(seconds, 1e-9):.0f} | "
-            + (f"{prompt_s / (prompt_s + gen_s):.0%}" if prompt_s + gen_s else "-") + " |")
+            + " |")
+    return out
+
+
+def speed(work: Path, runs=RUNS) -> list[dict]:
+    """Each run once on the first news article at 0.33 with the completion cache off (the rows above
+    reuse cached completions across versions, so their seconds are not speeds); kept in
+    bench-work/rewrite/speed.jsonl by rewriter version."""
+    path = work / "rewrite" / "speed.jsonl"
+    done = {(r["model"], r["constrain"]): r for r in (read_jsonl(path) if path.is_file() else [])
+            if r.get("version") == Rewrite.version}
+    row = rows_of("news")[0] if rows_of("news") else None
+    with open(path, "a", encoding="utf-8") as log:
+        for model, mode in runs:
+            if (model, mode) in done or row is None or not (models_dir() / model / "manifest.json").is_file():
+                continue
+            print(f"bench: rewrite speed {model} ({mode})", file=sys.stderr, flush=True)
+            old = os.environ.get("PROMPTZIP_NO_CACHE")
+            os.environ["PROMPTZIP_NO_CACHE"] = "1"
+            try:
+                shared_server(model)  # started (and the model loaded) before the clock starts
+                t0 = time.perf_counter()
+                rep = compress(row["context"], method="rewrite", ratio=0.33, local=model, constrain=mode).report
+                seconds = time.perf_counter() - t0
+            finally:
+                if old is None:
+                    os.environ.pop("PROMPTZIP_NO_CACHE", None)
+                else:
+                    os.environ["PROMPTZIP_NO_CACHE"] = old
+            g = rep.generation or {}
+            rec = {"model": model, "constrain": mode, "version": Rewrite.version, "id": row["id"],
+                   "input_tokens": rep.input_tokens, "seconds": seconds, "requests": g.get("requests"),
+                   "prompt_s": g.get("prompt_s") or 0.0, "generated_s": g.get("generated_s") or 0.0,
+                   "generated_tokens": g.get("generated_tokens") or 0}
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            done[(model, mode)] = rec
+    return [done[k] for k in runs if k in done]
+
+
+def speed_table(recs: list[dict]) -> list[str]:
+    out = ["| model | grammar | input tokens | requests | seconds | input tokens/s | generated tokens/s | "
+           "prompt reading share |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in recs:
+        busy = r["prompt_s"] + r["generated_s"]
+        out.append(f"| {r['model'].removeprefix('qwen2.5-coder-').removesuffix('-instruct')} | {r['constrain']} | "
+                   f"{r['input_tokens']} | {r['requests']} | {r['seconds']:.0f} | "
+                   f"{r['input_tokens'] / max(r['seconds'], 1e-9):.0f} | "
+                   + (f"{r['generated_tokens'] / r['generated_s']:.1f}" if r["generated_s"] else "-") + " | "
+                   + (f"{r['prompt_s'] / busy:.0%}" if busy else "-") + " |")
     return out
 
 
@@ -201,6 +244,7 @@ def bench_rewrite(work: Path, measured_only: bool = False) -> str:
         rows = list(read_jsonl(path)) if path.is_file() else []
         rows = [r for r in rows if r.get("version") == Rewrite.version]
     read_all(rows, work)
+    recs = speed(work) if not measured_only else speed(work, runs=())
     parts = [f"`python -m promptzip.bench --sections rewrite`: `-m rewrite` without an endpoint (the local model "
              f"on llama.cpp's server, 2 threads) beside `-m extract` at the ratio rewrite reached on each row. "
              f"Rows: the first {LIMITS['squad']} distinct SQuAD v2 half-dev paragraphs with an answer (with the first "
@@ -210,18 +254,23 @@ def bench_rewrite(work: Path, measured_only: bool = False) -> str:
              "model (neither copied whole nor blocks); *items fit the budget*: of those, the share whose required items "
              "alone fit within 1.2x the chunk's budget (the most any model could pass; the others are extracted "
              "without asking); *passed the guard*: their rewrite kept every required item, "
-             "invented no number and held its length, on the first try or the retry; the rest were extracted. "
+             "invented no number, brought no name the chunk lacks, held its length and reads as sentences (not words "
+             "or names set side by side), on the first try or the retry; the rest were extracted. "
              "*Invented numbers*: numbers in the output that the input lacks. *Names kept*: the guard's names of "
              f"the input found in the output. *Reader EM*: {READER} (llama.cpp) answering the question from the "
-             "original, the rewrite and the extract output. *Input tokens/s*: input tokens over wall seconds of "
-             "the whole compression; *prompt reading share*: of the server's own time, the share spent reading "
-             "prompts rather than generating.", ""]
+             "original, the rewrite and the extract output.", ""]
     parts += table(rows)
+    parts += ["", f"Speed, the completion cache off: the first news article ({recs[0]['id'] if recs else '-'}) at "
+              "0.33 by each model and grammar. *Input tokens/s*: input tokens over wall seconds of the whole "
+              "compression (chunking, budget, the model, the guard and the extract fallback); *prompt reading "
+              "share*: of the server's own time, the share spent reading prompts rather than generating.", ""]
+    parts += speed_table(recs)
     models = sorted({r["model"] for r in rows})
     parts += ["", "*Grammar*: `-p constrain` (a llama.cpp grammar on the local model's output): `off` free; `vocab` "
               "only the chunk's own words, its required items and a few connectives; `items` that, with every "
-              "required item in the text's order (chunks whose items fill more than half their words are "
-              "extracted without asking)."]
+              "required item in the text's order and as many free words between them as keep the rewrite within "
+              "1.1x its budget (chunks with room for fewer than one free word per two items are extracted without "
+              "asking)."]
     parts += ["", f"Models measured: {', '.join(models) or 'none'} (GGUF files: "
               + ", ".join(LOCAL_MODELS[m] for m in models) + ")."]
     return "\n".join(parts)
