@@ -5,8 +5,8 @@ faithfulness guard.
    breakpoints, bounded by `chunk_tokens`; blocks are chunks of their own).
 2. Budget: ONE budget for the document, shared among chunks in proportion to their size times
    their weight: the mean keep probability of their words under the extract model (information
-   density) and, with `--query`, their embedding similarity to the question; a chunk whose share
-   is less than its required items need is raised to that (`_floored_shares`). A chunk whose
+   density) and, with `--query`, their embedding similarity to the question; without one, a chunk
+   whose share is less than its required items need is raised to that (`_floored_shares`). A chunk whose
    share covers it is copied; a chunk with no share is dropped.
 3. Rewrite: each other prose chunk goes to the backend with its word budget, the items it must
    keep and the question: by default a local Qwen2.5-Coder-Instruct GGUF (`local`) behind
@@ -117,10 +117,10 @@ class Rewrite(Compressor):
     # system prompt and worked example first (cached by the server), the chunk and its items after; prompt 4:
     # whole sentences asked for and words side by side refused, a grammar bounded by the token budget, items
     # as the text writes them, chunks raised to the budget their items need; .1: a name the chunk never
-    # writes fails the guard.
+    # writes fails the guard; .2: chunks are raised to what their items need only without a question.
     # Extracted chunks are `extract`'s output, so its version is part of this one (checkpointed eval
     # rows and batch outputs are made again).
-    version = f"{PROMPT_VERSION}.1+extract{Extract.version}"
+    version = f"{PROMPT_VERSION}.2+extract{Extract.version}"
     params = (
         Param("endpoint", str, "", "OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1); "
               "empty = the local model"),
@@ -279,7 +279,9 @@ class Rewrite(Compressor):
                 out[i] = c.tokens if keep else 0
         rest = max(0, ctx.budget - int(out.sum()))
         if prose.any():
-            floors = np.array([_floor(c.text, ctx) for c in chunks])
+            # without a question, a chunk short of what its items need is raised to it; with one, the
+            # question's weighting comes first (raising took budget from the chunks that answer it)
+            floors = np.array([0 if ctx.request.query else _floor(c.text, ctx) for c in chunks])
             out[prose] = _floored_shares(rest, tokens[prose], weight[prose], floors[prose])
         return out
 
