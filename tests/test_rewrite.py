@@ -122,6 +122,41 @@ def test_an_invented_number_triggers_a_retry_then_extraction(monkeypatch):
     assert set(numbers_in(res.text)) <= set(numbers_in(TEXT))
 
 
+@needs_models
+def test_extracted_chunks_keep_names_past_their_share_only_without_a_question(monkeypatch):
+    names = ("Raman", "March")  # the guard's names: capitalized mid-sentence
+    plain = run(monkeypatch, Scripted(invent), ratio=0.2)
+    asked = run(monkeypatch, Scripted(invent), ratio=0.2, query="How long did the rollback take?")
+    for res in (plain, asked):
+        assert [c for c in res.report.chunks if c["path"] == "extract"], res.report.chunks
+    assert all(n in plain.text for n in names), plain.text  # auto: on without a question
+    # with one, the extracted chunks hold their shares: the names give way to what the question asks
+    assert asked.report.ratio <= 0.2 + 0.03 < plain.report.ratio, (asked.report.ratio, plain.report.ratio)
+    assert "47 minutes" in asked.text and not any(n in asked.text for n in names), asked.text
+    forced = run(monkeypatch, Scripted(invent), ratio=0.2, query="How long did the rollback take?", keep_names="on")
+    assert all(n in forced.text for n in names) and "47 minutes" not in forced.text, forced.text
+
+
+def nothing(src):
+    return "Nothing."
+
+
+@needs_models
+def test_a_rewrite_that_says_nothing_of_its_chunk_is_refused(monkeypatch):
+    from promptzip.compressors.rewrite import _shared_content
+
+    plain = ("the walk along the river was pleasant and everyone enjoyed it, although the path was muddy "
+             "after the rain of the night before and the children complained about their boots. " * 3)
+    monkeypatch.setattr(Rewrite, "backend", lambda self: Scripted(nothing))
+    res = compress(plain, method="rewrite", ratio=0.3)
+    asked = [c for c in res.report.chunks if c["path"] in ("rewrite", "retry", "extract")]
+    assert asked and all(c["path"] == "extract" and "says nothing" in c["reason"] for c in asked), asked
+    assert "Nothing" not in res.text
+    assert _shared_content("Everyone enjoyed a pleasant riverside walk.", plain)
+    assert not _shared_content("I cannot summarize this text.", plain)
+    assert _shared_content("大家在河边散步。", "天气很好，大家在河边散步。")
+
+
 def test_grammar_orders_the_required_items_and_limits_the_words():
     from promptzip.compressors.rewrite import grammar, ordered_items
     from promptzip.guard import facts_of
@@ -375,3 +410,15 @@ def test_the_shared_local_server_does_not_outlive_a_killed_process():
             return
         time.sleep(0.5)
     pytest.fail(f"the server at {url} outlived its killed parent")
+
+
+def test_the_rewrite_bench_measures_the_runs_it_is_told(monkeypatch):
+    from promptzip.bench.rewrite import RUNS, chosen_runs
+
+    monkeypatch.delenv("PROMPTZIP_BENCH_REWRITE_RUNS", raising=False)
+    assert chosen_runs() == RUNS
+    monkeypatch.setenv("PROMPTZIP_BENCH_REWRITE_RUNS", "qwen2.5-coder-0.5b-instruct:off")
+    assert chosen_runs() == (("qwen2.5-coder-0.5b-instruct", "off"),)
+    monkeypatch.setenv("PROMPTZIP_BENCH_REWRITE_RUNS", "qwen2.5-coder-0.5b-instruct:free")
+    with pytest.raises(SystemExit, match="unknown runs"):
+        chosen_runs()

@@ -38,6 +38,20 @@ MODELS = ("qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct")
 RUNS = (("qwen2.5-coder-0.5b-instruct", "off"), ("qwen2.5-coder-0.5b-instruct", "items"),
         ("qwen2.5-coder-1.5b-instruct", "items"), ("qwen2.5-coder-1.5b-instruct", "off"))
 READER = "qwen2.5-coder-1.5b-instruct"
+
+
+def chosen_runs() -> tuple[tuple[str, str], ...]:
+    """RUNS, or those `PROMPTZIP_BENCH_REWRITE_RUNS` names (`model:grammar`, comma-separated; e.g.
+    `qwen2.5-coder-0.5b-instruct:off` re-measures the default alone after a change)."""
+    spec = os.environ.get("PROMPTZIP_BENCH_REWRITE_RUNS", "").strip()
+    if not spec:
+        return RUNS
+    runs = tuple(tuple(x.strip().rsplit(":", 1)) for x in spec.split(",") if x.strip())
+    unknown = [f"{m}:{g}" for m, g in runs if m not in MODELS or g not in ("off", "vocab", "items")]
+    if unknown:
+        raise SystemExit(f"PROMPTZIP_BENCH_REWRITE_RUNS: unknown runs {', '.join(unknown)} (model:off|vocab|items, "
+                         f"models {', '.join(MODELS)})")
+    return runs
 NEWS = ("readability_ars-1.html", "readability_lemonde-1.html", "readability_lwn-1.html",
         "readability_ebb-org.html", "readability_gitlab-blog.html", "readability_dropbox-blog.html")
 SETS = (("squad", (0.5, 0.33)), ("qmsum", (0.33,)), ("news", (0.5, 0.33)))
@@ -148,7 +162,7 @@ def _mean(xs: list[float]) -> str:
 
 def table(rows: list[dict]) -> list[str]:
     out = ["| model | grammar | rows | target | rewrite ratio | chunks asked | items fit the budget | passed the guard | of which on retry | "
-           "invented numbers | names kept | answer kept: rewrite / extract | reader EM: original / rewrite / "
+           "invented numbers | names kept: rewrite / extract | answer kept: rewrite / extract | reader EM: original / rewrite / "
            "extract |",
            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     groups: dict[tuple, list[dict]] = {}
@@ -157,7 +171,7 @@ def table(rows: list[dict]) -> list[str]:
     order = {m: i for i, m in enumerate(("off", "vocab", "items"))}
     for (model, mode, name, ratio), rs in sorted(groups.items(),
                                                  key=lambda kv: (kv[0][0], order[kv[0][1]], kv[0][2], -kv[0][3])):
-        asked = fits = passed = retried = invented = names_in = names_kept = 0
+        asked = fits = passed = retried = invented = names_in = names_kept = names_extract = 0
         for r in rs:
             src = _context(r)
             for c in r["chunks"] or []:
@@ -170,6 +184,7 @@ def table(rows: list[dict]) -> list[str]:
             names = facts_of(src).names
             names_in += len(names)
             names_kept += sum(1 for n in names if n in r["rewrite"])
+            names_extract += sum(1 for n in names if n in r["extract"])
         qa = [r for r in rs if r["answers"] and r["set"] == "squad"]  # QMSum's answers are summaries
         kept_rw = [float(answer_retained(r["rewrite"], r["answers"])) for r in qa]
         kept_ex = [float(answer_retained(r["extract"], r["answers"])) for r in qa]
@@ -179,7 +194,7 @@ def table(rows: list[dict]) -> list[str]:
             f"| {model.removeprefix('qwen2.5-coder-').removesuffix('-instruct')} | {mode} | {name} ({len(rs)}) | {ratio} | "
             f"{_mean([r['rewrite_ratio'] for r in rs])} | {asked} | {fits / max(asked, 1):.0%} | "
             f"{passed / max(asked, 1):.0%} | {retried} | "
-            f"{invented} | {names_kept / max(names_in, 1):.2f} | "
+            f"{invented} | {names_kept / max(names_in, 1):.2f} / {names_extract / max(names_in, 1):.2f} | "
             + (f"{_mean(kept_rw)} / {_mean(kept_ex)}" if qa else "-") + " | "
             + (" / ".join(_mean(em[k]) for k in ("original", "rewrite", "extract")) if any(em.values()) else "-")
             + " |")
@@ -238,13 +253,14 @@ def speed_table(recs: list[dict]) -> list[str]:
 def bench_rewrite(work: Path, measured_only: bool = False) -> str:
     if not SHARED.is_dir():
         return "Skipped: ../shared/corpora is not beside this checkout."
-    rows = measure(work) if not measured_only else measure(work, runs=(), sets=())
+    runs = chosen_runs()
+    rows = measure(work, runs=runs) if not measured_only else measure(work, runs=(), sets=())
     if measured_only:
         path = work / "rewrite" / "rows.jsonl"
         rows = list(read_jsonl(path)) if path.is_file() else []
         rows = [r for r in rows if r.get("version") == Rewrite.version]
     read_all(rows, work)
-    recs = speed(work) if not measured_only else speed(work, runs=())
+    recs = speed(work, runs=runs) if not measured_only else speed(work, runs=())
     parts = [f"`python -m promptzip.bench --sections rewrite`: `-m rewrite` without an endpoint (the local model "
              f"on llama.cpp's server, 2 threads) beside `-m extract` at the ratio rewrite reached on each row. "
              f"Rows: the first {LIMITS['squad']} distinct SQuAD v2 half-dev paragraphs with an answer (with the first "
@@ -257,7 +273,8 @@ def bench_rewrite(work: Path, measured_only: bool = False) -> str:
              "invented no number, brought no name the chunk lacks, held its length and reads as sentences (not words "
              "or names set side by side), on the first try or the retry; the rest were extracted. "
              "*Invented numbers*: numbers in the output that the input lacks. *Names kept*: the guard's names of "
-             f"the input found in the output. *Reader EM*: {READER} (llama.cpp) answering the question from the "
+             f"the input found in the output (with a question, extracted chunks keep only the names their share "
+             f"holds, as `extract` does: `-p keep_names=auto`). *Reader EM*: {READER} (llama.cpp) answering the question from the "
              "original, the rewrite and the extract output.", ""]
     parts += table(rows)
     parts += ["", f"Speed, the completion cache off: the first news article ({recs[0]['id'] if recs else '-'}) at "

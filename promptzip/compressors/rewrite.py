@@ -45,7 +45,7 @@ from ..context import Context, Request
 from ..errors import ModelError
 from ..fidelity import NAME, NUMBER
 from ..guard import Facts, check, facts_of, shorten
-from ..nospace import NOSPACE_SCRIPT
+from ..nospace import NOSPACE_CHARS, NOSPACE_SCRIPT
 from ..runtime.cache import CompletionCache
 from ..runtime.embed import embedder
 from ..runtime.endpoint import EndpointError, EndpointGenerator
@@ -117,10 +117,12 @@ class Rewrite(Compressor):
     # system prompt and worked example first (cached by the server), the chunk and its items after; prompt 4:
     # whole sentences asked for and words side by side refused, a grammar bounded by the token budget, items
     # as the text writes them, chunks raised to the budget their items need; .1: a name the chunk never
-    # writes fails the guard; .2: chunks are raised to what their items need only without a question.
+    # writes fails the guard; .2: chunks are raised to what their items need only without a question;
+    # .3: with a question, extracted chunks hold their share (`keep_names=auto`); .4: a rewrite that shares
+    # no content word with its chunk fails.
     # Extracted chunks are `extract`'s output, so its version is part of this one (checkpointed eval
     # rows and batch outputs are made again).
-    version = f"{PROMPT_VERSION}.2+extract{Extract.version}"
+    version = f"{PROMPT_VERSION}.4+extract{Extract.version}"
     params = (
         Param("endpoint", str, "", "OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1); "
               "empty = the local model"),
@@ -133,8 +135,9 @@ class Rewrite(Compressor):
         Param("retries", int, 3, "retries per endpoint request (connection errors, 429, 5xx)", bounds=(0, 20)),
         Param("chunk_tokens", int, 160, "largest chunk, in target tokens", bounds=(16, None)),
         Param("min_chunk", int, 24, "smaller chunks join a neighbour", bounds=(0, None)),
-        Param("keep_names", str, "on", "extracted chunks keep every name and date, even past their share "
-              "(off: a strict budget, names may go)", ("on", "off")),
+        Param("keep_names", str, "auto", "extracted chunks keep every name and date, even past their share "
+              "(on), or hold their share and let names go (off); auto = on without --query, off with it (the "
+              "question says which names matter)", ("auto", "on", "off")),
         Param("constrain", str, "off", "the local model's output, by a llama.cpp grammar: vocab = only the "
               "chunk's words, its items and a few connectives; items = that, with every required item in "
               "the text's order (chunks dense in items are extracted); off = free (the guard judges)",
@@ -238,10 +241,12 @@ class Rewrite(Compressor):
         share; when they take the document past its budget, the shares of the extracted chunks
         are scaled down (at most three passes) so the words around the names pay for them."""
         fixed = sum(ctx.counter.count(t) for t in final.values())
+        names = self.settings["keep_names"]
+        if names == "auto":  # with a question, names kept past their share took the answer's words
+            names = "off" if ctx.request.query else "on"
         scale = 1.0
         for _ in range(3):
-            texts = {i: _extract(chunks[i].text, scale * records[i].budget / max(chunks[i].tokens, 1), ctx,
-                                 self.settings["keep_names"])
+            texts = {i: _extract(chunks[i].text, scale * records[i].budget / max(chunks[i].tokens, 1), ctx, names)
                      for i in todo}
             used = sum(ctx.counter.count(t) for t in texts.values())
             room = ctx.budget - fixed
@@ -451,6 +456,8 @@ def _problems(facts: Facts, text: str, budget: int, ctx: Context, source: str) -
         parts.append("was empty")
     elif ctx.counter.count(text) > LONG_SLACK * budget + 2:
         parts.append("was too long")
+    elif not _shared_content(text, source):
+        parts.append("said nothing the text says")
     elif _not_prose(text, source):
         parts.append("was words side by side, not sentences")
     return " and ".join(parts) or "did not pass the check"
@@ -468,7 +475,32 @@ def _judge(facts: Facts, text: str, budget: int, count: Callable[[str], int], so
         return f"too long ({n} tokens for a budget of {budget})"
     if _item_list(facts, text):
         return "a list of its required items, not a rewrite"
+    if not _shared_content(text, source):
+        return "says nothing the text says (no word of it)"
     return _not_prose(text, source)
+
+
+_CONTENT = re.compile(r"[^\W\d_]{5,}")
+_FUNCTION = frozenset("about after again being below cannot could every other their there these those under "
+                      "where which while would should shall might still since until whose".split())
+_NOSPACE_RUN = re.compile(f"[{NOSPACE_CHARS}]+")
+
+
+def _content_units(text: str) -> set[str]:
+    """Words of five letters or more but a few English function words, by their first five (lowercased:
+    `rolled back` and `rolling back` meet), and character pairs of scripts without spaces."""
+    units = {w.lower()[:5] for w in _CONTENT.findall(_NOSPACE_RUN.sub(" ", text)) if w.lower() not in _FUNCTION}
+    for run in _NOSPACE_RUN.findall(text):
+        units.update(run[i:i + 2] for i in range(max(1, len(run) - 1)))
+    return units
+
+
+def _shared_content(text: str, source: str) -> bool:
+    """Does the rewrite share a content word with its chunk? A chunk without numbers or names has no
+    required items, so "Nothing." or "I cannot summarize this." would otherwise pass the guard. A
+    rewrite with no content word at all (`It is.`) is judged by the rest of the guard."""
+    mine = _content_units(text)
+    return not mine or bool(mine & _content_units(source))
 
 
 _PART = re.compile(r"[,;:\n，；、。]|(?<=[.!?])\s")
@@ -507,9 +539,9 @@ def _item_list(facts: Facts, text: str) -> bool:
 
 
 def _extract(text: str, ratio: float, ctx: Context, keep_names: str = "on") -> str:
-    """The chunk by extraction at its share of the budget, every name and date word kept (the
-    guard's required items; they may take a chunk past its share, a hard cap would drop them),
-    punctuated like the rewritten chunks around it."""
+    """The chunk by extraction at its share of the budget, punctuated like the rewritten chunks around
+    it; with `keep_names` on, every name and date word kept (the guard's required items; they may take
+    a chunk past its share, a hard cap would drop them)."""
     if ctx.subcompress is None:
         raise RuntimeError("rewrite needs the text pipeline's Context (its subcompress) to fall back to extract")
     request = Request(ratio=min(1.0, max(ratio, 1e-3)), query=ctx.request.query, force=ctx.request.force)
