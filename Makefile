@@ -71,7 +71,7 @@ test-adapters: install models
 
 # All sections take hours (fidelity runs an LM reader over thousands of rows; it resumes from
 # bench-work/). A quick refresh: make bench BENCH_SECTIONS=pipeline,ratio
-BENCH_SECTIONS ?= pipeline,ratio,formats,extract,extract-fidelity,extract-knobs,extract-models,languages,languages-reader,scaleout,structure,rag,serve,rewrite,latent,reader,fidelity
+BENCH_SECTIONS ?= pipeline,ratio,formats,extract,extract-fidelity,extract-knobs,extract-models,languages,languages-mt,languages-reader,scaleout,structure,rag,serve,rewrite,latent,reader,fidelity
 bench: install models peers
 	$(BIN)/python -m promptzip.bench --out BENCHMARKS.md --sections $(BENCH_SECTIONS)
 

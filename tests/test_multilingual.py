@@ -256,3 +256,20 @@ def test_the_shipped_folder_is_within_the_repository_limits():
     for path in (ROOT / "models").rglob("*"):
         if path.is_file():
             assert path.stat().st_size < 95 * 2**20, path
+
+
+@needs_shared
+@needs_multilingual
+def test_the_translated_squad_table_counts_only_rows_whose_answer_came_back(monkeypatch, tmp_path):
+    from promptzip.bench import languages
+
+    src = languages._mt_sources(SHARED)[0]
+    row = {"lang": "ru", "id": src["id"], "context": RUSSIAN, "question": "Когда открылся метрополитен?",
+           "answers": ["15 мая 1935 года"], "ok": True, "en_answer": src["answers"][0]}
+    lost = {**row, "ok": False, "answers": [""]}
+    monkeypatch.setattr(languages, "translated_rows", lambda work, shared: [row, lost])
+    table = languages.bench_languages_mt(tmp_path, SHARED)
+    line = next(x for x in table.splitlines() if x.startswith("| Russian"))
+    assert "(1 of 2 translations kept their answer tags) | 1 |" in line
+    assert next(x for x in table.splitlines() if x.startswith("| English")).split(" | ")[1] == "1"
+    assert languages._norm("«Сокольники»,  и") == "сокольники и"

@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
         ("languages", "Languages: extract on held-out rows of eight languages",
          "extract in every language (held-out rows)",
          lambda: languages.bench_languages(args.work, SHARED, home() / "train" / "runs" / "multi-cut6" / "model")),
+        ("languages-mt", "Languages: SQuAD machine-translated into Russian, German, Spanish, Chinese and Arabic",
+         "extract on machine-translated SQuAD", lambda: languages.bench_languages_mt(args.work, SHARED)),
         ("languages-reader", "Languages: the Qwen reader on held-out rows",
          "languages read by the Qwen reader", lambda: languages.bench_languages_reader(args.work, SHARED)),
         ("reader", "Reader that can answer: SQuAD read by Qwen2.5-Coder-0.5B", "SQuAD with the Qwen reader",
