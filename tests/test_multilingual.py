@@ -270,6 +270,6 @@ def test_the_translated_squad_table_counts_only_rows_whose_answer_came_back(monk
     monkeypatch.setattr(languages, "translated_rows", lambda work, shared: [row, lost])
     table = languages.bench_languages_mt(tmp_path, SHARED)
     line = next(x for x in table.splitlines() if x.startswith("| Russian"))
-    assert "(1 of 2 translations kept their answer tags) | 1 |" in line
+    assert "(1 of 2 translations; 0 by the answer translated alone) | 1 |" in line
     assert next(x for x in table.splitlines() if x.startswith("| English")).split(" | ")[1] == "1"
     assert languages._norm("«Сокольники»,  и") == "сокольники и"
