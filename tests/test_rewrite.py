@@ -422,3 +422,13 @@ def test_the_rewrite_bench_measures_the_runs_it_is_told(monkeypatch):
     monkeypatch.setenv("PROMPTZIP_BENCH_REWRITE_RUNS", "qwen2.5-coder-0.5b-instruct:free")
     with pytest.raises(SystemExit, match="unknown runs"):
         chosen_runs()
+
+
+@needs_models
+def test_the_report_counts_the_protected_spans_the_output_writes(monkeypatch):
+    from promptzip.compressors.rewrite import spans_written
+
+    res = run(monkeypatch, Scripted(invent))  # every chunk extracted: the spans kept whole
+    assert 0 < res.report.protected_spans_kept <= res.report.protected_spans
+    assert spans_written(["Took 120 ms, then 390 ms.", "x = 1", "plain"], [2, 1, 0], "took 120 ms\nx = 1") == 2
+    assert spans_written(["Took 120 ms, then 390 ms."], [2], "took 120 and 390") == 0

@@ -50,7 +50,7 @@ from ..runtime.cache import CompletionCache
 from ..runtime.embed import embedder
 from ..runtime.endpoint import EndpointError, EndpointGenerator
 from ..runtime.llama_server import LOCAL_MODELS, gguf_sha256, shared_server
-from ..segment import GAP_TEXT, Gap, Kind
+from ..segment import GAP_TEXT, Gap, Kind, protected_spans
 from ..select import share_budget
 from .base import Compressor, Param
 from .extract import Extract, Scorer, model_dir
@@ -229,6 +229,7 @@ class Rewrite(Compressor):
         if pieces and texts:
             ctx.sink.write(b"\n")
         ctx.kept = np.zeros(len(t), dtype=bool)
+        ctx.spans_kept = spans_written(texts, t.spans.tolist(), "\n".join(text for _, text in pieces))
         ctx.chunks = [asdict(r) for r in records]
         tm = getattr(gen, "timings", None) or {"prompt_n": 0, "prompt_ms": 0.0, "predicted_n": 0, "predicted_ms": 0.0}
         ctx.generation = {"requests": getattr(gen, "requests", 0), "prompt_tokens": tm["prompt_n"], "generated_tokens": tm["predicted_n"],
@@ -330,6 +331,20 @@ class Rewrite(Compressor):
                         {"role": "user", "content": RETRY.format(problems=_problems(facts, text, budget, ctx, chunk.text),
                                                                  words=words, items=_items(facts))}]
         return _Outcome(None, "extract", f"guard: {reason}", cached_all)
+
+
+def spans_written(units: list[str], spans: list[int], output: str) -> int:
+    """How many of the units' protected spans (numbers with units, code, URLs; a block counts as one)
+    the output writes verbatim: the report's count, since a rewrite keeps no unit as such."""
+    kept = 0
+    for text, n in zip(units, spans, strict=True):
+        if not n:
+            continue
+        inline = protected_spans(text)
+        kept += min(n, sum(text[a:b] in output for a, b in inline))
+        if n > len(inline) and text.strip() in output:  # the block itself
+            kept += n - len(inline)
+    return kept
 
 
 def _floor(text: str, ctx: Context) -> int:
