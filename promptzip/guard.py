@@ -131,6 +131,8 @@ def check(source: Facts, rewrite: str, text: str | None = None) -> Verdict:
     new_names = []
     if text is not None:
         known = set(re.findall(r"[^\W\d_][\w'’-]*", text))
+        # an elided article or preposition is glued to its word: l’Autorité, d’Etat, dell'Arte
+        known |= {part for word in known for part in re.split(r"['’]", word) if part}
         new_names = [n for n in dict.fromkeys(names_of(rewrite)) if n not in known]
     return Verdict(not missing and not invented and not new_names, missing, invented, new_names)
 

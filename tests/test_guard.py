@@ -65,6 +65,10 @@ def test_a_name_the_text_never_writes_fails_when_the_text_is_given():
     assert not v.ok and v.new_names == ["Henry"] and "names not in the text: Henry" in v.reason()
     assert check(facts, "At 14:00 Priya Raman paged the Payments team.", text).ok  # a word of the text, capitalized
     assert check(facts, "At 14:00 Priya Raman paged Henry from payments.").ok  # without the text: items and numbers
+    # a French word glued to its elided article is a word of the text (l’Autorité, d’Etat)
+    fr = "Le Conseil d’Etat a saisi l’Autorité de régulation en 2021."
+    assert check(facts_of(fr), "En 2021, le Conseil a saisi la Autorité, dit le Conseil d'Etat.", fr).new_names == []
+    assert check(facts_of(fr), "En 2021, le Conseil a saisi la Commission.", fr).new_names == ["Commission"]
 
 
 def test_chunks_cover_all_units_in_order_within_the_bound():

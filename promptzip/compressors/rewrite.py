@@ -119,10 +119,11 @@ class Rewrite(Compressor):
     # as the text writes them, chunks raised to the budget their items need; .1: a name the chunk never
     # writes fails the guard; .2: chunks are raised to what their items need only without a question;
     # .3: with a question, extracted chunks hold their share (`keep_names=auto`); .4: a rewrite that shares
-    # no content word with its chunk fails.
+    # no content word with its chunk fails; .5: a word glued to an elided article (l’Autorité) is a word
+    # of the chunk for the new-names check.
     # Extracted chunks are `extract`'s output, so its version is part of this one (checkpointed eval
     # rows and batch outputs are made again).
-    version = f"{PROMPT_VERSION}.4+extract{Extract.version}"
+    version = f"{PROMPT_VERSION}.5+extract{Extract.version}"
     params = (
         Param("endpoint", str, "", "OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1); "
               "empty = the local model"),
