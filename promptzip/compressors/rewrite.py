@@ -18,9 +18,10 @@ faithfulness guard.
    model writes sentences that hold them and say nothing (BENCHMARKS.md, "Rewrite").
 4. Guard (`guard.py`): the rewrite must keep every number, date, name, quoted string, inline
    code, URL and forced string of its chunk, invent no number nor name, stay within 1.2x the
-   chunk's budget, and read as sentences (`_not_prose`). On failure the model is told in a second turn what was missing or invented, and asked
+   chunk's budget, share a content word with it (`_shared_content`), and read as sentences (`_not_prose`). On failure the model is told in a second turn what was missing or invented, and asked
    again; on a second failure the chunk is compressed by `extract` to its budget instead
-   (extraction cannot invent).
+   (extraction cannot invent); without `--query` extracted chunks keep every name and date even past
+   their share, with one they hold it (`keep_names=auto`).
    Blocks (code, tables, JSON, headings) always take the extract path, which keeps them whole.
 5. The report lists every chunk: its tokens, budget, path (copy, rewrite, retry, extract, block,
    drop), why, and whether the completion came from the cache (`runtime/cache.py`).
