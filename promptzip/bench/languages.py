@@ -252,27 +252,31 @@ def translated_rows(work: Path, shared: Path) -> list[dict]:
     path.parent.mkdir(parents=True, exist_ok=True)
     done = {(d["lang"], d["id"]): d for d in (read_jsonl(path) if path.is_file() else [])}
     sources = _mt_sources(shared)
-    gen = None
+    started = []
+
+    def gen():  # the server starts only when a row is missing
+        if not started:
+            started.append(EndpointGenerator(shared_server(MT_MODEL), MT_MODEL, "PROMPTZIP_API_KEY", 1, 600.0, 1))
+        return started[0]
+
     with open(path, "a", encoding="utf-8") as log:
         for lang, name in MT_LANGUAGES:
             for r in sources:
                 if (lang, r["id"]) in done:
                     continue
-                if gen is None:
-                    gen = EndpointGenerator(shared_server(MT_MODEL), MT_MODEL, "PROMPTZIP_API_KEY", 1, 600.0, 1)
                 print(f"bench: translating {r['id']} into {name}", file=sys.stderr, flush=True)
                 answer = r["answers"][0]
                 i = r["context"].find(answer)
                 # an answer the paragraph does not write as such (SQuAD has a few) gets no tags: not counted
                 marked = f"{r['context'][:i]}<b>{answer}</b>{r['context'][i + len(answer):]}" if i >= 0 else r["context"]
 
-                out = _ask(gen, f"Translate this text into {name}. Keep the <b> and </b> tags around the words that "
+                out = _ask(gen(), f"Translate this text into {name}. Keep the <b> and </b> tags around the words that "
                           f"translate the tagged words. Write only the translation.\n\n{marked}",
                           len(r["context"].split()) * 3 + 50)
                 m = re.search(r"<b>(.*?)</b>", out, re.S)
                 got = m.group(1).strip() if m else ""
                 context = re.sub(r"</?b>", "", out).strip()
-                question = _ask(gen, f"Translate this question into {name}. Write only the translation.\n\n{r['question']}", 80)
+                question = _ask(gen(), f"Translate this question into {name}. Write only the translation.\n\n{r['question']}", 80)
                 rec = {"lang": lang, "id": r["id"], "context": context, "question": question, "answers": [got],
                        "ok": bool(got) and i >= 0 and _norm(got) in _norm(context), "en_answer": answer,
                        "answer_from": "tags"}
@@ -283,9 +287,7 @@ def translated_rows(work: Path, shared: Path) -> list[dict]:
                 rec = done[(lang, r["id"])]
                 if rec["ok"] or rec.get("alone_tried") or r["answers"][0] not in r["context"]:
                     continue
-                if gen is None:
-                    gen = EndpointGenerator(shared_server(MT_MODEL), MT_MODEL, "PROMPTZIP_API_KEY", 1, 600.0, 1)
-                got = _ask(gen, f"Translate into {name}. Write only the translation.\n\n{r['answers'][0]}", 40)
+                got = _ask(gen(), f"Translate into {name}. Write only the translation.\n\n{r['answers'][0]}", 40)
                 got = got.strip().strip("\"'«»“”「」。.")
                 rec = {**rec, "alone_tried": True, "answers": [got], "answer_from": "alone",
                        "ok": bool(got) and _norm(got) in _norm(rec["context"])}
