@@ -323,15 +323,14 @@ class Rewrite(Compressor):
                 except EndpointError as exc:
                     return _Outcome(None, "extract", f"endpoint: {exc}", False)
                 cache.put(key, text)
-            verdict = _judge(facts, text, budget, ctx.counter.count, chunk.text)
-            if verdict is None:
+            failed = _judge(facts, text, budget, ctx.counter.count, chunk.text)
+            if failed is None:
                 return _Outcome(text, "retry" if attempt else "rewrite",
                                 f"first try failed: {reason}" if attempt else "", cached_all)
-            reason = verdict
+            reason, problems = failed
             # the second try sees its first answer and what was wrong with it
             messages = [*messages, {"role": "assistant", "content": text},
-                        {"role": "user", "content": RETRY.format(problems=_problems(facts, text, budget, ctx, chunk.text),
-                                                                 words=words, items=_items(facts))}]
+                        {"role": "user", "content": RETRY.format(problems=problems, words=words, items=_items(facts))}]
         return _Outcome(None, "extract", f"guard: {reason}", cached_all)
 
 
@@ -461,9 +460,8 @@ def grammar(text: str, facts: Facts, words: int, items: list[str]) -> str:
     return "\n".join([f'root ::= {body} {run} "."?', *lines]) + "\n"
 
 
-def _problems(facts: Facts, text: str, budget: int, ctx: Context, source: str) -> str:
+def _problems(verdict, text: str, too_long: bool, source: str) -> str:
     """What the guard found wrong with a rewrite, said to the model."""
-    verdict = check(facts, text, source)
     parts = []
     if verdict.missing:
         parts.append("left out " + ", ".join(verdict.missing[:8]))
@@ -471,7 +469,7 @@ def _problems(facts: Facts, text: str, budget: int, ctx: Context, source: str) -
         parts.append("wrote " + ", ".join((verdict.invented + verdict.new_names)[:6]) + ", which the text does not have")
     if not text.strip():
         parts.append("was empty")
-    elif ctx.counter.count(text) > LONG_SLACK * budget + 2:
+    elif too_long:
         parts.append("was too long")
     elif not _shared_content(text, source):
         parts.append("said nothing the text says")
@@ -480,21 +478,25 @@ def _problems(facts: Facts, text: str, budget: int, ctx: Context, source: str) -
     return " and ".join(parts) or "did not pass the check"
 
 
-def _judge(facts: Facts, text: str, budget: int, count: Callable[[str], int], source: str) -> str | None:
-    """None when the rewrite of `source` is accepted, else why not."""
-    if not text.strip():
-        return "empty answer"
+def _judge(facts: Facts, text: str, budget: int, count: Callable[[str], int], source: str) -> tuple[str, str] | None:
+    """None when the rewrite of `source` is accepted, else why not: for the report, and as the retry
+    tells the model (`_problems`)."""
     verdict = check(facts, text, source)
-    if not verdict.ok:
-        return verdict.reason()
     n = count(text)
-    if n > LONG_SLACK * budget + 2:
-        return f"too long ({n} tokens for a budget of {budget})"
-    if _item_list(facts, text):
-        return "a list of its required items, not a rewrite"
-    if not _shared_content(text, source):
-        return "says nothing the text says (no word of it)"
-    return _not_prose(text, source)
+    too_long = n > LONG_SLACK * budget + 2
+    if not text.strip():
+        reason = "empty answer"
+    elif not verdict.ok:
+        reason = verdict.reason()
+    elif too_long:
+        reason = f"too long ({n} tokens for a budget of {budget})"
+    elif _item_list(facts, text):
+        reason = "a list of its required items, not a rewrite"
+    elif not _shared_content(text, source):
+        reason = "says nothing the text says (no word of it)"
+    else:
+        reason = _not_prose(text, source)
+    return None if reason is None else (reason, _problems(verdict, text, too_long, source))
 
 
 _CONTENT = re.compile(r"[^\W\d_]{5,}")
