@@ -5,7 +5,8 @@ A small LM that rewrites freely drops and invents facts, so a rewrite is accepte
 every *required item* of its source appears in it verbatim and it holds no number absent from
 the source (and, given the source text, no name the source never writes). Required items: numbers (compared without thousands separators), dates, capitalized
 names, quoted strings (also in 「」『』《》 and « »), inline code, URLs and the user's `--force` strings. Names
-are capitalized words in Latin, Greek or Cyrillic script; in a script without capitals (Chinese,
+are capitalized words in Latin, Greek or Cyrillic script (not at a sentence start, also after a
+bracket, quote or tag there, unless seen inside one; a possessive is its name: "Rollo's" is Rollo); in a script without capitals (Chinese,
 Japanese, Arabic, Thai) the numbers, dates, quotes, code and URLs are the required items. The check is lexical
 and strict on purpose: "March 3rd" for "March 3" fails, and the caller retries or falls back to
 extraction, which cannot invent anything. It does not judge meaning (a rewrite can keep every
@@ -78,7 +79,10 @@ class Verdict:
         return "; ".join(parts)
 
 
-_STARTS = re.compile(r"(?:^|[.!?:;}\]]\s+|\n\s*(?:[-*+#>|]+\s*|\d+[.)]\s+)?)$")
+# a sentence or line start, then what may open it: brackets, quotes, emphasis marks, a tag ("[Le détail",
+# "<u>Retour", "».* Ce")
+_OPENERS = r"(?:[\[(«“‘\"'*_]+|<\w+>)*\s*"
+_STARTS = re.compile(rf"(?:^|[.!?:;}}\]][»”’\"'*_)]*\s+|\n\s*(?:[-*+#>|]+\s*|\d+[.)]\s+)?){_OPENERS}$")
 
 
 def names_of(text: str) -> list[str]:
@@ -91,7 +95,13 @@ def names_of(text: str) -> list[str]:
         head = text[max(0, m.start() - 12):m.start()]
         if m.start() and not _STARTS.search(head) and m.group() not in NOT_NAMES:
             mid.add(m.group())
-    return [w for w in names_in(text) if w in mid]
+    return [name_stem(w) for w in names_in(text) if w in mid]
+
+
+def name_stem(name: str) -> str:
+    """A name without its possessive: "Rollo's" is the name Rollo ("Rollo" keeps it, "Dropbox's" is no
+    new name beside "Dropbox")."""
+    return re.sub(r"'s?$", "", name) or name
 
 
 def _unique(items: Iterable[str]) -> tuple[str, ...]:
@@ -103,7 +113,9 @@ def facts_of(text: str, force: Iterable[str] = ()) -> Facts:
         numbers=_unique(numbers_in(text)),
         dates=_unique(m.group() for m in DATE.finditer(text)),
         names=_unique(names_of(text)),
-        quotes=_unique(next(g for g in m.groups() if g is not None).strip() for m in QUOTED.finditer(text)),
+        # the punctuation a quote closes on is the sentence's ("highway," "Coming soon.")
+        quotes=_unique(next(g for g in m.groups() if g is not None).strip().rstrip(",.;:").strip()
+                       for m in QUOTED.finditer(text)),
         code=_unique(m.group(1) for m in CODE.finditer(text)),
         urls=_unique(m.group().rstrip(".,;:") for m in URL.finditer(text)),
         forced=_unique(f for f in force if f and f in text),
@@ -114,7 +126,7 @@ def check(source: Facts, rewrite: str, text: str | None = None) -> Verdict:
     """Does `rewrite` keep every required item of `source` and invent no number? Given the source's
     `text`, also: does it bring no name (a capitalized word mid-sentence) that the text never writes?"""
     numbers = set(numbers_in(rewrite))
-    names = set(names_in(rewrite))
+    names = {name_stem(n) for n in names_in(rewrite)}
     flat = " ".join(rewrite.split())
     missing = []
     for kind, item in source.items():

@@ -30,6 +30,24 @@ def test_sentence_initial_words_are_not_names_unless_seen_inside():
     assert "Written" not in names and "Page" not in names and "Later" not in names
 
 
+
+def test_words_opening_a_sentence_after_a_bracket_quote_or_tag_are_not_names():
+    text = ('Les députés ont voté. [Le détail est en ligne.] Il sera examiné.* Ce dispositif reste.\n'
+            '<u>Retour sur le vote</u>\n« Dans la loi, Hollande » a dit Hollande.')
+    names = names_of(text)
+    assert "Hollande" in names
+    assert not {"Le", "Ce", "Retour", "Dans"} & set(names)
+
+
+def test_a_possessive_is_its_name_and_a_quote_ends_before_its_sentence_punctuation():
+    text = 'Then Rollo\'s men sailed, and "highway," they wrote. Later Dropbox grew.'
+    facts = facts_of(text)
+    assert "Rollo" in facts.names and "highway" in facts.quotes
+    assert check(facts, 'Rollo sailed on the highway to Dropbox.', text).ok
+    assert not check(facts, 'The men sailed on a road.', text).ok
+    assert check(facts_of("Dropbox and Rollo met."), "Dropbox's Rollo.", "Dropbox and Rollo met.").ok
+    assert check(facts_of("Dropbox and Rollo met."), "Dropbox met Gerald.", "Dropbox and Rollo met.").new_names == ["Gerald"]
+
 def test_verbatim_copy_passes_and_a_copy_with_new_number_fails():
     facts = facts_of(SOURCE)
     assert check(facts, SOURCE).ok

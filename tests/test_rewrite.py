@@ -122,6 +122,37 @@ def test_an_invented_number_triggers_a_retry_then_extraction(monkeypatch):
     assert set(numbers_in(res.text)) <= set(numbers_in(TEXT))
 
 
+
+class SampledOnly(Scripted):
+    """Invents a number when greedy; the sampled answers (temperature set) are faithful from the `good`-th on."""
+
+    def __init__(self, good=1):
+        super().__init__(invent)
+        self.good, self.seeds = good, []
+        self.id = f"sampled-only:{good}"  # its own completions in the cache
+
+    def complete(self, messages, max_tokens, source=None, extra=None):
+        self.calls += 1
+        if not (extra or {}).get("temperature"):
+            return invent(source)
+        self.seeds.append(extra["seed"])
+        return keep_facts(source) if extra["seed"] - 99 >= self.good else invent(source)
+
+
+@needs_models
+def test_sampled_answers_are_tried_after_the_retry_and_seeded(monkeypatch):
+    backend = SampledOnly(good=2)
+    res = run(monkeypatch, backend)
+    asked = [c for c in res.report.chunks if c["path"] not in ("copy", "drop", "block")]
+    assert asked and all(c["path"] == "retry" and "passed on sampled answer 2 of 3" in c["reason"] for c in asked), asked
+    assert backend.seeds == [100, 101] * len(asked)
+
+    backend = SampledOnly(good=1)
+    res = run(monkeypatch, backend, samples=0)
+    asked = [c for c in res.report.chunks if c["path"] not in ("copy", "drop", "block")]
+    assert asked and all(c["path"] == "extract" and "the last of 2 tries" in c["reason"] for c in asked), asked
+    assert backend.calls == 2 * len(asked) and not backend.seeds
+
 @needs_models
 def test_extracted_chunks_keep_names_past_their_share_only_without_a_question(monkeypatch):
     names = ("Raman", "March")  # the guard's names: capitalized mid-sentence
@@ -156,6 +187,16 @@ def test_a_rewrite_that_says_nothing_of_its_chunk_is_refused(monkeypatch):
     assert not _shared_content("I cannot summarize this text.", plain)
     assert _shared_content("大家在河边散步。", "天气很好，大家在河边散步。")
 
+
+
+def test_the_prompt_lists_a_name_with_the_capitalized_words_beside_it():
+    from promptzip.compressors.rewrite import written_items
+    from promptzip.guard import facts_of
+
+    text = ("Project Manager: {vocalsound}\nUser Interface: We met the Free Software Foundation in 2019.\n"
+            "Then Dropbox grew, and Rollo's Vikings too.")
+    assert written_items(text, facts_of(text)) == ["Project Manager", "User Interface", "Free Software Foundation",
+                                                   "2019", "Dropbox", "Rollo's Vikings"]
 
 def test_grammar_orders_the_required_items_and_limits_the_words():
     from promptzip.compressors.rewrite import grammar, ordered_items

@@ -42,7 +42,7 @@ from .. import shipped
 from ..context import Context
 from ..errors import ModelError
 from ..fileutil import sha256_file
-from ..guard import DATE, names_of
+from ..guard import DATE, name_stem, names_of
 from ..lang import detect
 from ..runtime.e5q4 import Q4Rows
 from ..runtime.onnx import encode_text, session, specials, subword_ids, wordpiece
@@ -356,7 +356,8 @@ def name_words(w) -> np.ndarray:
     for m in DATE.finditer(w.text):
         names.update(m.group().replace(",", " ").split())
     strip = re.compile(r"^[^\w]+|[^\w]+$")
-    return np.fromiter((strip.sub("", word) in names for word in w.words), dtype=bool, count=len(w.words))
+    return np.fromiter((name_stem(strip.sub("", word)) in names for word in w.words), dtype=bool,
+                       count=len(w.words))
 
 
 @lru_cache(maxsize=8)

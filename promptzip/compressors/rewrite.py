@@ -9,7 +9,7 @@ faithfulness guard.
    whose share is less than its required items need is raised to that (`_floored_shares`). A chunk whose
    share covers it is copied; a chunk with no share is dropped.
 3. Rewrite: each other prose chunk goes to the backend with its word budget, the items it must
-   keep and the question: by default a local Qwen2.5-Coder-Instruct GGUF (`local`) behind
+   keep (a name listed with the capitalized words beside it: "User Interface") and the question: by default a local Qwen2.5-Coder-Instruct GGUF (`local`) behind
    llama.cpp's own server (`runtime/llama_server.py`, started once per process and reused by
    every chunk and every file of a batch worker), asked through the same OpenAI-compatible client
    as `endpoint` + `model` (any server, requests in parallel). `constrain` holds the local model to a
@@ -19,7 +19,9 @@ faithfulness guard.
 4. Guard (`guard.py`): the rewrite must keep every number, date, name, quoted string, inline
    code, URL and forced string of its chunk, invent no number nor name, stay within 1.2x the
    chunk's budget, share a content word with it (`_shared_content`), and read as sentences (`_not_prose`). On failure the model is told in a second turn what was missing or invented, and asked
-   again; on a second failure the chunk is compressed by `extract` to its budget instead
+   again; then `samples` (3) answers to the first prompt are sampled (temperature 0.7, seeded, so
+   a run repeats and its completions are cached); when none passes, the chunk is compressed by
+   `extract` to its budget instead
    (extraction cannot invent); without `--query` extracted chunks keep every name and date even past
    their share, with one they hold it (`keep_names=auto`).
    Blocks (code, tables, JSON, headings) always take the extract path, which keeps them whole.
@@ -44,8 +46,8 @@ import numpy as np
 from ..chunking import Chunk, chunk_units
 from ..context import Context, Request
 from ..errors import ModelError
-from ..fidelity import NAME, NUMBER
-from ..guard import Facts, check, facts_of, shorten
+from ..fidelity import NAME, NOT_NAMES, NUMBER
+from ..guard import Facts, check, facts_of, name_stem, shorten
 from ..nospace import NOSPACE_CHARS, NOSPACE_SCRIPT
 from ..runtime.cache import CompletionCache
 from ..runtime.embed import embedder
@@ -56,7 +58,7 @@ from ..select import share_budget
 from .base import Compressor, Param
 from .extract import Extract, Scorer, model_dir
 
-PROMPT_VERSION = "4"
+PROMPT_VERSION = "5"
 WORDS_PER_TOKEN = 0.75  # English prose under cl100k; only shapes the word budget in the prompt
 LONG_SLACK = 1.2  # a rewrite may exceed its chunk's budget by this factor
 # `constrain`: a grammar's free words are sized so the rewrite stays within FILL x its budget (the guard
@@ -66,6 +68,9 @@ FILL = 1.1
 FLOORED = 0.8  # chunks raised to the least budget their items need take at most this share of the budget
 SEP_TOKENS = 0.3
 DENSE = 0.5
+# after the greedy try and the retry, `samples` answers sampled at this temperature (seeds SEED, SEED + 1, ...)
+SAMPLE_TEMPERATURE = 0.7
+SEED = 100
 LOCAL_DEFAULT = "qwen2.5-coder-0.5b-instruct"
 # The system prompt and one worked example (our own text) come first and are the same in every request,
 # so llama.cpp's server reads them once and reuses its cache of them; what changes comes last.
@@ -77,7 +82,7 @@ FOCUS = "\nKeep what answers: {query}"
 EXAMPLE = ("The committee met on Tuesday in the town hall, where the chair, Maria Lopez, explained that the "
            "budget for the new library, which had been discussed for several months, would be 2.4 million "
            "dollars, and that construction was expected to begin in March 2027 if the council approved it.",
-           "Tuesday; Maria; Lopez; 2.4; 2027", 24,
+           24,
            "On Tuesday chair Maria Lopez said the new library will cost 2.4 million dollars; building starts "
            "in March 2027 if the council approves.")
 RETRY = ("That rewrite {problems}. Write it again in at most {words} words, with each of these exactly as "
@@ -121,10 +126,11 @@ class Rewrite(Compressor):
     # writes fails the guard; .2: chunks are raised to what their items need only without a question;
     # .3: with a question, extracted chunks hold their share (`keep_names=auto`); .4: a rewrite that shares
     # no content word with its chunk fails; .5: a word glued to an elided article (l’Autorité) is a word
-    # of the chunk for the new-names check.
+    # of the chunk for the new-names check; prompt 5: a name is listed with the capitalized words beside it
+    # ("User Interface"), and `samples` sampled answers follow the retry.
     # Extracted chunks are `extract`'s output, so its version is part of this one (checkpointed eval
     # rows and batch outputs are made again).
-    version = f"{PROMPT_VERSION}.5+extract{Extract.version}"
+    version = f"{PROMPT_VERSION}.0+extract{Extract.version}"
     params = (
         Param("endpoint", str, "", "OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1); "
               "empty = the local model"),
@@ -137,6 +143,8 @@ class Rewrite(Compressor):
         Param("retries", int, 3, "retries per endpoint request (connection errors, 429, 5xx)", bounds=(0, 20)),
         Param("chunk_tokens", int, 160, "largest chunk, in target tokens", bounds=(16, None)),
         Param("min_chunk", int, 24, "smaller chunks join a neighbour", bounds=(0, None)),
+        Param("samples", int, 3, "after the first try and the retry fail the guard, this many answers sampled "
+              "(temperature 0.7, seeded) are tried before the chunk is extracted", bounds=(0, 16)),
         Param("keep_names", str, "auto", "extracted chunks keep every name and date, even past their share "
               "(on), or hold their share and let names go (off); auto = on without --query, off with it (the "
               "question says which names matter)", ("auto", "on", "off")),
@@ -312,26 +320,36 @@ class Rewrite(Compressor):
             extra = {"grammar": grammar(chunk.text, facts, room, items)}
         cached_all = True
         reason = ""
-        messages = _messages(chunk.text, words, ctx.request.query, facts)
-        for attempt in range(2):
-            key = cache.key(gen.id, messages + [extra] if extra else messages, limit)
+        first = messages = _messages(chunk.text, words, ctx.request.query, facts)
+        # greedy, then the retry told what was wrong, then `samples` sampled answers to the first prompt (seeded,
+        # so a run is repeatable and its completions cacheable)
+        tries = [(None, False), (None, False)] + [({"temperature": SAMPLE_TEMPERATURE, "seed": SEED + k}, True)
+                                                  for k in range(self.settings["samples"])]
+        for attempt, (sampling, fresh) in enumerate(tries):
+            ask = first if fresh else messages
+            more = {**(extra or {}), **(sampling or {})} or None
+            key = cache.key(gen.id, ask + [more] if more else ask, limit)
             text = cache.get(key)
             if text is None:
                 cached_all = False
                 try:
-                    text = gen.complete(messages, limit, chunk.text, extra)
+                    text = gen.complete(ask, limit, chunk.text, more)
                 except EndpointError as exc:
                     return _Outcome(None, "extract", f"endpoint: {exc}", False)
                 cache.put(key, text)
             failed = _judge(facts, text, budget, ctx.counter.count, chunk.text)
             if failed is None:
+                how = "" if attempt < 2 else f"; passed on sampled answer {attempt - 1} of {len(tries) - 2}"
                 return _Outcome(text, "retry" if attempt else "rewrite",
-                                f"first try failed: {reason}" if attempt else "", cached_all)
-            reason, problems = failed
-            # the second try sees its first answer and what was wrong with it
-            messages = [*messages, {"role": "assistant", "content": text},
-                        {"role": "user", "content": RETRY.format(problems=problems, words=words, items=_items(facts))}]
-        return _Outcome(None, "extract", f"guard: {reason}", cached_all)
+                                f"first try failed: {reason}{how}" if attempt else "", cached_all)
+            if attempt == 0:
+                reason, problems = failed
+                # the second try sees its first answer and what was wrong with it
+                messages = [*messages, {"role": "assistant", "content": text},
+                            {"role": "user", "content": RETRY.format(problems=problems, words=words,
+                                                                    items=_items(chunk.text, facts))}]
+            last = failed[0]
+        return _Outcome(None, "extract", f"guard: {last} (the last of {len(tries)} tries)", cached_all)
 
 
 def spans_written(units: list[str], spans: list[int], output: str) -> int:
@@ -381,15 +399,16 @@ def _floored_shares(budget: int, tokens: np.ndarray, weight: np.ndarray, floors:
     return shares
 
 
-def _items(facts: Facts) -> str:
-    return "; ".join(item for _, item in facts.items()) or "(none)"
+def _items(text: str, facts: Facts) -> str:
+    return "; ".join(written_items(text, facts)) or "(none)"
 
 
 def _messages(text: str, words: int, query: str | None, facts: Facts) -> list[dict]:
-    ex_text, ex_items, ex_words, ex_answer = EXAMPLE
-    ask = ASK.format(text=text, items=_items(facts), words=words) + (FOCUS.format(query=query) if query else "")
+    ex_text, ex_words, ex_answer = EXAMPLE
+    ask = ASK.format(text=text, items=_items(text, facts), words=words) + (FOCUS.format(query=query) if query else "")
     return [{"role": "system", "content": SYSTEM},
-            {"role": "user", "content": ASK.format(text=ex_text, items=ex_items, words=ex_words)},
+            {"role": "user", "content": ASK.format(text=ex_text, items=_items(ex_text, facts_of(ex_text)),
+                                                   words=ex_words)},
             {"role": "assistant", "content": ex_answer},
             {"role": "user", "content": ask}]
 
@@ -416,12 +435,33 @@ def ordered_items(text: str, facts: Facts) -> list[str]:
     return [f for _, _, f in sorted(chosen)]
 
 
+_NAME_RUN = re.compile(rf"{NAME.pattern}(?: {NAME.pattern})+")
+
+
+def written_items(text: str, facts: Facts) -> list[str]:
+    """The required items as the prompt lists them: as the text writes them, in its order
+    (`ordered_items`), a name with the capitalized words beside it ("User Interface", "Free Software
+    Foundation", "Maria Lopez"): a small model told to keep "Interface" and "Manager" alone drops them,
+    and copies the whole name."""
+    names = set(facts.names)
+    whole: dict[str, str] = {}
+    for run in _NAME_RUN.finditer(text):
+        words = list(NAME.finditer(run.group()))
+        while words and words[0].group() in NOT_NAMES:  # "Then Dropbox", "The Normans"
+            words.pop(0)
+        stems = [name_stem(w.group()) for w in words]
+        if len(words) > 1 and names.intersection(stems):
+            for stem in stems:
+                whole.setdefault(stem, run.group()[words[0].start():])
+    return list(dict.fromkeys(whole.get(form, form) for form in ordered_items(text, facts)))
+
+
 def _occurrences(text: str, kind: str, item: str):
     """(start, end, surface) of every place `text` writes `item` as the guard would find it."""
     if kind == "numbers":
         yield from ((m.start(), m.end(), m.group()) for m in NUMBER.finditer(text) if m.group().replace(",", "") == item)
     elif kind == "names":
-        yield from ((m.start(), m.end(), m.group()) for m in NAME.finditer(text) if m.group() == item)
+        yield from ((m.start(), m.start() + len(item), item) for m in NAME.finditer(text) if name_stem(m.group()) == item)
     else:
         i = text.find(item)
         while i >= 0:
@@ -490,7 +530,7 @@ def _judge(facts: Facts, text: str, budget: int, count: Callable[[str], int], so
         reason = verdict.reason()
     elif too_long:
         reason = f"too long ({n} tokens for a budget of {budget})"
-    elif _item_list(facts, text):
+    elif _item_list(facts, text, source):
         reason = "a list of its required items, not a rewrite"
     elif not _shared_content(text, source):
         reason = "says nothing the text says (no word of it)"
@@ -548,10 +588,11 @@ def _not_prose(text: str, source: str) -> str | None:
     return None
 
 
-def _item_list(facts: Facts, text: str) -> bool:
+def _item_list(facts: Facts, text: str, source: str) -> bool:
     """Is the answer the required items listed (a model told to copy them may write only them)? At least
-    four comma-, semicolon- or line-separated parts, and most of them exactly an item."""
-    items = {" ".join(item.split()) for _, item in facts.items()}
+    four comma-, semicolon- or line-separated parts, and most of them exactly an item, as the guard or the
+    prompt (`written_items`) has it."""
+    items = {" ".join(item.split()) for item in [*(i for _, i in facts.items()), *written_items(source, facts)]}
     parts = [" ".join(x.split()).strip(" .") for x in re.split(r"[,;\n]", text)]
     parts = [x for x in parts if x]
     return len(parts) >= 4 and sum(x in items for x in parts) >= 0.7 * len(parts)
