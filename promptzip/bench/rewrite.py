@@ -201,17 +201,17 @@ def table(rows: list[dict]) -> list[str]:
     return out
 
 
-def speed(work: Path, runs=RUNS) -> list[dict]:
+def speed(work: Path, runs=RUNS, new: bool = True) -> list[dict]:
     """Each run once on the first news article at 0.33 with the completion cache off (the rows above
     reuse cached completions across versions, so their seconds are not speeds); kept in
-    bench-work/rewrite/speed.jsonl by rewriter version."""
+    bench-work/rewrite/speed.jsonl by rewriter version. `new=False`: only the runs measured so far."""
     path = work / "rewrite" / "speed.jsonl"
     done = {(r["model"], r["constrain"]): r for r in (read_jsonl(path) if path.is_file() else [])
             if r.get("version") == Rewrite.version}
     row = rows_of("news")[0] if rows_of("news") else None
     with open(path, "a", encoding="utf-8") as log:
         for model, mode in runs:
-            if (model, mode) in done or row is None or not (models_dir() / model / "manifest.json").is_file():
+            if not new or (model, mode) in done or row is None or not (models_dir() / model / "manifest.json").is_file():
                 continue
             print(f"bench: rewrite speed {model} ({mode})", file=sys.stderr, flush=True)
             old = os.environ.get("PROMPTZIP_NO_CACHE")
@@ -260,7 +260,7 @@ def bench_rewrite(work: Path, measured_only: bool = False) -> str:
         rows = list(read_jsonl(path)) if path.is_file() else []
         rows = [r for r in rows if r.get("version") == Rewrite.version]
     read_all(rows, work)
-    recs = speed(work, runs=runs) if not measured_only else speed(work, runs=())
+    recs = speed(work, runs=runs, new=not measured_only)
     parts = [f"`python -m promptzip.bench --sections rewrite`: `-m rewrite` without an endpoint (the local model "
              f"on llama.cpp's server, 2 threads) beside `-m extract` at the ratio rewrite reached on each row. "
              f"Rows: the first {LIMITS['squad']} distinct SQuAD v2 half-dev paragraphs with an answer (with the first "
@@ -271,7 +271,8 @@ def bench_rewrite(work: Path, measured_only: bool = False) -> str:
              "alone fit within 1.2x the chunk's budget (the most any model could pass; the others are extracted "
              "without asking); *passed the guard*: their rewrite kept every required item, "
              "invented no number, brought no name the chunk lacks, held its length and reads as sentences (not words "
-             "or names set side by side), on the first try or the retry; the rest were extracted. "
+             "or names set side by side), on the first try, the retry or one of the answers sampled after it "
+             "(`-p samples`, 3 by default; *of which on retry* counts the last two kinds); the rest were extracted. "
              "*Invented numbers*: numbers in the output that the input lacks. *Names kept*: the guard's names of "
              f"the input found in the output (with a question, extracted chunks keep only the names their share "
              f"holds, as `extract` does: `-p keep_names=auto`). *Reader EM*: {READER} (llama.cpp) answering the question from the "
