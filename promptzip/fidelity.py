@@ -28,6 +28,8 @@ NOT_NAMES = frozenset(
     No Not Yes One Our My Your His Her Their After Before Because Since Also However Thus Let
     Is Are Was Were Be Been Do Does Did Have Has Had Can Could Would Should Will Shall May Might
     Must Each Every Many Most Such Both Either Neither Once Now Only Just Even Still Yet Like
+    Next First Second Third Finally Meanwhile Moreover Furthermore Instead Otherwise Overall Besides
+    Therefore Hence Although Though Unless Whether Where Whereas Today Yesterday Tomorrow
     Unto Thou Thy Thee Ye Behold Lord God Question Answer Q
     Uh Um Umm Mm Mmm Hmm Hm Oh Ah Okay Ok Yeah Yep Yup Nope Alright Uh-huh Mm-hmm""".split()
 )

@@ -144,7 +144,7 @@ def test_sampled_answers_are_tried_after_the_retry_and_seeded(monkeypatch):
     backend = SampledOnly(good=2)
     res = run(monkeypatch, backend)
     asked = [c for c in res.report.chunks if c["path"] not in ("copy", "drop", "block")]
-    assert asked and all(c["path"] == "retry" and "passed on sampled answer 2 of 3" in c["reason"] for c in asked), asked
+    assert asked and all(c["path"] == "retry" and "passed on sampled answer 2 of 6" in c["reason"] for c in asked), asked
     assert backend.seeds == [100, 101] * len(asked)
 
     backend = SampledOnly(good=1)

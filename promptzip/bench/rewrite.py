@@ -272,7 +272,7 @@ def bench_rewrite(work: Path, measured_only: bool = False) -> str:
              "without asking); *passed the guard*: their rewrite kept every required item, "
              "invented no number, brought no name the chunk lacks, held its length and reads as sentences (not words "
              "or names set side by side), on the first try, the retry or one of the answers sampled after it "
-             "(`-p samples`, 3 by default; *of which on retry* counts the last two kinds); the rest were extracted. "
+             "(`-p samples`, 6 by default; *of which on retry* counts the last two kinds); the rest were extracted. "
              "*Invented numbers*: numbers in the output that the input lacks. *Names kept*: the guard's names of "
              f"the input found in the output (with a question, extracted chunks keep only the names their share "
              f"holds, as `extract` does: `-p keep_names=auto`). *Reader EM*: {READER} (llama.cpp) answering the question from the "

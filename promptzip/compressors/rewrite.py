@@ -19,7 +19,7 @@ faithfulness guard.
 4. Guard (`guard.py`): the rewrite must keep every number, date, name, quoted string, inline
    code, URL and forced string of its chunk, invent no number nor name, stay within 1.2x the
    chunk's budget, share a content word with it (`_shared_content`), and read as sentences (`_not_prose`). On failure the model is told in a second turn what was missing or invented, and asked
-   again; then `samples` (3) answers to the first prompt are sampled (temperature 0.7, seeded, so
+   again; then `samples` (6) answers to the first prompt are sampled (temperature 0.7, seeded, so
    a run repeats and its completions are cached); when none passes, the chunk is compressed by
    `extract` to its budget instead
    (extraction cannot invent); without `--query` extracted chunks keep every name and date even past
@@ -127,10 +127,11 @@ class Rewrite(Compressor):
     # .3: with a question, extracted chunks hold their share (`keep_names=auto`); .4: a rewrite that shares
     # no content word with its chunk fails; .5: a word glued to an elided article (l’Autorité) is a word
     # of the chunk for the new-names check; prompt 5: a name is listed with the capitalized words beside it
-    # ("User Interface"), and `samples` sampled answers follow the retry.
+    # ("User Interface"), and `samples` sampled answers follow the retry; .1: six of them, not three, and
+    # sentence adverbs (Next, First, Finally, ...) are not names.
     # Extracted chunks are `extract`'s output, so its version is part of this one (checkpointed eval
     # rows and batch outputs are made again).
-    version = f"{PROMPT_VERSION}.0+extract{Extract.version}"
+    version = f"{PROMPT_VERSION}.1+extract{Extract.version}"
     params = (
         Param("endpoint", str, "", "OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1); "
               "empty = the local model"),
@@ -143,7 +144,7 @@ class Rewrite(Compressor):
         Param("retries", int, 3, "retries per endpoint request (connection errors, 429, 5xx)", bounds=(0, 20)),
         Param("chunk_tokens", int, 160, "largest chunk, in target tokens", bounds=(16, None)),
         Param("min_chunk", int, 24, "smaller chunks join a neighbour", bounds=(0, None)),
-        Param("samples", int, 3, "after the first try and the retry fail the guard, this many answers sampled "
+        Param("samples", int, 6, "after the first try and the retry fail the guard, this many answers sampled "
               "(temperature 0.7, seeded) are tried before the chunk is extracted", bounds=(0, 16)),
         Param("keep_names", str, "auto", "extracted chunks keep every name and date, even past their share "
               "(on), or hold their share and let names go (off); auto = on without --query, off with it (the "
