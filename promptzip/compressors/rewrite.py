@@ -77,7 +77,8 @@ LOCAL_DEFAULT = "qwen2.5-coder-0.5b-instruct"
 SYSTEM = ("You shorten texts for a reader who will answer questions from them. Keep the facts, drop filler, "
           "and write whole sentences in the text's own language and words. Every listed item must appear exactly as written. "
           "Never add a number, name or date that is not in the text. Reply with the shortened text only.")
-ASK = "Text:\n{text}\n\nItems to keep: {items}\nAt most {words} words."
+ASK = "Text:\n{text}\n\n{items}At most {words} words."
+ITEMS = "Items to keep: {items}\n"  # left out for a chunk without items (a model echoed "(none)" back)
 FOCUS = "\nKeep what answers: {query}"
 EXAMPLE = ("The committee met on Tuesday in the town hall, where the chair, Maria Lopez, explained that the "
            "budget for the new library, which had been discussed for several months, would be 2.4 million "
@@ -85,8 +86,8 @@ EXAMPLE = ("The committee met on Tuesday in the town hall, where the chair, Mari
            24,
            "On Tuesday chair Maria Lopez said the new library will cost 2.4 million dollars; building starts "
            "in March 2027 if the council approves.")
-RETRY = ("That rewrite {problems}. Write it again in at most {words} words, with each of these exactly as "
-         "written: {items}.")
+RETRY = "That rewrite {problems}. Write it again in at most {words} words{items}."
+RETRY_ITEMS = ", with each of these exactly as written: {items}"
 # Words a constrained rewrite may use besides the chunk's own (`constrain=vocab|items`)
 CONNECTIVES = tuple("""and or but not no the a an of in on at to for from by with as is are was were be been it its
 they their this that these which who also than then so after before while when said has have had""".split())
@@ -128,10 +129,10 @@ class Rewrite(Compressor):
     # no content word with its chunk fails; .5: a word glued to an elided article (l’Autorité) is a word
     # of the chunk for the new-names check; prompt 5: a name is listed with the capitalized words beside it
     # ("User Interface"), and `samples` sampled answers follow the retry; .1: six of them, not three, and
-    # sentence adverbs (Next, First, Finally, ...) are not names.
+    # sentence adverbs (Next, First, Finally, ...) are not names; .2: a chunk without items gets no items line.
     # Extracted chunks are `extract`'s output, so its version is part of this one (checkpointed eval
     # rows and batch outputs are made again).
-    version = f"{PROMPT_VERSION}.1+extract{Extract.version}"
+    version = f"{PROMPT_VERSION}.2+extract{Extract.version}"
     params = (
         Param("endpoint", str, "", "OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1); "
               "empty = the local model"),
@@ -348,7 +349,7 @@ class Rewrite(Compressor):
                 # the second try sees its first answer and what was wrong with it
                 messages = [*messages, {"role": "assistant", "content": text},
                             {"role": "user", "content": RETRY.format(problems=problems, words=words,
-                                                                    items=_items(chunk.text, facts))}]
+                                                                    items=_items(chunk.text, facts, RETRY_ITEMS))}]
             last = failed[0]
         return _Outcome(None, "extract", f"guard: {last} (the last of {len(tries)} tries)", cached_all)
 
@@ -400,8 +401,10 @@ def _floored_shares(budget: int, tokens: np.ndarray, weight: np.ndarray, floors:
     return shares
 
 
-def _items(text: str, facts: Facts) -> str:
-    return "; ".join(written_items(text, facts)) or "(none)"
+def _items(text: str, facts: Facts, form: str = ITEMS) -> str:
+    """The prompt's clause naming the items to keep; empty when there are none."""
+    items = written_items(text, facts)
+    return form.format(items="; ".join(items)) if items else ""
 
 
 def _messages(text: str, words: int, query: str | None, facts: Facts) -> list[dict]:
