@@ -198,6 +198,22 @@ def test_the_prompt_lists_a_name_with_the_capitalized_words_beside_it():
     assert written_items(text, facts_of(text)) == ["Project Manager", "User Interface", "Free Software Foundation",
                                                    "2019", "Dropbox", "Rollo's Vikings"]
 
+
+
+def test_a_rewrite_in_another_language_than_its_chunk_fails_the_guard():
+    from promptzip.compressors.rewrite import _judge
+    from promptzip.guard import facts_of
+    from promptzip.tokens import load_tokenizer
+
+    count = load_tokenizer().count
+    source = ("Причиной стало изменение конфигурации. Версия 4.12.0 клиентской библиотеки читала размер пула из "
+              "нового ключа, поэтому пул сократился с 64 до 32 соединений, и Иван Петров откатил её.")
+    facts = facts_of(source)
+    english = "Иван Петров found version 4.12.0 read a new key, so the pool fell from 64 to 32 connections."
+    russian = "Версия 4.12.0 читала новый ключ, и пул сократился с 64 до 32 соединений; Иван Петров откатил её."
+    assert "another language (en) than the text (ru)" in _judge(facts, english, 40, count, source)[0]
+    assert _judge(facts, russian, 40, count, source) is None
+
 def test_grammar_orders_the_required_items_and_limits_the_words():
     from promptzip.compressors.rewrite import grammar, ordered_items
     from promptzip.guard import facts_of

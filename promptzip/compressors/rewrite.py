@@ -48,6 +48,7 @@ from ..context import Context, Request
 from ..errors import ModelError
 from ..fidelity import NAME, NOT_NAMES, NUMBER
 from ..guard import Facts, check, facts_of, name_stem, shorten
+from ..lang import detect
 from ..nospace import NOSPACE_CHARS, NOSPACE_SCRIPT
 from ..runtime.cache import CompletionCache
 from ..runtime.embed import embedder
@@ -129,10 +130,11 @@ class Rewrite(Compressor):
     # no content word with its chunk fails; .5: a word glued to an elided article (l’Autorité) is a word
     # of the chunk for the new-names check; prompt 5: a name is listed with the capitalized words beside it
     # ("User Interface"), and `samples` sampled answers follow the retry; .1: six of them, not three, and
-    # sentence adverbs (Next, First, Finally, ...) are not names; .2: a chunk without items gets no items line.
+    # sentence adverbs (Next, First, Finally, ...) are not names; .2: a chunk without items gets no items line;
+    # .3: the rewrite of a chunk not in English must be in the chunk's language.
     # Extracted chunks are `extract`'s output, so its version is part of this one (checkpointed eval
     # rows and batch outputs are made again).
-    version = f"{PROMPT_VERSION}.2+extract{Extract.version}"
+    version = f"{PROMPT_VERSION}.3+extract{Extract.version}"
     params = (
         Param("endpoint", str, "", "OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1); "
               "empty = the local model"),
@@ -519,6 +521,8 @@ def _problems(verdict, text: str, too_long: bool, source: str) -> str:
         parts.append("said nothing the text says")
     elif _not_prose(text, source):
         parts.append("was words side by side, not sentences")
+    elif _other_language(text, source):
+        parts.append("was not written in the text's language")
     return " and ".join(parts) or "did not pass the check"
 
 
@@ -539,8 +543,22 @@ def _judge(facts: Facts, text: str, budget: int, count: Callable[[str], int], so
     elif not _shared_content(text, source):
         reason = "says nothing the text says (no word of it)"
     else:
-        reason = _not_prose(text, source)
+        reason = _not_prose(text, source) or _other_language(text, source)
     return None if reason is None else (reason, _problems(verdict, text, too_long, source))
+
+
+def _other_language(text: str, source: str) -> str | None:
+    """Is the rewrite of a chunk in another language than English written in another language than
+    the chunk's? The 0.5B answered a Russian chunk in English, keeping its numbers and Cyrillic names,
+    and nothing else of the guard saw it. (An English chunk is not checked: a short English rewrite
+    has too few words for the classifier to be sure of, and the model keeps English.)"""
+    src = detect(source)
+    if src.english:
+        return None
+    out = detect(text)
+    if out.code == src.code or out.how in ("no letters", "classifier, unsure"):
+        return None
+    return f"written in another language ({out.code}) than the text ({src.code})"
 
 
 _CONTENT = re.compile(r"[^\W\d_]{5,}")
