@@ -49,10 +49,12 @@ def first_sentence(src):  # faithful only when the chunk is one sentence long
     return src.split(". ")[0]
 
 
-def keep_facts(src):  # every number and name of the source, in a shorter text
+def keep_facts(src):  # every number and name of the source, and one other word of it, in a shorter text
     from promptzip.guard import facts_of
 
-    return " and ".join(item for _, item in facts_of(src).items())
+    items = [item for _, item in facts_of(src).items()]
+    other = next(w for w in re.findall(r"[a-z]{5,}", src) if not any(w in i for i in items))
+    return " and ".join(items) + f", {other}"
 
 
 def pile_facts(src):  # the same, set side by side: faithful to the letter, not sentences
@@ -213,6 +215,19 @@ def test_a_rewrite_in_another_language_than_its_chunk_fails_the_guard():
     russian = "Версия 4.12.0 читала новый ключ, и пул сократился с 64 до 32 соединений; Иван Петров откатил её."
     assert "another language (en) than the text (ru)" in _judge(facts, english, 40, count, source)[0]
     assert _judge(facts, russian, 40, count, source) is None
+
+def test_a_rewrite_of_nothing_but_its_items_fails_the_guard():
+    from promptzip.compressors.rewrite import _judge
+    from promptzip.guard import facts_of
+    from promptzip.tokens import load_tokenizer
+
+    count = load_tokenizer().count
+    source = "Later the Commission said it would stay careful about the surveillance law until the vote."
+    facts = facts_of(source)
+    assert _judge(facts, "The Commission.", 20, count, source)[0] == "its required items and nothing more"
+    assert _judge(facts, "The Commission stays careful about the law.", 20, count, source) is None
+
+
 
 def test_grammar_orders_the_required_items_and_limits_the_words():
     from promptzip.compressors.rewrite import grammar, ordered_items

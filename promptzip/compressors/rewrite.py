@@ -81,6 +81,11 @@ SYSTEM = ("You shorten texts for a reader who will answer questions from them. K
 ASK = "Text:\n{text}\n\n{items}At most {words} words."
 ITEMS = "Items to keep: {items}\n"  # left out for a chunk without items (a model echoed "(none)" back)
 FOCUS = "\nKeep what answers: {query}"
+IN_LANGUAGE = "\nWrite it in {language}, as the text is."  # for a chunk not in English (the 0.5B translated French)
+LANGUAGES = {"fr": "French", "de": "German", "es": "Spanish", "it": "Italian", "pt": "Portuguese", "nl": "Dutch",
+             "ru": "Russian", "uk": "Ukrainian", "pl": "Polish", "cs": "Czech", "tr": "Turkish", "sv": "Swedish",
+             "zh": "Chinese", "ja": "Japanese", "ko": "Korean", "ar": "Arabic", "fa": "Persian", "he": "Hebrew",
+             "hi": "Hindi", "th": "Thai", "vi": "Vietnamese", "id": "Indonesian", "kk": "Kazakh", "el": "Greek"}
 EXAMPLE = ("The committee met on Tuesday in the town hall, where the chair, Maria Lopez, explained that the "
            "budget for the new library, which had been discussed for several months, would be 2.4 million "
            "dollars, and that construction was expected to begin in March 2027 if the council approved it.",
@@ -131,10 +136,10 @@ class Rewrite(Compressor):
     # of the chunk for the new-names check; prompt 5: a name is listed with the capitalized words beside it
     # ("User Interface"), and `samples` sampled answers follow the retry; .1: six of them, not three, and
     # sentence adverbs (Next, First, Finally, ...) are not names; .2: a chunk without items gets no items line;
-    # .3: the rewrite of a chunk not in English must be in the chunk's language.
+    # .3: the rewrite of a chunk not in English must be in the chunk's language; .4: and the prompt names it.
     # Extracted chunks are `extract`'s output, so its version is part of this one (checkpointed eval
     # rows and batch outputs are made again).
-    version = f"{PROMPT_VERSION}.3+extract{Extract.version}"
+    version = f"{PROMPT_VERSION}.4+extract{Extract.version}"
     params = (
         Param("endpoint", str, "", "OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1); "
               "empty = the local model"),
@@ -412,6 +417,9 @@ def _items(text: str, facts: Facts, form: str = ITEMS) -> str:
 def _messages(text: str, words: int, query: str | None, facts: Facts) -> list[dict]:
     ex_text, ex_words, ex_answer = EXAMPLE
     ask = ASK.format(text=text, items=_items(text, facts), words=words) + (FOCUS.format(query=query) if query else "")
+    lang = detect(text)
+    if not lang.english and lang.code in LANGUAGES:
+        ask += IN_LANGUAGE.format(language=LANGUAGES[lang.code])
     return [{"role": "system", "content": SYSTEM},
             {"role": "user", "content": ASK.format(text=ex_text, items=_items(ex_text, facts_of(ex_text)),
                                                    words=ex_words)},
@@ -506,7 +514,7 @@ def grammar(text: str, facts: Facts, words: int, items: list[str]) -> str:
     return "\n".join([f'root ::= {body} {run} "."?', *lines]) + "\n"
 
 
-def _problems(verdict, text: str, too_long: bool, source: str) -> str:
+def _problems(verdict, text: str, too_long: bool, source: str, facts: Facts) -> str:
     """What the guard found wrong with a rewrite, said to the model."""
     parts = []
     if verdict.missing:
@@ -521,6 +529,8 @@ def _problems(verdict, text: str, too_long: bool, source: str) -> str:
         parts.append("said nothing the text says")
     elif _not_prose(text, source):
         parts.append("was words side by side, not sentences")
+    elif _items_only(text, source, facts):
+        parts.append("said nothing but the items")
     elif _other_language(text, source):
         parts.append("was not written in the text's language")
     return " and ".join(parts) or "did not pass the check"
@@ -543,8 +553,9 @@ def _judge(facts: Facts, text: str, budget: int, count: Callable[[str], int], so
     elif not _shared_content(text, source):
         reason = "says nothing the text says (no word of it)"
     else:
-        reason = _not_prose(text, source) or _other_language(text, source)
-    return None if reason is None else (reason, _problems(verdict, text, too_long, source))
+        reason = (_not_prose(text, source) or ("its required items and nothing more" if _items_only(text, source, facts)
+                                               else None) or _other_language(text, source))
+    return None if reason is None else (reason, _problems(verdict, text, too_long, source, facts))
 
 
 def _other_language(text: str, source: str) -> str | None:
@@ -582,6 +593,14 @@ def _shared_content(text: str, source: str) -> bool:
     rewrite with no content word at all (`It is.`) is judged by the rest of the guard."""
     mine = _content_units(text)
     return not mine or bool(mine & _content_units(source))
+
+
+def _items_only(text: str, source: str, facts: Facts) -> bool:
+    """Is every content word of the rewrite part of a required item ("CNCTR, Conseil, Etat.", "La
+    Commission."), where its chunk has other content words? Sampled answers found such rewrites, which
+    keep every item and say nothing of them."""
+    items = _content_units(" ".join(item for _, item in facts.items()))
+    return bool(_content_units(source) - items) and not (_content_units(text) - items)
 
 
 _PART = re.compile(r"[,;:\n，；、。]|(?<=[.!?])\s")
