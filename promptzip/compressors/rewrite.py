@@ -136,7 +136,8 @@ class Rewrite(Compressor):
     # of the chunk for the new-names check; prompt 5: a name is listed with the capitalized words beside it
     # ("User Interface"), and `samples` sampled answers follow the retry; .1: six of them, not three, and
     # sentence adverbs (Next, First, Finally, ...) are not names; .2: a chunk without items gets no items line;
-    # .3: the rewrite of a chunk not in English must be in the chunk's language; .4: and the prompt names it.
+    # .3: the rewrite of a chunk not in English must be in the chunk's language; .4: and the prompt names it,
+    # and a rewrite whose every content word is part of an item fails (`_items_only`).
     # Extracted chunks are `extract`'s output, so its version is part of this one (checkpointed eval
     # rows and batch outputs are made again).
     version = f"{PROMPT_VERSION}.4+extract{Extract.version}"
