@@ -186,8 +186,10 @@ def main(argv: list[str] | None = None) -> None:
 
         threading.Thread(target=watch, daemon=True).start()
     stop.wait()
-    del server
-    sys.exit(0)
+    # out at once: tearing the server down can hang on a request whose client is gone (a session's server,
+    # its parent killed mid-generation, was found asleep two hours later); the OS frees what it holds
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
