@@ -40,6 +40,7 @@ import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -48,7 +49,7 @@ from ..context import Context, Request
 from ..errors import ModelError
 from ..fidelity import NAME, NOT_NAMES, NUMBER
 from ..guard import Facts, check, facts_of, name_stem, shorten
-from ..lang import detect
+from ..lang import Language, detect
 from ..nospace import NOSPACE_CHARS, NOSPACE_SCRIPT
 from ..runtime.cache import CompletionCache
 from ..runtime.embed import embedder
@@ -418,7 +419,7 @@ def _items(text: str, facts: Facts, form: str = ITEMS) -> str:
 def _messages(text: str, words: int, query: str | None, facts: Facts) -> list[dict]:
     ex_text, ex_words, ex_answer = EXAMPLE
     ask = ASK.format(text=text, items=_items(text, facts), words=words) + (FOCUS.format(query=query) if query else "")
-    lang = detect(text)
+    lang = _language(text)
     if not lang.english and lang.code in LANGUAGES:
         ask += IN_LANGUAGE.format(language=LANGUAGES[lang.code])
     return [{"role": "system", "content": SYSTEM},
@@ -559,12 +560,18 @@ def _judge(facts: Facts, text: str, budget: int, count: Callable[[str], int], so
     return None if reason is None else (reason, _problems(verdict, text, too_long, source, facts))
 
 
+@lru_cache(maxsize=64)
+def _language(chunk: str) -> Language:
+    """A chunk's language, detected once: its prompt and the guard's check of each of up to 8 answers ask."""
+    return detect(chunk)
+
+
 def _other_language(text: str, source: str) -> str | None:
     """Is the rewrite of a chunk in another language than English written in another language than
     the chunk's? The 0.5B answered a Russian chunk in English, keeping its numbers and Cyrillic names,
     and nothing else of the guard saw it. (An English chunk is not checked: a short English rewrite
     has too few words for the classifier to be sure of, and the model keeps English.)"""
-    src = detect(source)
+    src = _language(source)
     if src.english:
         return None
     out = detect(text)
